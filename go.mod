@@ -1,0 +1,13 @@
+module github.com/mailproxy/mailproxy
+
+go 1.26.0
+
+require golang.org/x/sys v0.50.0
+
+require (
+	github.com/emersion/go-imap/v2 v2.0.0-beta.8 // indirect
+	github.com/emersion/go-message v0.18.2 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	github.com/emersion/go-smtp v0.25.1 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+)

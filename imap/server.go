@@ -1,0 +1,97 @@
+// Package imap is the IMAP side of the mail proxy: it speaks IMAP to a
+// client until the client has authenticated, then relays the session to the
+// backend the Authenticator chose.
+package imap
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// Defaults of the IMAP directives.
+var (
+	DefaultCapabilities = []string{"IMAP4", "IMAP4rev1", "UIDPLUS"}
+	DefaultAuthMethods  = []string{"plain"}
+)
+
+// DefaultClientBuffer is the default imap_client_buffer.
+const DefaultClientBuffer = 4 << 10
+
+// Server is an IMAP proxy for one server block. Fill its fields, then call
+// Serve; the zero value serves with nginx's defaults (and refuses every
+// login until Auth is set).
+type Server struct {
+	session.Config
+
+	// Capabilities are announced before login (imap_capabilities); nil
+	// means DefaultCapabilities.
+	Capabilities []string
+	// AuthMethods are the login methods offered (imap_auth): "plain"
+	// (LOGIN and AUTHENTICATE PLAIN), "login", "cram-md5", "external".
+	// Nil means DefaultAuthMethods.
+	AuthMethods []string
+	// ClientBuffer bounds a command line (imap_client_buffer); zero means
+	// DefaultClientBuffer.
+	ClientBuffer int
+
+	loop    session.Loop
+	once    sync.Once
+	settled settings
+}
+
+// settings are a Server's fields with the defaults applied, fixed when it
+// starts serving.
+type settings struct {
+	session.Config
+	capabilities string // the CAPABILITY line before login
+	authMethods  []string
+	clientBuffer int
+}
+
+// Serve accepts IMAP clients on l until l is closed or the Server is shut
+// down. It may be called for several listeners at once.
+func (s *Server) Serve(l net.Listener) error {
+	s.once.Do(s.settle)
+	return s.loop.Serve(l, s.serveConn)
+}
+
+// Shutdown stops accepting and waits for the sessions to end, closing them
+// when ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ctx) }
+
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error { return s.loop.Close() }
+
+func (s *Server) settle() {
+	methods := orDefault(s.AuthMethods, DefaultAuthMethods)
+	s.settled = settings{
+		Config:       s.Config.WithDefaults(),
+		capabilities: capabilities(orDefault(s.Capabilities, DefaultCapabilities), methods),
+		authMethods:  methods,
+		clientBuffer: s.ClientBuffer,
+	}
+	if s.ClientBuffer <= 0 {
+		s.settled.clientBuffer = DefaultClientBuffer
+	}
+}
+
+func orDefault(v, def []string) []string {
+	if v == nil {
+		return def
+	}
+	return v
+}
+
+// capabilities returns the CAPABILITY list: the configured capabilities
+// and an AUTH= entry for each SASL method.
+func capabilities(caps, methods []string) string {
+	line := strings.Join(caps, " ")
+	for _, m := range methods {
+		line += " AUTH=" + strings.ToUpper(m)
+	}
+	return line
+}

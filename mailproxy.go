@@ -1,0 +1,335 @@
+// Package mailproxy is an embeddable IMAP, POP3 and SMTP proxy in the
+// manner of the nginx mail module.
+//
+// A program assembles it from three kinds of parts:
+//
+//   - an [Authenticator] (package auth) decides who a client is and which
+//     backend serves it;
+//   - a [Server] (imap.Server, pop3.Server, smtp.Server) runs one
+//     protocol's dialogue for one server block and relays the session to the
+//     backend;
+//   - a [Listener] is a socket opened with the parameters of a listen
+//     directive.
+//
+// A [Proxy] runs many Servers on many Listeners from one [Config], and
+// reloads a new Config without dropping sessions or closing the sockets
+// that did not change. The config package reads an nginx-style
+// configuration into a Config; programs may equally build one in Go.
+//
+// Server.Serve takes a plain net.Listener, as http.Server does, rather than
+// a Listener: the protocol packages then need nothing from this package
+// (dependencies point one way), and a test or a program may serve any
+// listener. A Proxy passes them Listeners, which carry their listen
+// parameters.
+package mailproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// Authenticator decides logins and routes sessions; see package auth.
+type Authenticator = auth.Authenticator
+
+// Server serves one protocol on the listeners it is given: one server block.
+// imap.Server, pop3.Server and smtp.Server implement it.
+type Server interface {
+	// Serve accepts connections on l until l is closed or the Server is
+	// shut down. It may be called for several listeners at once.
+	Serve(l net.Listener) error
+	// Shutdown stops accepting and waits for the sessions in progress to
+	// end, closing them when ctx ends first.
+	Shutdown(ctx context.Context) error
+}
+
+// ErrProxyClosed is returned by [Proxy.Wait] and [Proxy.ListenAndServe]
+// after Shutdown or Close.
+var ErrProxyClosed = errors.New("mailproxy: proxy closed")
+
+// Config is a whole proxy: every server block.
+type Config struct {
+	Servers []ServerConfig
+}
+
+// ServerConfig is one server block: a protocol handler and where it listens.
+type ServerConfig struct {
+	// Name says where the block comes from in messages ("mail.conf:12").
+	Name string
+	// Listen lists the listen directives; at least one is needed.
+	Listen []ListenConfig
+	// Server is the protocol handler.
+	Server Server
+}
+
+// Proxy runs the Servers of a Config on their sockets.
+//
+// Build it with the Config and call ListenAndServe, or Start and later Wait.
+// Reload replaces the Config while running; Shutdown and Close end it.
+type Proxy struct {
+	// Config is read by Start; after that, use Reload to change it.
+	Config *Config
+	// Logger receives the proxy's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	sockets map[string]*socket
+	servers []Server // the current generation
+	retired []Server // previous generations, still draining
+	started bool
+	closed  bool
+	done    chan struct{}
+	serving sync.WaitGroup
+	errOnce sync.Once
+	err     error
+}
+
+func (p *Proxy) logger() *slog.Logger {
+	if p.Logger == nil {
+		return slog.Default()
+	}
+	return p.Logger
+}
+
+// ListenAndServe opens every listener of p.Config, serves them, and
+// returns when the Proxy is shut down (ErrProxyClosed) or a listener fails.
+func (p *Proxy) ListenAndServe() error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	return p.Wait()
+}
+
+// Start opens every listener of p.Config and starts serving in the
+// background. When a socket cannot be opened, none is left open.
+func (p *Proxy) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.closed {
+		return errors.New("mailproxy: proxy already started")
+	}
+	if p.Config == nil {
+		return errors.New("mailproxy: no Config")
+	}
+	p.sockets = make(map[string]*socket)
+	p.done = make(chan struct{})
+	if err := p.apply(context.Background(), p.Config); err != nil {
+		return err
+	}
+	p.started = true
+	return nil
+}
+
+// Wait blocks until the Proxy is shut down or closed (ErrProxyClosed), or
+// a socket fails: then that error.
+func (p *Proxy) Wait() error {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return errors.New("mailproxy: proxy not started")
+	}
+	<-done
+	return p.err
+}
+
+func (p *Proxy) fail(err error) {
+	p.errOnce.Do(func() {
+		p.err = err
+		close(p.done)
+	})
+}
+
+// Reload replaces the running Config with cfg. Sockets whose address is
+// kept stay open and go on accepting for the new Servers; the old Servers
+// stop accepting and their sessions go on until they end (or until
+// Shutdown). When cfg is invalid or a new socket cannot be opened, the old
+// Config goes on running and the error is returned.
+func (p *Proxy) Reload(ctx context.Context, cfg *Config) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started || p.closed {
+		return errors.New("mailproxy: proxy not running")
+	}
+	old := p.servers
+	if err := p.apply(ctx, cfg); err != nil {
+		return err
+	}
+	p.Config = cfg
+	p.retire(old)
+	return nil
+}
+
+// retire shuts the old Servers down in the background: they stop accepting
+// at once and drain until their sessions end.
+func (p *Proxy) retire(old []Server) {
+	p.retired = append(p.retired, old...)
+	for _, s := range old {
+		go s.Shutdown(context.Background())
+	}
+}
+
+// apply opens the sockets of cfg that are not open yet, routes every socket
+// to the Servers of cfg, starts them, and closes the sockets cfg no longer
+// has. It leaves everything as it was when it fails. The caller holds p.mu.
+func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
+	plan, err := makePlan(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	opened, err := p.openSockets(ctx, plan)
+	if err != nil {
+		return err
+	}
+	for key, s := range opened {
+		p.sockets[key] = s
+		p.serving.Add(1)
+		go p.pump(s)
+	}
+	byServer := make([][]*listener, len(cfg.Servers))
+	for key, sp := range plan {
+		s := p.sockets[key]
+		s.setRoutes(sp, byServer)
+	}
+	for key, s := range p.sockets {
+		if _, ok := plan[key]; !ok {
+			delete(p.sockets, key)
+			s.close()
+		}
+	}
+	p.servers = p.servers[:0:0]
+	for i, sc := range cfg.Servers {
+		p.servers = append(p.servers, sc.Server)
+		for _, l := range byServer[i] {
+			go p.serve(sc, l)
+		}
+	}
+	return nil
+}
+
+// openSockets opens the planned sockets that are not open yet. On failure
+// it closes the ones it opened and returns the error.
+func (p *Proxy) openSockets(ctx context.Context, plan map[string]*socketPlan) (map[string]*socket, error) {
+	opened := make(map[string]*socket)
+	for key, sp := range plan {
+		if have, ok := p.sockets[key]; ok {
+			have.warnChanged(p.logger(), sp.config)
+			continue
+		}
+		ln, err := openSocket(ctx, sp.endpoint, sp.config)
+		if err != nil {
+			for _, s := range opened {
+				s.ln.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", sp.name, err)
+		}
+		opened[key] = newSocket(sp, ln)
+	}
+	return opened, nil
+}
+
+func (p *Proxy) serve(sc ServerConfig, l *listener) {
+	defer l.Close() // a Server that stops by itself takes no more connections
+	err := sc.Server.Serve(l)
+	if err != nil && !errors.Is(err, session.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		p.logger().Error("server stopped", "server", sc.Name, "listen", l.Addr().String(), "err", err)
+	}
+}
+
+// pump accepts connections on s until it is closed and hands each to the
+// listener its local address is routed to.
+func (p *Proxy) pump(s *socket) {
+	defer p.serving.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if !s.isClosed() {
+				p.logger().Error("accept failed; socket closed", "listen", s.name, "err", err)
+				p.fail(fmt.Errorf("mailproxy: %s: %w", s.name, err))
+			}
+			return
+		}
+		s.dispatch(c)
+	}
+}
+
+// Shutdown stops accepting on every socket and waits until every session
+// has ended, or until ctx ends: the remaining sessions are then closed and
+// ctx's error is returned.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	servers := p.stop()
+	var g sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		g.Go(func() { errs[i] = s.Shutdown(ctx) })
+	}
+	g.Wait()
+	p.serving.Wait()
+	return errors.Join(errs...)
+}
+
+// Close closes every socket and session at once. Servers that implement
+// io.Closer are closed; the others are shut down with an ended context.
+func (p *Proxy) Close() error {
+	servers := p.stop()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errs []error
+	for _, s := range servers {
+		if c, ok := s.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		} else if err := s.Shutdown(ended); !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	p.serving.Wait()
+	return errors.Join(errs...)
+}
+
+// stop closes the sockets and returns every Server, old and current.
+func (p *Proxy) stop() []Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	for _, s := range p.sockets {
+		s.close()
+	}
+	if p.done != nil {
+		p.fail(ErrProxyClosed)
+	}
+	return append(p.retired, p.servers...)
+}
+
+// Addrs returns the address of every open socket, for example to learn the
+// ports chosen for listen addresses with port 0.
+func (p *Proxy) Addrs() []net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	addrs := make([]net.Addr, 0, len(p.sockets))
+	for _, s := range p.sockets {
+		addrs = append(addrs, s.ln.Addr())
+	}
+	return addrs
+}
+
+// ServerAddrs returns the addresses the i-th server of the running Config
+// listens on, in the order of its listen directives.
+func (p *Proxy) ServerAddrs(i int) []net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var routes []servedRoute
+	for _, s := range p.sockets {
+		routes = append(routes, s.addrsOf(i)...)
+	}
+	return sortedAddrs(routes)
+}

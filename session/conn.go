@@ -1,0 +1,168 @@
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Errors returned by [Conn] when a client breaks a limit.
+var (
+	ErrLineTooLong     = errors.New("mail: line too long")
+	ErrTooManyCommands = errors.New("mail: too many commands")
+)
+
+// Replies are a protocol's words for a client that breaks a limit.
+type Replies struct {
+	LineTooLong     string // a command line was too long; the session goes on
+	TooManyCommands string // sent before closing at max_commands
+	TooManyErrors   string // sent before closing at max_errors
+}
+
+// Conn is a client connection during the dialogue before proxying starts.
+// It reads bounded lines with the server's timeout, counts commands and
+// errors against max_commands and max_errors, and buffers replies.
+type Conn struct {
+	net.Conn
+	Log *slog.Logger // the session's logger, with the client address
+
+	cfg      *Config
+	replies  Replies
+	r        *bufio.Reader
+	w        *bufio.Writer
+	commands int
+	errors   int
+}
+
+// NewConn wraps c for a session of a server configured by cfg (with
+// defaults applied). maxLine bounds a line, CRLF included.
+func NewConn(c net.Conn, cfg *Config, maxLine int, replies Replies) *Conn {
+	return &Conn{
+		Conn:    c,
+		Log:     cfg.Logger.With("client", c.RemoteAddr().String()),
+		cfg:     cfg,
+		replies: replies,
+		r:    bufio.NewReaderSize(c, max(maxLine, 16)),
+		w:    bufio.NewWriterSize(c, 1024),
+	}
+}
+
+// ReadCommand reads the next command line and counts it against
+// max_commands. The line is returned without its CR LF and is valid until
+// the next read. A line longer than the limit is consumed and reported as
+// ErrLineTooLong; the caller replies and counts an error.
+func (c *Conn) ReadCommand() ([]byte, error) {
+	if c.cfg.MaxCommands > 0 && c.commands >= c.cfg.MaxCommands {
+		return nil, ErrTooManyCommands
+	}
+	c.commands++
+	return c.ReadLine()
+}
+
+// ReadLine reads a line that is not a command (a SASL response, a
+// literal's continuation) with the same bounds as ReadCommand.
+func (c *Conn) ReadLine() ([]byte, error) {
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	if err := c.SetReadDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
+		return nil, err
+	}
+	line, err := c.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return nil, c.skipLine()
+	}
+	if err != nil {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+	return line, nil
+}
+
+// skipLine discards the rest of an over-long line and returns
+// ErrLineTooLong, or the read error that stopped it.
+func (c *Conn) skipLine() error {
+	for {
+		_, err := c.r.ReadSlice('\n')
+		switch {
+		case err == nil:
+			return ErrLineTooLong
+		case !errors.Is(err, bufio.ErrBufferFull):
+			return err
+		}
+	}
+}
+
+// Run reads command lines and calls command for each, until command
+// returns false, the client goes away, ctx ends, or a limit is broken.
+func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
+	for ctx.Err() == nil {
+		line, err := c.ReadCommand()
+		switch {
+		case err == nil:
+			if !command(line) {
+				return
+			}
+		case errors.Is(err, ErrLineTooLong):
+			c.Reply("%s", c.replies.LineTooLong)
+			if !c.Failed() {
+				return
+			}
+		case errors.Is(err, ErrTooManyCommands):
+			c.Close(c.replies.TooManyCommands)
+			return
+		default:
+			c.Log.Debug("client gone", "err", err)
+			return
+		}
+	}
+}
+
+// Failed counts a protocol error whose reply is queued, and reports whether
+// the session goes on: at max_errors it sends the closing reply and returns
+// false.
+func (c *Conn) Failed() bool {
+	c.errors++
+	if c.cfg.MaxErrors > 0 && c.errors >= c.cfg.MaxErrors {
+		c.Close(c.replies.TooManyErrors)
+		return false
+	}
+	return true
+}
+
+// Close sends the queued replies and a last one, and closes the connection.
+func (c *Conn) Close(last string) {
+	c.Reply("%s", last)
+	c.Flush()
+	c.Conn.Close()
+}
+
+// Reply queues a formatted reply line; CR LF is appended. Replies are sent
+// by the next read or by Flush.
+func (c *Conn) Reply(format string, args ...any) {
+	fmt.Fprintf(c.w, format, args...)
+	c.w.WriteString("\r\n")
+}
+
+// Flush sends the queued replies within the server's timeout.
+func (c *Conn) Flush() error {
+	if c.w.Buffered() == 0 {
+		return nil
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// Buffered returns the bytes the client sent past the last line read: what
+// a client pipelined before proxying started.
+func (c *Conn) Buffered() []byte {
+	b, _ := c.r.Peek(c.r.Buffered())
+	return b
+}

@@ -1,0 +1,189 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// ErrServerClosed is returned by [Loop.Serve] after Shutdown or Close.
+var ErrServerClosed = errors.New("mail: server closed")
+
+// Handler serves one client connection. It returns when the session is
+// over; the Loop closes the connection afterwards. ctx is cancelled when the
+// Loop is closed.
+type Handler func(ctx context.Context, conn net.Conn)
+
+// Loop accepts connections from listeners, runs a Handler for each, and
+// tracks them for a graceful shutdown. It is the engine of every protocol
+// server. The zero value is ready to use; a Loop must not be copied after
+// first use.
+type Loop struct {
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	draining  bool // Shutdown or Close: no new listener is served
+	killed    bool // Close: sessions are closed at once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	// running counts Serve calls and sessions. A session is added by its
+	// Serve call, so Wait never races with an Add from zero.
+	running sync.WaitGroup
+}
+
+func (l *Loop) init() {
+	if l.ctx == nil {
+		l.ctx, l.cancel = context.WithCancel(context.Background())
+		l.listeners = make(map[net.Listener]struct{})
+		l.conns = make(map[net.Conn]struct{})
+	}
+}
+
+// Serve accepts connections on ln and handles each in its own goroutine
+// until ln fails or the Loop is shut down; it then returns ErrServerClosed.
+// Serve may be called for several listeners at once.
+func (l *Loop) Serve(ln net.Listener, handle Handler) error {
+	if !l.track(ln) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer l.untrack(ln)
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if l.isDraining() {
+				return ErrServerClosed
+			}
+			if backoff = nextBackoff(backoff); isTemporary(err) {
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		l.start(conn, handle)
+	}
+}
+
+// nextBackoff doubles the pause after a temporary accept error (too many
+// open files), from 5ms up to one second, as net/http does.
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	return min(2*d, time.Second)
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (l *Loop) track(ln net.Listener) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.init()
+	if l.draining {
+		return false
+	}
+	l.listeners[ln] = struct{}{}
+	l.running.Add(1)
+	return true
+}
+
+func (l *Loop) untrack(ln net.Listener) {
+	l.mu.Lock()
+	delete(l.listeners, ln)
+	l.mu.Unlock()
+	l.running.Done()
+}
+
+func (l *Loop) isDraining() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.draining
+}
+
+// start registers conn and runs its session. A connection accepted while
+// the Loop shuts down is still served: it was accepted before its listener
+// closed. After Close it is closed at once.
+func (l *Loop) start(conn net.Conn, handle Handler) {
+	l.mu.Lock()
+	if l.killed {
+		l.mu.Unlock()
+		conn.Close()
+		return
+	}
+	l.conns[conn] = struct{}{}
+	l.running.Add(1)
+	ctx := l.ctx
+	l.mu.Unlock()
+	go func() {
+		defer l.finish(conn)
+		handle(ctx, conn)
+	}()
+}
+
+func (l *Loop) finish(conn net.Conn) {
+	conn.Close()
+	l.mu.Lock()
+	delete(l.conns, conn)
+	l.mu.Unlock()
+	l.running.Done()
+}
+
+// Active returns the number of sessions in progress.
+func (l *Loop) Active() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// Shutdown stops accepting (closing the listeners) and waits for the
+// sessions in progress to end by themselves. When ctx ends first, the
+// remaining sessions are closed and ctx's error is returned.
+func (l *Loop) Shutdown(ctx context.Context) error {
+	l.drain(false)
+	done := make(chan struct{})
+	go func() {
+		l.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		l.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every session at once, and waits for the
+// session goroutines to return.
+func (l *Loop) Close() error {
+	l.drain(true)
+	l.running.Wait()
+	return nil
+}
+
+// drain stops serving listeners and, with kill, ends every session.
+func (l *Loop) drain(kill bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.init()
+	l.draining = true
+	for ln := range l.listeners {
+		ln.Close()
+	}
+	if kill {
+		l.killed = true
+		l.cancel()
+		for c := range l.conns {
+			c.Close()
+		}
+	}
+}
