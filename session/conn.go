@@ -47,8 +47,8 @@ func NewConn(c net.Conn, cfg *Config, maxLine int, replies Replies) *Conn {
 		Log:     cfg.Logger.With("client", c.RemoteAddr().String()),
 		cfg:     cfg,
 		replies: replies,
-		r:    bufio.NewReaderSize(c, max(maxLine, 16)),
-		w:    bufio.NewWriterSize(c, 1024),
+		r:       bufio.NewReaderSize(c, max(maxLine, 16)),
+		w:       bufio.NewWriterSize(c, 1024),
 	}
 }
 
