@@ -1,0 +1,306 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailproxy/mailproxy"
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/imap"
+	"github.com/mailproxy/mailproxy/pop3"
+	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/smtp"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func loadString(t *testing.T, src string) (*Config, error) {
+	t.Helper()
+	return LoadBytes("test.conf", []byte(src), t.TempDir(), Options{Logger: quiet()})
+}
+
+// mustServers loads a mail block body and returns its servers.
+func mustServers(t *testing.T, body string) []mailproxy.ServerConfig {
+	t.Helper()
+	cfg, err := loadString(t, "mail {\nauth_http 127.0.0.1:9000/auth;\n"+body+"\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Proxy.Servers
+}
+
+func coreOf(s mailproxy.Server) session.Config {
+	switch s := s.(type) {
+	case *imap.Server:
+		return s.Config
+	case *pop3.Server:
+		return s.Config
+	case *smtp.Server:
+		return s.Config
+	}
+	panic("unknown server type")
+}
+
+func TestLoadFullNginxConf(t *testing.T) {
+	cfg, err := Load("testdata/nginx-full.conf", Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := cfg.Proxy.Servers
+	if len(servers) != 5 {
+		t.Fatalf("%d servers, want 5", len(servers))
+	}
+	im, ok := servers[0].Server.(*imap.Server)
+	if !ok {
+		t.Fatalf("first server is %T", servers[0].Server)
+	}
+	if want := []string{"IMAP4rev1", "UIDPLUS", "IDLE", "LITERAL+", "QUOTA"}; !reflect.DeepEqual(im.Capabilities, want) {
+		t.Errorf("imap capabilities %q", im.Capabilities)
+	}
+	if !reflect.DeepEqual(im.AuthMethods, []string{"plain", "login"}) {
+		t.Errorf("imap_auth %q", im.AuthMethods)
+	}
+	if im.ServerName != "mail.example.org" || !im.PassErrorMessage {
+		t.Errorf("inherited settings not applied: %+v", im.Config)
+	}
+	if !servers[1].Listen[0].SSL {
+		t.Error("listen 993 ssl lost its ssl flag")
+	}
+	last := servers[4].Server.(*smtp.Server)
+	if want := []string{"SIZE 10485760", "AUTH=LOGIN PLAIN", "PIPELINING"}; !reflect.DeepEqual(last.Capabilities, want) {
+		t.Errorf("smtp_capabilities %q", last.Capabilities)
+	}
+	if want := []string{"/var/log/nginx/error.log", "warn"}; !reflect.DeepEqual(cfg.ErrorLog, want) {
+		t.Errorf("error_log %q, want %q", cfg.ErrorLog, want)
+	}
+	if servers[0].Name != "testdata/nginx-full.conf:87" {
+		t.Errorf("server name %q", servers[0].Name)
+	}
+}
+
+func TestLoadDirectives(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		check func(t *testing.T, s mailproxy.ServerConfig)
+	}{
+		{"core", `server { listen 127.0.0.1:1143; protocol imap; server_name mx.test; timeout 1m30s;
+			max_errors 3; max_commands 50; proxy_timeout 2h; proxy_buffer 8k; proxy_pass_error_message on; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				want := session.Config{ServerName: "mx.test", Timeout: 90 * time.Second, MaxErrors: 3, MaxCommands: 50,
+					ProxyTimeout: 2 * time.Hour, ProxyBuffer: 8 << 10, PassErrorMessage: true}
+				got := coreOf(s.Server)
+				got.Logger, got.Auth = nil, nil
+				if got != want {
+					t.Errorf("got %+v\nwant %+v", got, want)
+				}
+			}},
+		{"max_errors 0 closes at the first error", `server { listen 1143; protocol imap; max_errors 0; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				if n := coreOf(s.Server).MaxErrors; n != 1 {
+					t.Errorf("MaxErrors = %d, want 1", n)
+				}
+			}},
+		{"imap", `server { listen 1143; protocol imap; imap_capabilities IMAP4rev1 IDLE; imap_auth login cram-md5 external; imap_client_buffer 16k; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				im := s.Server.(*imap.Server)
+				if !reflect.DeepEqual(im.Capabilities, []string{"IMAP4rev1", "IDLE"}) ||
+					!reflect.DeepEqual(im.AuthMethods, []string{"login", "cram-md5", "external"}) || im.ClientBuffer != 16<<10 {
+					t.Errorf("got %q %q %d", im.Capabilities, im.AuthMethods, im.ClientBuffer)
+				}
+			}},
+		{"pop3", `server { listen 1110; protocol pop3; pop3_capabilities TOP USER; pop3_auth plain apop cram-md5 external; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				p := s.Server.(*pop3.Server)
+				if !reflect.DeepEqual(p.Capabilities, []string{"TOP", "USER"}) ||
+					!reflect.DeepEqual(p.AuthMethods, []string{"plain", "apop", "cram-md5", "external"}) {
+					t.Errorf("got %q %q", p.Capabilities, p.AuthMethods)
+				}
+			}},
+		{"smtp", `server { listen 1025; protocol smtp; smtp_capabilities "SIZE 1000" 8BITMIME; smtp_auth none login; smtp_client_buffer 1m; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				sm := s.Server.(*smtp.Server)
+				if !reflect.DeepEqual(sm.Capabilities, []string{"SIZE 1000", "8BITMIME"}) ||
+					!reflect.DeepEqual(sm.AuthMethods, []string{"none", "login"}) || sm.ClientBuffer != 1<<20 {
+					t.Errorf("got %q %q %d", sm.Capabilities, sm.AuthMethods, sm.ClientBuffer)
+				}
+			}},
+		{"listen parameters", `server { protocol imap;
+			listen 127.0.0.1:1143 ssl proxy_protocol backlog=100 rcvbuf=64k sndbuf=1m bind ipv6only=off reuseport so_keepalive=30m::10 multipath;
+			listen unix:/run/mail.sock; listen [::1]:1143 so_keepalive=on; listen 1144 so_keepalive=off; listen 1145 so_keepalive=:75s:; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				want := []mailproxy.ListenConfig{
+					{Address: "127.0.0.1:1143", SSL: true, ProxyProtocol: true, Backlog: 100, RcvBuf: 64 << 10, SndBuf: 1 << 20,
+						Bind: true, IPv6Only: mailproxy.Off, ReusePort: true, KeepAlive: mailproxy.On, KeepIdle: 30 * time.Minute,
+						KeepCnt: 10, Multipath: true},
+					{Address: "unix:/run/mail.sock"},
+					{Address: "[::1]:1143", KeepAlive: mailproxy.On},
+					{Address: "1144", KeepAlive: mailproxy.Off},
+					{Address: "1145", KeepAlive: mailproxy.On, KeepIntvl: 75 * time.Second},
+				}
+				if !reflect.DeepEqual(s.Listen, want) {
+					t.Errorf("got  %+v\nwant %+v", s.Listen, want)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			servers := mustServers(t, tt.body)
+			if len(servers) != 1 {
+				t.Fatalf("%d servers", len(servers))
+			}
+			tt.check(t, servers[0])
+		})
+	}
+}
+
+func TestInheritance(t *testing.T) {
+	servers := mustServers(t, `
+		timeout 10s;
+		imap_capabilities IMAP4rev1 BASE;
+		server { listen 1143; protocol imap; }
+		server { listen 1144; protocol imap; timeout 20s; imap_capabilities IMAP4rev1 OWN; }
+		max_errors 7; # after the servers, still inherited (nginx merges after reading)
+	`)
+	first, second := servers[0].Server.(*imap.Server), servers[1].Server.(*imap.Server)
+	if first.Timeout != 10*time.Second || second.Timeout != 20*time.Second {
+		t.Errorf("timeouts %v %v, want 10s 20s", first.Timeout, second.Timeout)
+	}
+	if first.Capabilities[1] != "BASE" || second.Capabilities[1] != "OWN" {
+		t.Errorf("capabilities %q %q", first.Capabilities, second.Capabilities)
+	}
+	if first.MaxErrors != 7 || second.MaxErrors != 7 {
+		t.Errorf("max_errors %d %d, want 7 7", first.MaxErrors, second.MaxErrors)
+	}
+	if first.ServerName != "" {
+		t.Errorf("server_name %q, want empty (the host name at run time)", first.ServerName)
+	}
+}
+
+func TestProtocolAutodetect(t *testing.T) {
+	tests := []struct {
+		listen string
+		want   string
+	}{
+		{"143", "imap"}, {"127.0.0.1:993", "imap"}, {"[::1]:110", "pop3"}, {"*:995", "pop3"},
+		{"25", "smtp"}, {"587", "smtp"}, {"localhost:465", "smtp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen, func(t *testing.T) {
+			srv := mustServers(t, "server { listen "+tt.listen+"; }")[0].Server
+			got := map[string]string{"*imap.Server": "imap", "*pop3.Server": "pop3", "*smtp.Server": "smtp"}[reflect.TypeOf(srv).String()]
+			if got != tt.want {
+				t.Errorf("got %T, want %s", srv, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	const auth = "auth_http 127.0.0.1:9000/auth;\n"
+	tests := []struct {
+		name, src, want string
+	}{
+		{"no mail", "events {}\n", `test.conf: no "mail" block`},
+		{"two mail blocks", "mail { " + auth + " }\nmail {}\n", `test.conf:3: "mail" directive is duplicate`},
+		{"mail without block", "mail;\n", `test.conf:1: directive "mail" has no opening "{"`},
+		{"unknown", "mail {\n" + auth + "frobnicate on;\n}\n", `test.conf:3: unknown directive "frobnicate"`},
+		{"listen at mail level", "mail {\nlisten 143;\n}\n", `test.conf:2: "listen" directive is not allowed here`},
+		{"server in server", "mail {\nserver {\nserver { }\n}\n}\n", `test.conf:3: "server" directive is not allowed here`},
+		{"server without block", "mail {\nserver;\n}\n", `test.conf:2: directive "server" has no opening "{"`},
+		{"duplicate", "mail {\ntimeout 1s;\ntimeout 2s;\n}\n", `test.conf:3: "timeout" directive is duplicate`},
+		{"block on simple", "mail {\ntimeout 1s { }\n}\n", `test.conf:2: unexpected "{" after "timeout" directive`},
+		{"too few args", "mail {\ntimeout;\n}\n", `test.conf:2: invalid number of arguments in "timeout" directive`},
+		{"too many args", "mail {\ntimeout 1s 2s;\n}\n", `test.conf:2: invalid number of arguments in "timeout" directive`},
+		{"bad time", "mail {\ntimeout 5x;\n}\n", `test.conf:2: invalid time "5x" in "timeout" directive`},
+		{"bad size", "mail {\nproxy_buffer 4q;\n}\n", `test.conf:2: invalid size "4q" in "proxy_buffer" directive`},
+		{"zero size", "mail {\nimap_client_buffer 0;\n}\n", `test.conf:2: invalid size "0" in "imap_client_buffer" directive`},
+		{"bad number", "mail {\nmax_errors -1;\n}\n", `test.conf:2: invalid number "-1" in "max_errors" directive`},
+		{"bad flag", "mail {\nproxy_pass_error_message yes;\n}\n", `test.conf:2: invalid value "yes", it must be "on" or "off" in "proxy_pass_error_message" directive`},
+		{"bad imap_auth", "mail {\nimap_auth plain apop;\n}\n", `test.conf:2: invalid value "apop" in "imap_auth" directive`},
+		{"bad pop3_auth", "mail {\npop3_auth login;\n}\n", `test.conf:2: invalid value "login" in "pop3_auth" directive`},
+		{"bad smtp_auth", "mail {\nsmtp_auth apop;\n}\n", `test.conf:2: invalid value "apop" in "smtp_auth" directive`},
+		{"bad protocol", "mail {\nserver {\nprotocol nntp;\n}\n}\n", `test.conf:3: unknown protocol "nntp" in "protocol" directive`},
+		{"bad starttls", "mail {\nstarttls maybe;\n}\n", `test.conf:2: invalid value "maybe" in "starttls" directive`},
+		{"bad ssl_protocols", "mail {\nssl_protocols TLSv1.2 TLSv9;\n}\n", `test.conf:2: invalid value "TLSv9" in "ssl_protocols" directive`},
+		{"bad ssl_verify_client", "mail {\nssl_verify_client sometimes;\n}\n", `test.conf:2: invalid value "sometimes" in "ssl_verify_client" directive`},
+		{"bad auth_http_timeout", "mail {\nauth_http_timeout soon;\n}\n", `test.conf:2: invalid time "soon" in "auth_http_timeout" directive`},
+		{"set_real_ip_from at mail level", "mail {\nset_real_ip_from 10.0.0.0/8;\n}\n", `test.conf:2: "set_real_ip_from" directive is not allowed here`},
+		{"bad listen parameter", "mail {\n" + auth + "server {\nlisten 143 fast;\n}\n}\n", `test.conf:4: invalid parameter "fast" in "listen" directive`},
+		{"bad backlog", "mail {\n" + auth + "server {\nlisten 143 backlog=lots;\n}\n}\n", `test.conf:4: listen backlog=lots: strconv.Atoi: parsing "lots": invalid syntax in "listen" directive`},
+		{"bad keepalive", "mail {\n" + auth + "server {\nlisten 143 so_keepalive=1:2;\n}\n}\n", `test.conf:4: listen so_keepalive=1:2: invalid so_keepalive value "1:2" in "listen" directive`},
+		{"bad keepalive count", "mail {\n" + auth + "server {\nlisten 143 so_keepalive=::x;\n}\n}\n", `test.conf:4: listen so_keepalive=::x: invalid so_keepalive count "x" in "listen" directive`},
+		{"bad ipv6only", "mail {\n" + auth + "server {\nlisten [::]:143 ipv6only=maybe;\n}\n}\n", `test.conf:4: listen ipv6only=maybe: invalid value "maybe", it must be "on" or "off" in "listen" directive`},
+		{"no listen", "mail {\n" + auth + "server {\nprotocol imap;\n}\n}\n", `test.conf:3: no "listen" is defined for server`},
+		{"no protocol", "mail {\n" + auth + "server {\nlisten 1234;\n}\n}\n", `test.conf:3: protocol is not defined for server`},
+		{"no auth_http", "mail {\nserver {\nlisten 143;\n}\n}\n", `test.conf:2: no "auth_http" is defined for server`},
+		{"top-level pid args", "pid;\nmail {}\n", `test.conf:1: invalid number of arguments in "pid" directive`},
+		{"syntax", "mail {\n", `test.conf:2: unexpected end of file, expecting "}"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadString(t, tt.src)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("error\n got %q\nwant %q", err, tt.want)
+			}
+			var cerr *Error
+			if positioned.MatchString(tt.want) && !errors.As(err, &cerr) {
+				t.Errorf("error %T is not a *config.Error", err)
+			}
+		})
+	}
+}
+
+var positioned = regexp.MustCompile(`^test\.conf:\d+: `)
+
+func TestLoadOptions(t *testing.T) {
+	dir := t.TempDir()
+	a := auth.Static{"u": {Password: "p", Backend: "127.0.0.1:1"}}
+	cfg, err := LoadBytes("x.conf", []byte("mail { server { listen 1143; protocol imap; } }"), dir,
+		Options{Prefix: "/srv/mail", Globals: "pid run/mail.pid; error_log stderr debug;", Auth: a, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PID != "/srv/mail/run/mail.pid" {
+		t.Errorf("pid %q", cfg.PID)
+	}
+	if !reflect.DeepEqual(cfg.ErrorLog, []string{"stderr", "debug"}) {
+		t.Errorf("error_log %q", cfg.ErrorLog)
+	}
+	if got := coreOf(cfg.Proxy.Servers[0].Server).Auth; !reflect.DeepEqual(got, auth.Authenticator(a)) {
+		t.Errorf("Auth %v, want the Options' authenticator", got)
+	}
+	if _, err := LoadBytes("x.conf", []byte("mail {}"), dir, Options{Globals: "pid", Logger: quiet()}); err == nil {
+		t.Error("a broken -g was accepted")
+	}
+}
+
+// Directives that take effect in a later version are accepted and each is
+// named in a warning, never silently ignored.
+func TestPendingDirectivesWarn(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	src := `mail {
+		auth_http 127.0.0.1:9000/auth;
+		ssl_certificate a.pem;
+		server { listen 1143; protocol imap; starttls on; }
+		server { listen 1144; protocol imap; }
+	}`
+	if _, err := LoadBytes("w.conf", []byte(src), t.TempDir(), Options{Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"directive=auth_http at=w.conf:2", "directive=ssl_certificate at=w.conf:3", "directive=starttls at=w.conf:4"} {
+		if n := strings.Count(logs.String(), want); n != 1 {
+			t.Errorf("%d warnings with %q, want 1:\n%s", n, want, logs.String())
+		}
+	}
+}

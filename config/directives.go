@@ -1,0 +1,261 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mailproxy/mailproxy"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// level says where a directive may stand.
+type level uint8
+
+const (
+	atMail level = 1 << iota
+	atServer
+	anywhere = atMail | atServer
+)
+
+// spec describes one directive of the mail block.
+type spec struct {
+	where    level
+	min, max int  // argument count; max < 0 means any
+	multi    bool // may appear more than once in a block
+	set      func(s *settings, d *Directive) error
+}
+
+// settings are the directives in force for one server block: the mail
+// block's, overridden by the server's own.
+type settings struct {
+	core     session.Config
+	protocol string
+	listen   []mailproxy.ListenConfig
+
+	imapCaps, imapAuth []string
+	imapBuffer         int
+	pop3Caps, pop3Auth []string
+	smtpCaps, smtpAuth []string
+	smtpBuffer         int
+
+	authHTTP string
+	// pending are directives accepted and checked, whose effect comes in
+	// a later version: Load warns about each.
+	pending []*Directive
+	// seen holds the directives set in the block being read, to find
+	// duplicates and to let the first of a repeatable directive replace
+	// what was inherited.
+	seen map[string]bool
+}
+
+// directives maps the name of every directive of the mail block to its spec.
+var directives map[string]spec
+
+func init() {
+	directives = map[string]spec{
+		"listen":       {where: atServer, min: 1, max: -1, multi: true, set: setListen},
+		"protocol":     {where: atServer, min: 1, max: 1, set: setProtocol},
+		"server_name":  {where: anywhere, min: 1, max: 1, set: str(func(s *settings) *string { return &s.core.ServerName })},
+		"timeout":      {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.core.Timeout })},
+		"max_errors":   {where: anywhere, min: 1, max: 1, set: count(func(s *settings) *int { return &s.core.MaxErrors })},
+		"max_commands": {where: anywhere, min: 1, max: 1, set: count(func(s *settings) *int { return &s.core.MaxCommands })},
+
+		"proxy_timeout":            {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.core.ProxyTimeout })},
+		"proxy_buffer":             {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.core.ProxyBuffer })},
+		"proxy_pass_error_message": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.core.PassErrorMessage })},
+
+		"imap_capabilities":  {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.imapCaps })},
+		"imap_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.imapAuth }, "login", "plain", "cram-md5", "external")},
+		"imap_client_buffer": {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.imapBuffer })},
+		"pop3_capabilities":  {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.pop3Caps })},
+		"pop3_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.pop3Auth }, "plain", "apop", "cram-md5", "external")},
+		"smtp_capabilities":  {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.smtpCaps })},
+		"smtp_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.smtpAuth }, "login", "plain", "cram-md5", "external", "none")},
+		"smtp_client_buffer": {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.smtpBuffer })},
+
+		"auth_http": {where: anywhere, min: 1, max: 1, set: func(s *settings, d *Directive) error {
+			s.authHTTP = d.Args[0]
+			return later(s, d)
+		}},
+	}
+	addLater()
+}
+
+// addLater registers the directives that are checked and accepted now and
+// take effect in a later version (TLS, PROXY protocol, resolver, auth_http
+// details, SMTP backend options).
+func addLater() {
+	onOff := pendingCheck(checkEach(parseFlagErr))
+	timeArg := pendingCheck(checkEach(func(v string) error { _, err := parseTime(v); return err }))
+	anyArgs := pendingCheck(nil)
+	for name, sp := range map[string]spec{
+		"auth_http_header":           {min: 2, max: 2, multi: true, set: anyArgs},
+		"auth_http_pass_client_cert": {min: 1, max: 1, set: onOff},
+		"auth_http_timeout":          {min: 1, max: 1, set: timeArg},
+		"proxy_protocol":             {min: 1, max: 1, set: onOff},
+		"proxy_smtp_auth":            {min: 1, max: 1, set: onOff},
+		"xclient":                    {min: 1, max: 1, set: onOff},
+		"smtp_greeting_delay":        {min: 1, max: 1, set: timeArg},
+		"resolver":                   {min: 1, max: -1, multi: true, set: anyArgs},
+		"resolver_timeout":           {min: 1, max: 1, set: timeArg},
+		"set_real_ip_from":           {where: atServer, min: 1, max: 1, multi: true, set: anyArgs},
+		"error_log":                  {min: 1, max: -1, multi: true, set: anyArgs},
+		"starttls":                   {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "only")))},
+		"ssl_certificate":            {min: 1, max: 1, multi: true, set: anyArgs},
+		"ssl_certificate_key":        {min: 1, max: 1, multi: true, set: anyArgs},
+		"ssl_password_file":          {min: 1, max: 1, set: anyArgs},
+		"ssl_protocols":              {min: 1, max: -1, set: pendingCheck(checkEach(oneOf("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")))},
+		"ssl_ciphers":                {min: 1, max: 1, set: anyArgs},
+		"ssl_prefer_server_ciphers":  {min: 1, max: 1, set: onOff},
+		"ssl_ecdh_curve":             {min: 1, max: 1, set: anyArgs},
+		"ssl_dhparam":                {min: 1, max: 1, set: anyArgs},
+		"ssl_conf_command":           {min: 2, max: 2, multi: true, set: anyArgs},
+		"ssl_session_cache":          {min: 1, max: 2, set: anyArgs},
+		"ssl_session_timeout":        {min: 1, max: 1, set: timeArg},
+		"ssl_session_tickets":        {min: 1, max: 1, set: onOff},
+		"ssl_session_ticket_key":     {min: 1, max: 1, multi: true, set: anyArgs},
+		"ssl_verify_client":          {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "optional", "optional_no_ca")))},
+		"ssl_verify_depth":           {min: 1, max: 1, set: pendingCheck(checkEach(func(v string) error { _, err := parseCount(v); return err }))},
+		"ssl_client_certificate":     {min: 1, max: 1, set: anyArgs},
+		"ssl_trusted_certificate":    {min: 1, max: 1, set: anyArgs},
+		"ssl_crl":                    {min: 1, max: 1, set: anyArgs},
+	} {
+		if sp.where == 0 {
+			sp.where = anywhere
+		}
+		directives[name] = sp
+	}
+}
+
+func setListen(s *settings, d *Directive) error {
+	lc, err := parseListen(d.Args)
+	if err != nil {
+		return err
+	}
+	s.listen = append(s.listen, lc)
+	return nil
+}
+
+func setProtocol(s *settings, d *Directive) error {
+	if err := oneOf("imap", "pop3", "smtp")(d.Args[0]); err != nil {
+		return fmt.Errorf("unknown protocol %q", d.Args[0])
+	}
+	s.protocol = d.Args[0]
+	return nil
+}
+
+// The setters below make a spec's set function from a pointer to the field
+// it fills.
+
+func str(field func(*settings) *string) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error { *field(s) = d.Args[0]; return nil }
+}
+
+func words(field func(*settings) *[]string) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error { *field(s) = slices.Clone(d.Args); return nil }
+}
+
+func duration(field func(*settings) *time.Duration) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		v, err := parseTime(d.Args[0])
+		*field(s) = v
+		return err
+	}
+}
+
+func size(field func(*settings) *int) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		v, err := parseSize(d.Args[0])
+		if err == nil && v == 0 {
+			err = fmt.Errorf("invalid size %q", d.Args[0])
+		}
+		*field(s) = v
+		return err
+	}
+}
+
+// count sets a limit. nginx closes at the first error with max_errors 0,
+// which is our limit of 1; our 0 would mean the default.
+func count(field func(*settings) *int) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		v, err := parseCount(d.Args[0])
+		*field(s) = max(v, 1)
+		return err
+	}
+}
+
+func parseCount(v string) (int, error) {
+	n, err := strconv.ParseUint(v, 10, 31)
+	if err != nil {
+		return 0, fmt.Errorf("invalid number %q", v)
+	}
+	return int(n), nil
+}
+
+func flag(field func(*settings) *bool) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		v, err := parseFlag(d.Args[0])
+		*field(s) = v
+		return err
+	}
+}
+
+func methods(field func(*settings) *[]string, allowed ...string) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		if err := checkEach(oneOf(allowed...))(d.Args); err != nil {
+			return err
+		}
+		*field(s) = slices.Clone(d.Args)
+		return nil
+	}
+}
+
+func oneOf(allowed ...string) func(string) error {
+	return func(v string) error {
+		if !slices.Contains(allowed, v) {
+			return fmt.Errorf("invalid value %q", v)
+		}
+		return nil
+	}
+}
+
+func parseFlagErr(v string) error {
+	_, err := parseFlag(v)
+	return err
+}
+
+func checkEach(check func(string) error) func([]string) error {
+	return func(args []string) error {
+		for _, a := range args {
+			if err := check(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// pendingCheck checks a later directive's arguments and keeps it.
+func pendingCheck(check func([]string) error) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		if check != nil {
+			if err := check(d.Args); err != nil {
+				return err
+			}
+		}
+		return later(s, d)
+	}
+}
+
+// later keeps d for a later version. A repeatable directive's first
+// occurrence in a block replaces the inherited ones, as nginx merges
+// arrays.
+func later(s *settings, d *Directive) error {
+	s.pending = slices.DeleteFunc(slices.Clone(s.pending), func(p *Directive) bool {
+		return p.Name == d.Name && !s.seen[d.Name]
+	})
+	s.pending = append(s.pending, d)
+	return nil
+}
