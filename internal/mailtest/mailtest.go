@@ -1,0 +1,108 @@
+// Package mailtest runs real IMAP, SMTP and POP3 servers in the current
+// process. They stand in for the backends of the mail proxy: the tests of
+// every protocol package dial them, and the demo mode of the example binary
+// proxies to them.
+//
+// Every server listens on 127.0.0.1 with a port picked by the kernel, keeps its
+// data in memory and stops all of its goroutines in Close.
+package mailtest
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// User is an account known to a test server.
+type User struct {
+	Name     string
+	Password string
+}
+
+// listenLocal opens a TCP listener on a free loopback port.
+func listenLocal() (*trackingListener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return &trackingListener{Listener: ln, conns: make(map[net.Conn]struct{})}, nil
+}
+
+// trackingListener remembers the connections it hands out, so that a server
+// whose library does not wait for its handlers can still cut every connection
+// when it shuts down.
+type trackingListener struct {
+	net.Listener
+
+	// onAccept, if set, runs in the accepting goroutine before Accept returns.
+	onAccept func()
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// Accept waits for the next connection and records it.
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = struct{}{}
+	l.mu.Unlock()
+	if l.onAccept != nil {
+		l.onAccept()
+	}
+	return tc, nil
+}
+
+// closeConns closes every connection accepted so far and not yet closed.
+func (l *trackingListener) closeConns() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.(*trackedConn).Conn.Close()
+	}
+	clear(l.conns)
+}
+
+// trackedConn forgets itself in its listener when closed.
+type trackedConn struct {
+	net.Conn
+	l *trackingListener
+}
+
+// Close closes the connection.
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// printfLogger turns the Printf-style error logs of the server libraries into
+// slog records.
+type printfLogger struct {
+	log   *slog.Logger
+	proto string
+}
+
+// Printf logs one message of the library.
+func (p printfLogger) Printf(format string, v ...any) {
+	p.log.Warn("mailtest: server error", "proto", p.proto, "detail", fmt.Sprintf(format, v...))
+}
+
+// Println logs one message of the library.
+func (p printfLogger) Println(v ...any) {
+	p.log.Warn("mailtest: server error", "proto", p.proto, "detail", fmt.Sprint(v...))
+}
+
+// orDefault returns log, or slog.Default() when log is nil.
+func orDefault(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.Default()
+	}
+	return log
+}
