@@ -333,3 +333,11 @@ func (p *Proxy) ServerAddrs(i int) []net.Addr {
 	}
 	return sortedAddrs(routes)
 }
+
+// Check reports the errors Start would find before opening any socket: a
+// server without listen or handler, an address that does not resolve, or
+// two servers on one address.
+func (c *Config) Check(ctx context.Context) error {
+	_, err := makePlan(ctx, c)
+	return err
+}

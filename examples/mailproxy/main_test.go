@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// syncBuffer is a bytes.Buffer safe for the program and the test at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls until cond holds, for at most five seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// program runs the command in the background.
+type program struct {
+	stdout, stderr syncBuffer
+	sigs           chan os.Signal
+	exit           chan int
+}
+
+func startProgram(t *testing.T, args ...string) *program {
+	t.Helper()
+	p := &program{sigs: make(chan os.Signal, 1), exit: make(chan int, 1)}
+	go func() { p.exit <- run(args, &p.stdout, &p.stderr, p.sigs) }()
+	t.Cleanup(func() {
+		select {
+		case p.sigs <- syscall.SIGTERM:
+			<-p.exit
+		case <-p.exit:
+		}
+	})
+	return p
+}
+
+// stop sends sig and returns the exit code.
+func (p *program) stop(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	p.sigs <- sig
+	select {
+	case code := <-p.exit:
+		p.exit <- code // for the cleanup
+		return code
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no exit after %v; stderr:\n%s", sig, p.stderr.String())
+		return -1
+	}
+}
+
+func TestTestFlag(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.conf")
+	os.WriteFile(bad, []byte("mail {\n  listen 143;\n}\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"example config", []string{"-t", "-c", "../mailproxy.conf"}, 0, "configuration file ../mailproxy.conf test is successful"},
+		{"whole nginx.conf", []string{"-t", "-c", "../../config/testdata/nginx-full.conf"}, 0, "test is successful"},
+		{"prefix", []string{"-t", "-p", "../..", "-c", "examples/mailproxy.conf"}, 0, "test is successful"},
+		{"bad config", []string{"-t", "-c", bad}, 1, bad + `:2: "listen" directive is not allowed here`},
+		{"missing file", []string{"-t", "-c", filepath.Join(dir, "none.conf")}, 1, "no such file"},
+		{"bad -g", []string{"-t", "-c", "../mailproxy.conf", "-g", "pid"}, 1, "-g"},
+		{"demo", []string{"-t"}, 0, "(embedded demo) test is successful"},
+		{"bad flag", []string{"-x"}, 2, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr, nil)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout bytes.Buffer
+	if code := run([]string{"-v"}, &stdout, io.Discard, nil); code != 0 || !strings.HasPrefix(stdout.String(), "mailproxy version ") {
+		t.Fatalf("exit %d, %q", code, stdout.String())
+	}
+}
+
+var bannerAddr = regexp.MustCompile(`(?m)^  (IMAP|POP3|SMTP)  (\S+)$`)
+
+// The demo answers real clients on the ports it prints.
+func TestDemoAnswersRealClients(t *testing.T) {
+	p := startProgram(t, "-demo-ports", "0,0,0")
+	addrs := map[string]string{}
+	waitFor(t, "the banner", func() bool {
+		for _, m := range bannerAddr.FindAllStringSubmatch(p.stdout.String(), -1) {
+			addrs[m[1]] = m[2]
+		}
+		return len(addrs) == 3
+	})
+
+	ic, err := imapclient.DialInsecure(addrs["IMAP"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := ic.Capability().Wait()
+	if err != nil || !caps.Has("IMAP4rev1") {
+		t.Errorf("IMAP capabilities %v, %v", caps, err)
+	}
+	if err := ic.Logout().Wait(); err != nil {
+		t.Errorf("IMAP logout: %v", err)
+	}
+	ic.Close()
+
+	sc, err := gosmtp.Dial(addrs["SMTP"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := sc.Extension("8BITMIME"); !ok {
+		t.Error("SMTP EHLO does not list 8BITMIME")
+	}
+	if err := sc.Quit(); err != nil {
+		t.Errorf("SMTP quit: %v", err)
+	}
+
+	pc := dialLines(t, addrs["POP3"])
+	if g := pc.line(); !strings.HasPrefix(g, "+OK") {
+		t.Errorf("POP3 greeting %q", g)
+	}
+	if got := pc.cmd("CAPA", "."); got[0] != "+OK Capability list follows" || got[len(got)-2] != "UIDL" {
+		t.Errorf("POP3 CAPA %q", got)
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+type lineConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialLines(t *testing.T, addr string) *lineConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &lineConn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (l *lineConn) line() string {
+	l.t.Helper()
+	s, err := l.r.ReadString('\n')
+	if err != nil {
+		l.t.Fatalf("read: %v", err)
+	}
+	return strings.TrimRight(s, "\r\n")
+}
+
+// cmd sends a command and reads lines until one equal to or starting with
+// last.
+func (l *lineConn) cmd(cmd, last string) []string {
+	l.t.Helper()
+	fmt.Fprintf(l.c, "%s\r\n", cmd)
+	var lines []string
+	for {
+		s := l.line()
+		lines = append(lines, s)
+		if strings.HasPrefix(s, last) {
+			return lines
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func writeConf(t *testing.T, path, addr, capability string) {
+	t.Helper()
+	conf := fmt.Sprintf(`error_log stderr info;
+pid %s.pid;
+mail {
+    auth_http 127.0.0.1:9/auth;
+    server { listen %s; protocol imap; imap_capabilities IMAP4rev1 %s; }
+}
+`, path, addr, capability)
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SIGHUP reloads the configuration: a connected client stays connected to
+// the old server, new clients meet the new one on the same socket, and a
+// broken configuration keeps the running one.
+func TestSignalReload(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "mail.conf")
+	addr := freeAddr(t)
+	writeConf(t, conf, addr, "FIRST")
+	p := startProgram(t, "-c", conf)
+	waitFor(t, "the listener", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if pid, err := os.ReadFile(conf + ".pid"); err != nil || strings.TrimSpace(string(pid)) != fmt.Sprint(os.Getpid()) {
+		t.Errorf("pid file %q, %v", pid, err)
+	}
+	old := dialLines(t, addr)
+	old.line()
+
+	writeConf(t, conf, addr, "SECOND")
+	p.sigs <- syscall.SIGHUP
+	waitFor(t, "the new configuration", func() bool { return strings.Contains(capability(t, addr), "SECOND") })
+	if got := old.cmd("a CAPABILITY", "a "); !strings.Contains(got[0], "FIRST") || got[1] != "a OK completed" {
+		t.Errorf("the client connected before the reload got %q", got)
+	}
+
+	os.WriteFile(conf, []byte("mail { server { listen "+addr+"; protocol nntp; } }"), 0o644)
+	p.sigs <- syscall.SIGHUP
+	waitFor(t, "the reload error", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	if c := capability(t, addr); !strings.Contains(c, "SECOND") {
+		t.Errorf("after a bad reload the proxy answers %q", c)
+	}
+	if got := old.cmd("b NOOP", "b "); got[0] != "b OK completed" {
+		t.Errorf("old client after a bad reload: %q", got)
+	}
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if _, err := os.Stat(conf + ".pid"); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+}
+
+func capability(t *testing.T, addr string) string {
+	c := dialLines(t, addr)
+	c.line()
+	caps := c.cmd("c CAPABILITY", "c ")[0]
+	c.cmd("d LOGOUT", "d ")
+	return caps
+}
+
+// SIGQUIT stops accepting and waits for the sessions in progress.
+func TestSignalGracefulShutdown(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "mail.conf")
+	addr := freeAddr(t)
+	writeConf(t, conf, addr, "X")
+	p := startProgram(t, "-c", conf, "-e", "stderr")
+	var c *lineConn
+	waitFor(t, "the listener", func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+	c = dialLines(t, addr)
+	c.line()
+	p.sigs <- syscall.SIGQUIT
+	waitFor(t, "the socket to close", func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	select {
+	case code := <-p.exit:
+		t.Fatalf("exited (%d) with a session open", code)
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.cmd("a LOGOUT", "a ")
+	select {
+	case code := <-p.exit:
+		p.exit <- code
+		if code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after the last session ended")
+	}
+}
