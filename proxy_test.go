@@ -322,3 +322,41 @@ func TestProxyReload(t *testing.T) {
 	// The socket the new config dropped is closed.
 	waitRefused(t, goneAddr)
 }
+
+// recorder is a Server that records the Listeners it is given.
+type recorder struct {
+	got chan mailproxy.ListenConfig
+}
+
+func (r *recorder) Serve(l net.Listener) error {
+	ml, ok := l.(mailproxy.Listener)
+	if !ok {
+		return errors.New("not a mailproxy.Listener")
+	}
+	r.got <- ml.ListenConfig()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+}
+
+func (r *recorder) Shutdown(context.Context) error { return nil }
+
+// A Server is handed Listeners that carry the listen parameters, for the
+// TLS and PROXY protocol layers.
+func TestProxyListenerCarriesParameters(t *testing.T) {
+	r := &recorder{got: make(chan mailproxy.ListenConfig, 1)}
+	lc := mailproxy.ListenConfig{Address: "127.0.0.1:0", SSL: true, ProxyProtocol: true, Backlog: 10}
+	start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{{Name: "r", Listen: []mailproxy.ListenConfig{lc}, Server: r}}})
+	select {
+	case got := <-r.got:
+		if got != lc {
+			t.Fatalf("got %+v, want %+v", got, lc)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve not called")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -136,11 +137,26 @@ func (c *Conn) Failed() bool {
 }
 
 // Close sends the queued replies and a last one, and closes the connection.
+//
+// The close lingers: it ends the sending side first and reads what the
+// client still sends for a moment. Closing a socket with unread input makes
+// the kernel send a reset, and a reset can destroy the last reply before
+// the client reads it.
 func (c *Conn) Close(last string) {
 	c.Reply("%s", last)
 	c.Flush()
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
+		c.SetReadDeadline(time.Now().Add(lingerTime))
+		io.CopyN(io.Discard, c.Conn, lingerBytes)
+	}
 	c.Conn.Close()
 }
+
+// Bounds of the lingering close.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 64 << 10
+)
 
 // Reply queues a formatted reply line; CR LF is appended. Replies are sent
 // by the next read or by Flush.

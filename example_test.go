@@ -1,0 +1,68 @@
+package mailproxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log"
+	"net"
+
+	"github.com/mailproxy/mailproxy"
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/imap"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// A proxy built in Go: one IMAP server block, with a callback deciding who
+// logs in and where their mailbox lives.
+func ExampleProxy() {
+	route := auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+		if req.User != "alice" || req.Password != "secret" {
+			return &auth.Result{Error: "Invalid login or password"}, nil
+		}
+		return &auth.Result{Backend: "10.0.0.7:143"}, nil
+	})
+	p := &mailproxy.Proxy{Config: &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+		Name:   "imap",
+		Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0", KeepAlive: mailproxy.On}},
+		Server: &imap.Server{
+			Config:       session.Config{ServerName: "mail.example.org", Auth: route},
+			Capabilities: []string{"IMAP4rev1", "IDLE"},
+		},
+	}}}}
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	c, err := net.Dial("tcp", p.ServerAddrs(0)[0].String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	greeting, _ := bufio.NewReader(c).ReadString('\n')
+	fmt.Print(greeting)
+	// Output: * OK IMAP4 ready
+}
+
+// Reload replaces the configuration while sessions go on.
+func ExampleProxy_Reload() {
+	cfg := func(caps ...string) *mailproxy.Config {
+		return &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+			Name:   "imap",
+			Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0"}},
+			Server: &imap.Server{Capabilities: caps},
+		}}}
+	}
+	p := &mailproxy.Proxy{Config: cfg("IMAP4rev1")}
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	before := p.ServerAddrs(0)[0]
+	if err := p.Reload(context.Background(), cfg("IMAP4rev1", "IDLE")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("same socket:", before.String() == p.ServerAddrs(0)[0].String())
+	// Output: same socket: true
+}

@@ -1,0 +1,150 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testReplies = Replies{LineTooLong: "ERR long", TooManyCommands: "BYE commands", TooManyErrors: "BYE errors"}
+
+// serveOne runs Conn.Run on the server side of a real TCP connection, and
+// answers "ok" to a line "ok" and an error to anything else.
+func serveOne(t *testing.T, cfg Config, maxLine int) (client net.Conn, r *bufio.Reader, done <-chan struct{}) {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg = cfg.WithDefaults()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		c := NewConn(nc, &cfg, maxLine, testReplies)
+		c.Run(context.Background(), func(line []byte) bool {
+			if string(line) == "ok" {
+				c.Reply("fine")
+				return true
+			}
+			c.Reply("bad %q", line)
+			return c.Failed()
+		})
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { client.Close(); <-finished })
+	return client, bufio.NewReader(client), finished
+}
+
+// transcript sends input, ends the client's side, and returns every line
+// the server wrote before it closed the connection.
+func transcript(t *testing.T, client net.Conn, r *bufio.Reader, input string) []string {
+	t.Helper()
+	io.WriteString(client, input)
+	client.(*net.TCPConn).CloseWrite()
+	var lines []string
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return lines
+		}
+		lines = append(lines, strings.TrimRight(l, "\r\n"))
+	}
+}
+
+func TestConnLimits(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	tests := []struct {
+		name  string
+		cfg   Config
+		input string
+		want  []string
+	}{
+		{"max_errors closes at the limit", Config{MaxErrors: 2}, "a\r\nok\r\nb\r\nok\r\n",
+			[]string{`bad "a"`, "fine", `bad "b"`, "BYE errors"}},
+		{"max_commands", Config{MaxCommands: 2}, "ok\r\nok\r\nok\r\n",
+			[]string{"fine", "fine", "BYE commands"}},
+		{"a long line is an error and the session goes on", Config{}, long + "\r\nok\r\n" + long + "\n",
+			[]string{"ERR long", "fine", "ERR long"}},
+		{"long lines count toward max_errors", Config{MaxErrors: 2}, long + "\r\n" + long + "\r\nok\r\n",
+			[]string{"ERR long", "ERR long", "BYE errors"}},
+		{"bare LF and CRLF both end a line", Config{}, "ok\nok\r\n", []string{"fine", "fine"}},
+		{"negative limits mean none", Config{MaxErrors: -1, MaxCommands: -1}, strings.Repeat("z\r\n", 20), repeat(`bad "z"`, 20)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, r, _ := serveOne(t, tt.cfg, 64)
+			got := transcript(t, client, r, tt.input)
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// timeout bounds the wait for each command; a silent client is cut off.
+func TestConnTimeout(t *testing.T) {
+	_, r, done := serveOne(t, Config{Timeout: 100 * time.Millisecond}, 64)
+	start := time.Now()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle session not closed")
+	}
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Error("connection still open")
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Errorf("closed after %v, before the timeout", waited)
+	}
+}
+
+func TestConnBuffered(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	cfg := Config{Logger: slog.New(slog.DiscardHandler)}.WithDefaults()
+	c := NewConn(b, &cfg, 64, testReplies)
+	go io.WriteString(a, "first\r\npipelined bytes")
+	line, err := c.ReadCommand()
+	if err != nil || string(line) != "first" {
+		t.Fatalf("%q %v", line, err)
+	}
+	if got := string(c.Buffered()); got != "pipelined bytes" && got != "" {
+		t.Errorf("Buffered = %q", got)
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	got := Config{}.WithDefaults()
+	if got.Timeout != DefaultTimeout || got.MaxErrors != 5 || got.MaxCommands != 1000 ||
+		got.ProxyTimeout != 24*time.Hour || got.ProxyBuffer != DefaultProxyBuffer || got.ServerName == "" || got.Logger == nil {
+		t.Errorf("defaults: %+v", got)
+	}
+	set := Config{Timeout: time.Second, MaxErrors: -1, ServerName: "x"}.WithDefaults()
+	if set.Timeout != time.Second || set.MaxErrors != -1 || set.ServerName != "x" {
+		t.Errorf("set values changed: %+v", set)
+	}
+}
