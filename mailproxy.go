@@ -29,7 +29,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/mailproxy/mailproxy/auth"
@@ -218,7 +220,8 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 // it closes the ones it opened and returns the error.
 func (p *Proxy) openSockets(ctx context.Context, plan map[string]*socketPlan) (map[string]*socket, error) {
 	opened := make(map[string]*socket)
-	for key, sp := range plan {
+	for _, key := range slices.Sorted(maps.Keys(plan)) {
+		sp := plan[key]
 		if have, ok := p.sockets[key]; ok {
 			have.warnChanged(p.logger(), sp.config)
 			continue
