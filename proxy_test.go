@@ -1,7 +1,6 @@
 package mailproxy_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -11,52 +10,9 @@ import (
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/imap"
+	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/pop3"
 )
-
-// client is a line-oriented test client.
-type client struct {
-	t    *testing.T
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-func dial(t *testing.T, addr net.Addr) *client {
-	t.Helper()
-	conn, err := net.DialTimeout(addr.Network(), addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	return &client{t: t, conn: conn, r: bufio.NewReader(conn)}
-}
-
-func (c *client) line() string {
-	c.t.Helper()
-	l, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, l)
-	}
-	return strings.TrimRight(l, "\r\n")
-}
-
-// do sends a command and returns the reply lines up to the one starting
-// with until.
-func (c *client) do(cmd, until string) []string {
-	c.t.Helper()
-	if _, err := c.conn.Write([]byte(cmd + "\r\n")); err != nil {
-		c.t.Fatal(err)
-	}
-	var lines []string
-	for {
-		l := c.line()
-		lines = append(lines, l)
-		if strings.HasPrefix(l, until) {
-			return lines
-		}
-	}
-}
 
 func local(addr string) mailproxy.ListenConfig { return mailproxy.ListenConfig{Address: addr} }
 
@@ -76,7 +32,7 @@ func TestProxyServesEachServer(t *testing.T) {
 		{Name: "pop3", Listen: []mailproxy.ListenConfig{local("127.0.0.1:0"), local("[::1]:0")}, Server: &pop3.Server{}},
 	}}
 	p := start(t, cfg)
-	if got := dial(t, p.ServerAddrs(0)[0]).line(); got != "* OK IMAP4 ready" {
+	if got := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String()).Line(); got != "* OK IMAP4 ready" {
 		t.Errorf("imap greeting %q", got)
 	}
 	addrs := p.ServerAddrs(1)
@@ -84,7 +40,7 @@ func TestProxyServesEachServer(t *testing.T) {
 		t.Fatalf("pop3 addresses %v, want 127.0.0.1 then ::1 in listen order", addrs)
 	}
 	for _, a := range addrs {
-		if got := dial(t, a).line(); got != "+OK POP3 ready" {
+		if got := testutil.Dial(t, "tcp", a.String()).Line(); got != "+OK POP3 ready" {
 			t.Errorf("pop3 greeting on %v: %q", a, got)
 		}
 	}
@@ -134,7 +90,7 @@ func TestProxyStartFailureClosesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	free := freePort(t)
+	free := testutil.FreeAddr(t)
 	cfg := &mailproxy.Config{Servers: []mailproxy.ServerConfig{
 		{Name: "ok", Listen: []mailproxy.ListenConfig{local(free)}, Server: &imap.Server{}},
 		{Name: "busy", Listen: []mailproxy.ListenConfig{local(busy.Addr().String())}, Server: &imap.Server{}},
@@ -151,21 +107,11 @@ func TestProxyStartFailureClosesEverything(t *testing.T) {
 	l.Close()
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // A specific address on the port of a wildcard listen is served through the
 // wildcard socket and routed by the local address, as nginx does without
 // "bind".
 func TestProxyWildcardRouting(t *testing.T) {
-	_, port, _ := net.SplitHostPort(freePort(t))
+	_, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	cfg := &mailproxy.Config{Servers: []mailproxy.ServerConfig{
 		{Name: "wild", Listen: []mailproxy.ListenConfig{local("*:" + port)}, Server: &pop3.Server{}},
 		{Name: "one", Listen: []mailproxy.ListenConfig{local("127.0.0.1:" + port)}, Server: &imap.Server{}},
@@ -174,10 +120,10 @@ func TestProxyWildcardRouting(t *testing.T) {
 	if n := len(p.Addrs()); n != 1 {
 		t.Errorf("%d sockets, want 1", n)
 	}
-	if got := dial(t, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: atoi(port)}).line(); got != "* OK IMAP4 ready" {
+	if got := testutil.Dial(t, "tcp", net.JoinHostPort("127.0.0.1", port)).Line(); got != "* OK IMAP4 ready" {
 		t.Errorf("127.0.0.1 served by %q, want the imap server", got)
 	}
-	if got := dial(t, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: atoi(port)}).line(); got != "+OK POP3 ready" {
+	if got := testutil.Dial(t, "tcp", net.JoinHostPort("127.0.0.2", port)).Line(); got != "+OK POP3 ready" {
 		t.Errorf("127.0.0.2 served by %q, want the wildcard pop3 server", got)
 	}
 }
@@ -185,7 +131,7 @@ func TestProxyWildcardRouting(t *testing.T) {
 // With "bind" the specific address needs a socket of its own, which Linux
 // refuses beside a listening wildcard on the same port: the error says so.
 func TestProxyBindBesideWildcard(t *testing.T) {
-	_, port, _ := net.SplitHostPort(freePort(t))
+	_, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	specific := local("127.0.0.1:" + port)
 	specific.Bind = true
 	p := &mailproxy.Proxy{Config: &mailproxy.Config{Servers: []mailproxy.ServerConfig{
@@ -202,28 +148,20 @@ func TestProxyBindBesideWildcard(t *testing.T) {
 	}
 }
 
-func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		n = n*10 + int(c-'0')
-	}
-	return n
-}
-
 func TestProxyShutdownDrains(t *testing.T) {
 	cfg := &mailproxy.Config{Servers: []mailproxy.ServerConfig{
 		{Name: "imap", Listen: []mailproxy.ListenConfig{local("127.0.0.1:0")}, Server: &imap.Server{}},
 	}}
 	p := start(t, cfg)
 	addr := p.ServerAddrs(0)[0]
-	c := dial(t, addr)
-	c.line()
+	c := testutil.Dial(t, "tcp", addr.String())
+	c.Line()
 
 	done := make(chan error, 1)
 	go func() { done <- p.Shutdown(context.Background()) }()
-	waitRefused(t, addr)
+	testutil.WaitFor(t, "the listener to close", func() bool { return !testutil.Accepting(addr.String()) })
 	// The session in progress goes on until the client ends it.
-	if got := c.do("a NOOP", "a "); got[0] != "a OK completed" {
+	if got := c.Cmd("a NOOP", "a "); got[0] != "a OK completed" {
 		t.Fatalf("NOOP during shutdown: %q", got)
 	}
 	select {
@@ -231,7 +169,7 @@ func TestProxyShutdownDrains(t *testing.T) {
 		t.Fatalf("Shutdown returned %v with a session open", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	c.do("a LOGOUT", "a ")
+	c.Cmd("a LOGOUT", "a ")
 	select {
 	case err := <-done:
 		if err != nil {
@@ -250,42 +188,28 @@ func TestProxyShutdownDeadlineClosesSessions(t *testing.T) {
 		{Name: "imap", Listen: []mailproxy.ListenConfig{local("127.0.0.1:0")}, Server: &imap.Server{}},
 	}}
 	p := start(t, cfg)
-	c := dial(t, p.ServerAddrs(0)[0])
-	c.line()
+	c := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
+	c.Line()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v, want deadline exceeded", err)
 	}
-	if _, err := c.r.ReadString('\n'); err == nil {
+	if !c.Closed() {
 		t.Fatal("session still open after the shutdown deadline")
 	}
 }
 
-// waitRefused waits until addr refuses connections.
-func waitRefused(t *testing.T, addr net.Addr) {
-	t.Helper()
-	for range 200 {
-		c, err := net.DialTimeout("tcp", addr.String(), time.Second)
-		if err != nil {
-			return
-		}
-		c.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%v still accepts connections", addr)
-}
-
 func TestProxyReload(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreeAddr(t)
 	oldSrv := &imap.Server{Capabilities: []string{"IMAP4rev1", "OLD"}}
 	p := start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{
 		{Name: "imap", Listen: []mailproxy.ListenConfig{local(port)}, Server: oldSrv},
 		{Name: "gone", Listen: []mailproxy.ListenConfig{local("127.0.0.1:0")}, Server: &pop3.Server{}},
 	}})
 	goneAddr := p.ServerAddrs(1)[0]
-	before := dial(t, p.ServerAddrs(0)[0])
-	before.line()
+	before := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
+	before.Line()
 
 	// A bad config (a duplicate) is refused and the old one keeps running.
 	bad := &mailproxy.Config{Servers: []mailproxy.ServerConfig{
@@ -295,7 +219,7 @@ func TestProxyReload(t *testing.T) {
 	if err := p.Reload(context.Background(), bad); err == nil {
 		t.Fatal("Reload accepted a duplicate listen")
 	}
-	if got := dial(t, goneAddr).line(); got != "+OK POP3 ready" {
+	if got := testutil.Dial(t, "tcp", goneAddr.String()).Line(); got != "+OK POP3 ready" {
 		t.Fatalf("old config not running after a bad reload: %q", got)
 	}
 
@@ -307,20 +231,20 @@ func TestProxyReload(t *testing.T) {
 	}
 	// The client connected before the reload is still served by the old
 	// server, on the same connection.
-	if got := before.do("a CAPABILITY", "a "); !strings.Contains(got[0], "OLD") {
+	if got := before.Cmd("a CAPABILITY", "a "); !strings.Contains(got[0], "OLD") {
 		t.Errorf("old session answered %q", got)
 	}
 	// New clients on the same port meet the new server.
-	after := dial(t, p.ServerAddrs(0)[0])
-	after.line()
-	if got := after.do("b CAPABILITY", "b "); !strings.Contains(got[0], "NEW") {
+	after := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
+	after.Line()
+	if got := after.Cmd("b CAPABILITY", "b "); !strings.Contains(got[0], "NEW") {
 		t.Errorf("new session answered %q", got)
 	}
 	if p.ServerAddrs(0)[0].String() != port {
 		t.Errorf("port changed across reload: %v, want %s", p.ServerAddrs(0)[0], port)
 	}
 	// The socket the new config dropped is closed.
-	waitRefused(t, goneAddr)
+	testutil.WaitFor(t, "the dropped socket to close", func() bool { return !testutil.Accepting(goneAddr.String()) })
 }
 
 // recorder is a Server that records the Listeners it is given.

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +15,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailproxy/mailproxy/internal/testutil"
 )
 
 // syncBuffer is a bytes.Buffer safe for the program and the test at once.
@@ -35,18 +35,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// waitFor polls until cond holds, for at most five seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // program runs the command in the background.
@@ -127,7 +115,7 @@ var bannerAddr = regexp.MustCompile(`(?m)^  (IMAP|POP3|SMTP)  (\S+)$`)
 func TestDemoAnswersRealClients(t *testing.T) {
 	p := startProgram(t, "-demo-ports", "0,0,0")
 	addrs := map[string]string{}
-	waitFor(t, "the banner", func() bool {
+	testutil.WaitFor(t, "the banner", func() bool {
 		for _, m := range bannerAddr.FindAllStringSubmatch(p.stdout.String(), -1) {
 			addrs[m[1]] = m[2]
 		}
@@ -161,67 +149,16 @@ func TestDemoAnswersRealClients(t *testing.T) {
 		t.Errorf("SMTP quit: %v", err)
 	}
 
-	pc := dialLines(t, addrs["POP3"])
-	if g := pc.line(); !strings.HasPrefix(g, "+OK") {
+	pc := testutil.Dial(t, "tcp", addrs["POP3"])
+	if g := pc.Line(); !strings.HasPrefix(g, "+OK") {
 		t.Errorf("POP3 greeting %q", g)
 	}
-	if got := pc.cmd("CAPA", "."); got[0] != "+OK Capability list follows" || got[len(got)-2] != "UIDL" {
+	if got := pc.Cmd("CAPA", "."); got[0] != "+OK Capability list follows" || got[len(got)-2] != "UIDL" {
 		t.Errorf("POP3 CAPA %q", got)
 	}
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d", code)
 	}
-}
-
-type lineConn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dialLines(t *testing.T, addr string) *lineConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	return &lineConn{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-func (l *lineConn) line() string {
-	l.t.Helper()
-	s, err := l.r.ReadString('\n')
-	if err != nil {
-		l.t.Fatalf("read: %v", err)
-	}
-	return strings.TrimRight(s, "\r\n")
-}
-
-// cmd sends a command and reads lines until one equal to or starting with
-// last.
-func (l *lineConn) cmd(cmd, last string) []string {
-	l.t.Helper()
-	fmt.Fprintf(l.c, "%s\r\n", cmd)
-	var lines []string
-	for {
-		s := l.line()
-		lines = append(lines, s)
-		if strings.HasPrefix(s, last) {
-			return lines
-		}
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func writeConf(t *testing.T, path, addr, capability string) {
@@ -243,36 +180,30 @@ mail {
 // broken configuration keeps the running one.
 func TestSignalReload(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "mail.conf")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	writeConf(t, conf, addr, "FIRST")
 	p := startProgram(t, "-c", conf)
-	waitFor(t, "the listener", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	testutil.WaitFor(t, "the listener", func() bool { return testutil.Accepting(addr) })
 	if pid, err := os.ReadFile(conf + ".pid"); err != nil || strings.TrimSpace(string(pid)) != fmt.Sprint(os.Getpid()) {
 		t.Errorf("pid file %q, %v", pid, err)
 	}
-	old := dialLines(t, addr)
-	old.line()
+	old := testutil.Dial(t, "tcp", addr)
+	old.Line()
 
 	writeConf(t, conf, addr, "SECOND")
 	p.sigs <- syscall.SIGHUP
-	waitFor(t, "the new configuration", func() bool { return strings.Contains(capability(t, addr), "SECOND") })
-	if got := old.cmd("a CAPABILITY", "a "); !strings.Contains(got[0], "FIRST") || got[1] != "a OK completed" {
+	testutil.WaitFor(t, "the new configuration", func() bool { return strings.Contains(capability(t, addr), "SECOND") })
+	if got := old.Cmd("a CAPABILITY", "a "); !strings.Contains(got[0], "FIRST") || got[1] != "a OK completed" {
 		t.Errorf("the client connected before the reload got %q", got)
 	}
 
 	os.WriteFile(conf, []byte("mail { server { listen "+addr+"; protocol nntp; } }"), 0o644)
 	p.sigs <- syscall.SIGHUP
-	waitFor(t, "the reload error", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	testutil.WaitFor(t, "the reload error", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
 	if c := capability(t, addr); !strings.Contains(c, "SECOND") {
 		t.Errorf("after a bad reload the proxy answers %q", c)
 	}
-	if got := old.cmd("b NOOP", "b "); got[0] != "b OK completed" {
+	if got := old.Cmd("b NOOP", "b "); got[0] != "b OK completed" {
 		t.Errorf("old client after a bad reload: %q", got)
 	}
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
@@ -284,43 +215,30 @@ func TestSignalReload(t *testing.T) {
 }
 
 func capability(t *testing.T, addr string) string {
-	c := dialLines(t, addr)
-	c.line()
-	caps := c.cmd("c CAPABILITY", "c ")[0]
-	c.cmd("d LOGOUT", "d ")
+	c := testutil.Dial(t, "tcp", addr)
+	c.Line()
+	caps := c.Cmd("c CAPABILITY", "c ")[0]
+	c.Cmd("d LOGOUT", "d ")
 	return caps
 }
 
 // SIGQUIT stops accepting and waits for the sessions in progress.
 func TestSignalGracefulShutdown(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "mail.conf")
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	writeConf(t, conf, addr, "X")
 	p := startProgram(t, "-c", conf, "-e", "stderr")
-	var c *lineConn
-	waitFor(t, "the listener", func() bool {
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
-	c = dialLines(t, addr)
-	c.line()
+	testutil.WaitFor(t, "the listener", func() bool { return testutil.Accepting(addr) })
+	c := testutil.Dial(t, "tcp", addr)
+	c.Line()
 	p.sigs <- syscall.SIGQUIT
-	waitFor(t, "the socket to close", func() bool {
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			conn.Close()
-		}
-		return err != nil
-	})
+	testutil.WaitFor(t, "the socket to close", func() bool { return !testutil.Accepting(addr) })
 	select {
 	case code := <-p.exit:
 		t.Fatalf("exited (%d) with a session open", code)
 	case <-time.After(100 * time.Millisecond):
 	}
-	c.cmd("a LOGOUT", "a ")
+	c.Cmd("a LOGOUT", "a ")
 	select {
 	case code := <-p.exit:
 		p.exit <- code

@@ -1,0 +1,107 @@
+// Package testutil holds the helpers shared by the tests of every package:
+// a line-oriented client for transcripts over real TCP, and bounded waits.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Client is a line-oriented test client on a real connection.
+type Client struct {
+	t    testing.TB
+	Conn net.Conn
+	R    *bufio.Reader
+}
+
+// Dial connects to addr ("host:port", or a unix socket path when network
+// is "unix") with a ten-second deadline for the whole conversation, and
+// closes the connection when the test ends.
+func Dial(t testing.TB, network, addr string) *Client {
+	t.Helper()
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return &Client{t: t, Conn: conn, R: bufio.NewReader(conn)}
+}
+
+// Line reads one line, without its line end.
+func (c *Client) Line() string {
+	c.t.Helper()
+	l, err := c.R.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (got %q)", err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+// Send writes one line, adding CR LF.
+func (c *Client) Send(format string, args ...any) {
+	c.t.Helper()
+	if _, err := fmt.Fprintf(c.Conn, format+"\r\n", args...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Cmd sends a line and returns the reply lines up to and including the
+// first one that starts with until.
+func (c *Client) Cmd(cmd, until string) []string {
+	c.t.Helper()
+	c.Send("%s", cmd)
+	var lines []string
+	for {
+		l := c.Line()
+		lines = append(lines, l)
+		if strings.HasPrefix(l, until) {
+			return lines
+		}
+	}
+}
+
+// Closed reports whether the server has closed the connection: the next
+// read ends with an error rather than a line.
+func (c *Client) Closed() bool {
+	_, err := c.R.ReadString('\n')
+	return err != nil
+}
+
+// WaitFor polls cond every 10ms until it holds, failing the test after
+// five seconds.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// Accepting reports whether a TCP connection to addr succeeds now.
+func Accepting(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
+// FreeAddr returns a 127.0.0.1 TCP address that was free a moment ago, for
+// tests that must know a listen address before the server opens it.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
