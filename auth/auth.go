@@ -69,10 +69,36 @@ type Request struct {
 	LocalAddr  net.Addr // the proxy address the client connected to
 	ServerName string   // server_name of the server block
 
-	// SMTP envelope facts.
+	// SMTP envelope facts, known with MethodNone.
 	SMTPHelo string
 	SMTPFrom string
 	SMTPTo   []string
+
+	// TLS describes the client's TLS session; nil without TLS.
+	TLS *TLSInfo
+	// Proxy holds the addresses of a PROXY protocol header; nil without.
+	Proxy *ProxyInfo
+}
+
+// TLSInfo holds the facts nginx passes about a client's TLS session, in
+// nginx's formats.
+type TLSInfo struct {
+	// Verify is the client certificate check: "SUCCESS", "FAILED:reason"
+	// or "NONE". Empty when client certificates are not asked for.
+	Verify      string
+	Subject     string // the certificate's subject DN
+	Issuer      string // the certificate's issuer DN
+	Serial      string // serial number in hex
+	Fingerprint string // SHA-1 of the DER certificate in hex
+	// Certificate is the client certificate in PEM, empty when none was
+	// given.
+	Certificate string
+}
+
+// ProxyInfo holds the addresses a PROXY protocol header announced.
+type ProxyInfo struct {
+	Source      net.Addr // the client as the load balancer saw it
+	Destination net.Addr // the address the client connected to
 }
 
 // Result is the Authenticator's decision.
@@ -99,6 +125,28 @@ type Result struct {
 
 // OK reports whether the Result accepts the login.
 func (r *Result) OK() bool { return r.Error == "" }
+
+// ErrNoPassword is returned by [Result.BackendLogin] when the backend
+// password is unknown: the client proved itself with a digest (APOP,
+// CRAM-MD5) or a certificate, and the Result gave no Password.
+var ErrNoPassword = errors.New("auth: no password for the backend login")
+
+// BackendLogin returns the credentials for logging in to the backend: the
+// Result's own when given, else the client's. SMTP backends need no
+// password (they learn the user through XCLIENT).
+func (r *Result) BackendLogin(req *Request) (user, password string, err error) {
+	user, password = r.User, r.Password
+	if user == "" {
+		user = req.User
+	}
+	if password == "" && clearText(req.Method) {
+		password = req.Password
+	}
+	if password == "" && req.Protocol != "smtp" {
+		return "", "", ErrNoPassword
+	}
+	return user, password, nil
+}
 
 // ErrUnavailable is returned (wrapped) when an Authenticator cannot decide,
 // for example when none is configured. Sessions report it to the client as

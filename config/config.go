@@ -174,8 +174,9 @@ func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
 	}
 	warnPending(opts.Logger, base.pending)
 	cfg := &mailproxy.Config{}
+	clients := map[authHTTP]*auth.HTTP{}
 	for _, d := range servers {
-		sc, err := loadServer(base, d, opts)
+		sc, err := loadServer(base, d, opts, clients)
 		if err != nil {
 			return nil, err
 		}
@@ -212,7 +213,7 @@ func warnPending(log *slog.Logger, pending []*Directive) {
 	}
 }
 
-func loadServer(base *settings, block *Directive, opts Options) (mailproxy.ServerConfig, error) {
+func loadServer(base *settings, block *Directive, opts Options, clients map[authHTTP]*auth.HTTP) (mailproxy.ServerConfig, error) {
 	s := *base
 	s.seen = map[string]bool{}
 	for _, d := range block.Block {
@@ -231,7 +232,7 @@ func loadServer(base *settings, block *Directive, opts Options) (mailproxy.Serve
 	if err := s.detectProtocol(); err != nil {
 		return sc, errorAt(block, err.Error())
 	}
-	authn, err := s.authenticator(opts)
+	authn, err := s.authenticator(opts, clients)
 	if err != nil {
 		return sc, errorAt(block, err.Error())
 	}
@@ -268,14 +269,21 @@ func (s *settings) detectProtocol() error {
 	return errors.New("protocol is not defined for server")
 }
 
-func (s *settings) authenticator(opts Options) (auth.Authenticator, error) {
+// authenticator returns the Options' Authenticator, or the auth_http
+// client for the server's settings, shared by servers with the same ones.
+func (s *settings) authenticator(opts Options, clients map[authHTTP]*auth.HTTP) (auth.Authenticator, error) {
 	if opts.Auth != nil {
 		return opts.Auth, nil
 	}
-	if s.authHTTP == "" {
+	if s.authHTTP.URL == "" {
 		return nil, errors.New("no \"auth_http\" is defined for server")
 	}
-	return nil, nil // the auth_http client comes with the auth package
+	if c, ok := clients[s.authHTTP]; ok {
+		return c, nil
+	}
+	c := s.authHTTP.client(opts.Logger)
+	clients[s.authHTTP] = c
+	return c, nil
 }
 
 // server builds the protocol handler.

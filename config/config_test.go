@@ -240,6 +240,9 @@ func TestLoadErrors(t *testing.T) {
 		{"no listen", "mail {\n" + auth + "server {\nprotocol imap;\n}\n}\n", `test.conf:3: no "listen" is defined for server`},
 		{"no protocol", "mail {\n" + auth + "server {\nlisten 1234;\n}\n}\n", `test.conf:3: protocol is not defined for server`},
 		{"no auth_http", "mail {\nserver {\nlisten 143;\n}\n}\n", `test.conf:2: no "auth_http" is defined for server`},
+		{"bad auth_http", "mail {\nauth_http https://a.example/;\n}\n", `test.conf:2: only http:// is supported in "auth_http" directive`},
+		{"bad auth_http port", "mail {\nauth_http 127.0.0.1:0/x;\n}\n", `test.conf:2: invalid port in "auth_http" directive`},
+		{"bad auth_http_header", "mail {\nauth_http_header \"X: Y\" z;\n}\n", `test.conf:2: invalid header "X: Y" in "auth_http_header" directive`},
 		{"top-level pid args", "pid;\nmail {}\n", `test.conf:1: invalid number of arguments in "pid" directive`},
 		{"syntax", "mail {\n", `test.conf:2: unexpected end of file, expecting "}"`},
 	}
@@ -284,6 +287,35 @@ func TestLoadOptions(t *testing.T) {
 	}
 }
 
+func TestAuthHTTPSettings(t *testing.T) {
+	servers := mustServers(t, `
+		auth_http_header X-Auth-Key "shared secret";
+		auth_http_header X-Tenant main;
+		auth_http_timeout 5s;
+		server { listen 1143; protocol imap; }
+		server { listen 1144; protocol imap; }
+		server { listen 1145; protocol imap; auth_http_header X-Tenant other; auth_http_pass_client_cert on; }
+		server { listen 1146; protocol imap; auth_http unix:/run/auth.sock:/check; }
+	`)
+	clients := make([]*auth.HTTP, len(servers))
+	for i, s := range servers {
+		clients[i] = coreOf(s.Server).Auth.(*auth.HTTP)
+	}
+	if clients[0] != clients[1] {
+		t.Error("servers with the same auth_http settings do not share one client")
+	}
+	want := [][2]string{{"X-Auth-Key", "shared secret"}, {"X-Tenant", "main"}}
+	if c := clients[0]; c.URL != "127.0.0.1:9000/auth" || c.Timeout != 5*time.Second || !reflect.DeepEqual(c.Header, want) || c.PassClientCert {
+		t.Errorf("first client %+v", c)
+	}
+	if c := clients[2]; !reflect.DeepEqual(c.Header, [][2]string{{"X-Tenant", "other"}}) || !c.PassClientCert || c == clients[0] {
+		t.Errorf("a server's own auth_http_header must replace the inherited ones: %+v", c)
+	}
+	if c := clients[3]; c.URL != "unix:/run/auth.sock:/check" || c.Timeout != 5*time.Second {
+		t.Errorf("fourth client %+v", c)
+	}
+}
+
 // Directives that take effect in a later version are accepted and each is
 // named in a warning, never silently ignored.
 func TestPendingDirectivesWarn(t *testing.T) {
@@ -298,7 +330,7 @@ func TestPendingDirectivesWarn(t *testing.T) {
 	if _, err := LoadBytes("w.conf", []byte(src), t.TempDir(), Options{Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"directive=auth_http at=w.conf:2", "directive=ssl_certificate at=w.conf:3", "directive=starttls at=w.conf:4"} {
+	for _, want := range []string{"directive=ssl_certificate at=w.conf:3", "directive=starttls at=w.conf:4"} {
 		if n := strings.Count(logs.String(), want); n != 1 {
 			t.Errorf("%d warnings with %q, want 1:\n%s", n, want, logs.String())
 		}

@@ -1,10 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/mailproxy/mailproxy/auth"
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/session"
@@ -40,7 +45,9 @@ type settings struct {
 	smtpCaps, smtpAuth []string
 	smtpBuffer         int
 
-	authHTTP string
+	// authHTTP holds the auth_http settings; its URL is empty without
+	// auth_http.
+	authHTTP authHTTP
 	// pending are directives accepted and checked, whose effect comes in
 	// a later version: Load warns about each.
 	pending []*Directive
@@ -75,10 +82,10 @@ func init() {
 		"smtp_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.smtpAuth }, "login", "plain", "cram-md5", "external", "none")},
 		"smtp_client_buffer": {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.smtpBuffer })},
 
-		"auth_http": {where: anywhere, min: 1, max: 1, set: func(s *settings, d *Directive) error {
-			s.authHTTP = d.Args[0]
-			return later(s, d)
-		}},
+		"auth_http":                  {where: anywhere, min: 1, max: 1, set: setAuthHTTP},
+		"auth_http_header":           {where: anywhere, min: 2, max: 2, multi: true, set: setAuthHTTPHeader},
+		"auth_http_timeout":          {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.authHTTP.Timeout })},
+		"auth_http_pass_client_cert": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.authHTTP.PassClientCert })},
 	}
 	addLater()
 }
@@ -91,42 +98,81 @@ func addLater() {
 	timeArg := pendingCheck(checkEach(func(v string) error { _, err := parseTime(v); return err }))
 	anyArgs := pendingCheck(nil)
 	for name, sp := range map[string]spec{
-		"auth_http_header":           {min: 2, max: 2, multi: true, set: anyArgs},
-		"auth_http_pass_client_cert": {min: 1, max: 1, set: onOff},
-		"auth_http_timeout":          {min: 1, max: 1, set: timeArg},
-		"proxy_protocol":             {min: 1, max: 1, set: onOff},
-		"proxy_smtp_auth":            {min: 1, max: 1, set: onOff},
-		"xclient":                    {min: 1, max: 1, set: onOff},
-		"smtp_greeting_delay":        {min: 1, max: 1, set: timeArg},
-		"resolver":                   {min: 1, max: -1, multi: true, set: anyArgs},
-		"resolver_timeout":           {min: 1, max: 1, set: timeArg},
-		"set_real_ip_from":           {where: atServer, min: 1, max: 1, multi: true, set: anyArgs},
-		"error_log":                  {min: 1, max: -1, multi: true, set: anyArgs},
-		"starttls":                   {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "only")))},
-		"ssl_certificate":            {min: 1, max: 1, multi: true, set: anyArgs},
-		"ssl_certificate_key":        {min: 1, max: 1, multi: true, set: anyArgs},
-		"ssl_password_file":          {min: 1, max: 1, set: anyArgs},
-		"ssl_protocols":              {min: 1, max: -1, set: pendingCheck(checkEach(oneOf("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")))},
-		"ssl_ciphers":                {min: 1, max: 1, set: anyArgs},
-		"ssl_prefer_server_ciphers":  {min: 1, max: 1, set: onOff},
-		"ssl_ecdh_curve":             {min: 1, max: 1, set: anyArgs},
-		"ssl_dhparam":                {min: 1, max: 1, set: anyArgs},
-		"ssl_conf_command":           {min: 2, max: 2, multi: true, set: anyArgs},
-		"ssl_session_cache":          {min: 1, max: 2, set: anyArgs},
-		"ssl_session_timeout":        {min: 1, max: 1, set: timeArg},
-		"ssl_session_tickets":        {min: 1, max: 1, set: onOff},
-		"ssl_session_ticket_key":     {min: 1, max: 1, multi: true, set: anyArgs},
-		"ssl_verify_client":          {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "optional", "optional_no_ca")))},
-		"ssl_verify_depth":           {min: 1, max: 1, set: pendingCheck(checkEach(func(v string) error { _, err := parseCount(v); return err }))},
-		"ssl_client_certificate":     {min: 1, max: 1, set: anyArgs},
-		"ssl_trusted_certificate":    {min: 1, max: 1, set: anyArgs},
-		"ssl_crl":                    {min: 1, max: 1, set: anyArgs},
+		"proxy_protocol":            {min: 1, max: 1, set: onOff},
+		"proxy_smtp_auth":           {min: 1, max: 1, set: onOff},
+		"xclient":                   {min: 1, max: 1, set: onOff},
+		"smtp_greeting_delay":       {min: 1, max: 1, set: timeArg},
+		"resolver":                  {min: 1, max: -1, multi: true, set: anyArgs},
+		"resolver_timeout":          {min: 1, max: 1, set: timeArg},
+		"set_real_ip_from":          {where: atServer, min: 1, max: 1, multi: true, set: anyArgs},
+		"error_log":                 {min: 1, max: -1, multi: true, set: anyArgs},
+		"starttls":                  {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "only")))},
+		"ssl_certificate":           {min: 1, max: 1, multi: true, set: anyArgs},
+		"ssl_certificate_key":       {min: 1, max: 1, multi: true, set: anyArgs},
+		"ssl_password_file":         {min: 1, max: 1, set: anyArgs},
+		"ssl_protocols":             {min: 1, max: -1, set: pendingCheck(checkEach(oneOf("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")))},
+		"ssl_ciphers":               {min: 1, max: 1, set: anyArgs},
+		"ssl_prefer_server_ciphers": {min: 1, max: 1, set: onOff},
+		"ssl_ecdh_curve":            {min: 1, max: 1, set: anyArgs},
+		"ssl_dhparam":               {min: 1, max: 1, set: anyArgs},
+		"ssl_conf_command":          {min: 2, max: 2, multi: true, set: anyArgs},
+		"ssl_session_cache":         {min: 1, max: 2, set: anyArgs},
+		"ssl_session_timeout":       {min: 1, max: 1, set: timeArg},
+		"ssl_session_tickets":       {min: 1, max: 1, set: onOff},
+		"ssl_session_ticket_key":    {min: 1, max: 1, multi: true, set: anyArgs},
+		"ssl_verify_client":         {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "optional", "optional_no_ca")))},
+		"ssl_verify_depth":          {min: 1, max: 1, set: pendingCheck(checkEach(func(v string) error { _, err := parseCount(v); return err }))},
+		"ssl_client_certificate":    {min: 1, max: 1, set: anyArgs},
+		"ssl_trusted_certificate":   {min: 1, max: 1, set: anyArgs},
+		"ssl_crl":                   {min: 1, max: 1, set: anyArgs},
 	} {
 		if sp.where == 0 {
 			sp.where = anywhere
 		}
 		directives[name] = sp
 	}
+}
+
+// authHTTP is the part of auth.HTTP the directives set, comparable so
+// that servers with the same settings share one client and its pool.
+type authHTTP struct {
+	URL            string
+	Header         string // auth_http_header lines, "name: value\n" each
+	Timeout        time.Duration
+	PassClientCert bool
+}
+
+func setAuthHTTP(s *settings, d *Directive) error {
+	h := &auth.HTTP{URL: d.Args[0]}
+	if err := h.Check(); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("auth_http %q: ", d.Args[0])))
+	}
+	s.authHTTP.URL = d.Args[0]
+	return nil
+}
+
+// setAuthHTTPHeader adds a header; the first in a block replaces the
+// inherited ones.
+func setAuthHTTPHeader(s *settings, d *Directive) error {
+	if !s.seen[d.Name] {
+		s.authHTTP.Header = ""
+	}
+	if strings.ContainsAny(d.Args[0]+d.Args[1], "\r\n") || strings.ContainsAny(d.Args[0], ": ") {
+		return fmt.Errorf("invalid header %q", d.Args[0])
+	}
+	s.authHTTP.Header += d.Args[0] + ": " + d.Args[1] + "\n"
+	return nil
+}
+
+// client returns the auth.HTTP for these settings.
+func (a authHTTP) client(log *slog.Logger) *auth.HTTP {
+	h := &auth.HTTP{URL: a.URL, Timeout: a.Timeout, PassClientCert: a.PassClientCert, Logger: log}
+	for _, line := range strings.Split(strings.TrimSuffix(a.Header, "\n"), "\n") {
+		if name, value, ok := strings.Cut(line, ": "); ok {
+			h.Header = append(h.Header, [2]string{name, value})
+		}
+	}
+	return h
 }
 
 func setListen(s *settings, d *Directive) error {
