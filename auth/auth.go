@@ -139,10 +139,11 @@ func (r *Result) BackendLogin(req *Request) (user, password string, err error) {
 	if user == "" {
 		user = req.User
 	}
-	if password == "" && clearText(req.Method) {
-		password = req.Password
-	}
-	if password == "" && req.Protocol != "smtp" {
+	switch {
+	case password != "":
+	case clearText(req.Method):
+		password = req.Password // the client's, possibly empty
+	case req.Protocol != "smtp":
 		return "", "", ErrNoPassword
 	}
 	return user, password, nil

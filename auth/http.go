@@ -219,6 +219,9 @@ func ParseResponse(h http.Header, req *Request) (res *Result, wait bool, err err
 	case "WAIT":
 		return res, true, nil
 	case "OK":
+	case "":
+		res.Error, res.SMTPCode = "Authentication failed", strings.TrimSpace(h.Get("Auth-Error-Code"))
+		return res, false, nil
 	default:
 		res.Error, res.SMTPCode = s, strings.TrimSpace(h.Get("Auth-Error-Code"))
 		return res, false, nil

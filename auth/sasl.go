@@ -127,11 +127,14 @@ func (s *loginServer) Next(resp []byte) (challenge []byte, done bool, err error)
 // req.Salt, the response "user hexdigest". The digest goes to the
 // Authenticator as the password, with the challenge as the salt.
 type cramServer struct {
-	req  *Request
-	sent bool
+	req        *Request
+	sent, done bool
 }
 
 func (s *cramServer) Next(resp []byte) (challenge []byte, done bool, err error) {
+	if s.done {
+		return nil, false, sasl.ErrUnexpectedClientResponse
+	}
 	if !s.sent {
 		s.sent = true
 		if resp != nil {
@@ -139,6 +142,7 @@ func (s *cramServer) Next(resp []byte) (challenge []byte, done bool, err error) 
 		}
 		return []byte(s.req.Salt), false, nil
 	}
+	s.done = true
 	i := bytes.LastIndexByte(resp, ' ')
 	if i <= 0 || !isHexDigest(resp[i+1:]) {
 		return nil, false, ErrBadResponse
@@ -178,8 +182,11 @@ func DecodeResponse(line []byte, initial bool) ([]byte, error) {
 	case initial && len(line) == 1 && line[0] == '=':
 		return []byte{}, nil
 	}
+	if bytes.ContainsAny(line, "\r\n") {
+		return nil, ErrBadBase64
+	}
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(line)))
-	n, err := base64.StdEncoding.Decode(out, line)
+	n, err := base64.StdEncoding.Strict().Decode(out, line)
 	if err != nil {
 		return nil, ErrBadBase64
 	}
