@@ -42,7 +42,7 @@ func ExampleProxy() {
 	defer c.Close()
 	greeting, _ := bufio.NewReader(c).ReadString('\n')
 	fmt.Print(greeting)
-	// Output: * OK IMAP4 ready
+	// Output: * OK [CAPABILITY IMAP4rev1 IDLE ID SASL-IR LITERAL+ AUTH=PLAIN] IMAP4 ready
 }
 
 // Reload replaces the configuration while sessions go on.

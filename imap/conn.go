@@ -3,6 +3,7 @@ package imap
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 
@@ -16,60 +17,128 @@ var replies = session.Replies{
 	TooManyErrors:   "* BYE too many invalid commands",
 }
 
+// maxLiterals bounds the literals of one command.
+const maxLiterals = 64
+
+// client is one IMAP client in the dialogue before proxying.
+type client struct {
+	srv *Server
+	c   *session.Conn
+	ctx context.Context
+	// id holds the client's ID parameters (RFC 2971), passed on to the
+	// backend.
+	id []idParam
+	// proxied is set once the session was handed to the relay.
+	proxied bool
+}
+
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	c := session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies)
-	c.Reply("* OK IMAP4 ready")
-	c.Run(ctx, func(line []byte) bool { return s.command(c, line) })
+	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
+	cl.c.Reply("* OK [CAPABILITY %s] IMAP4 ready", s.settled.capabilities)
+	cl.c.Run(ctx, cl.command)
 }
 
 // command runs one command line and reports whether the session goes on.
-func (s *Server) command(c *session.Conn, line []byte) bool {
-	tag, name, ok := splitCommand(line)
+func (cl *client) command(line []byte) bool {
+	tag, name, rest, ok := splitCommand(line)
 	if !ok {
-		c.Reply("* BAD invalid command")
-		return c.Failed()
+		cl.c.Reply("* BAD invalid command")
+		return cl.c.Failed()
 	}
-	switch strings.ToUpper(name) {
+	args, err := cl.arguments(tag, rest)
+	switch {
+	case errors.Is(err, errLiteralRefused):
+		return cl.c.Failed()
+	case err != nil && !errors.Is(err, errSyntax):
+		return false // the client went away, or a non-synchronising literal was too big
+	case err != nil:
+		cl.c.Reply("%s BAD invalid arguments", tag)
+		return cl.c.Failed()
+	}
+	return cl.dispatch(tag, strings.ToUpper(name), args)
+}
+
+func (cl *client) dispatch(tag, name string, args []token) bool {
+	switch name {
 	case "CAPABILITY":
-		c.Reply("* CAPABILITY %s", s.settled.capabilities)
-		c.Reply("%s OK completed", tag)
+		cl.c.Reply("* CAPABILITY %s", cl.srv.settled.capabilities)
+		cl.c.Reply("%s OK CAPABILITY completed", tag)
 	case "NOOP":
-		c.Reply("%s OK completed", tag)
+		cl.c.Reply("%s OK NOOP completed", tag)
 	case "LOGOUT":
-		c.Reply("* BYE")
-		c.Close(tag + " OK completed")
+		cl.c.Reply("* BYE IMAP4 proxy logging out")
+		cl.c.Close(tag + " OK LOGOUT completed")
 		return false
+	case "ID":
+		return cl.identify(tag, args)
+	case "LOGIN":
+		return cl.login(tag, args)
+	case "AUTHENTICATE":
+		return cl.authenticate(tag, args)
 	default:
-		c.Reply("%s BAD invalid command", tag)
-		return c.Failed()
+		cl.c.Reply("%s BAD invalid command", tag)
+		return cl.c.Failed()
 	}
 	return true
 }
 
 // splitCommand splits "tag SP command [SP arguments]", checking the tag.
-func splitCommand(line []byte) (tag, name string, ok bool) {
-	t, rest, found := bytes.Cut(line, []byte{' '})
+func splitCommand(line []byte) (tag, name string, rest []byte, ok bool) {
+	t, after, found := bytes.Cut(line, []byte{' '})
 	if !found || !validTag(t) {
-		return "", "", false
+		return "", "", nil, false
 	}
-	n, _, _ := bytes.Cut(rest, []byte{' '})
-	if len(n) == 0 {
-		return "", "", false
+	n, rest, _ := bytes.Cut(after, []byte{' '})
+	if len(n) == 0 || atomLen(n) != len(n) {
+		return "", "", nil, false
 	}
-	return string(t), string(n), true
+	return string(t), string(n), rest, true
 }
 
 // validTag reports whether t is made of ASTRING-CHARs other than "+"
 // (RFC 9051).
 func validTag(t []byte) bool {
-	if len(t) == 0 {
-		return false
-	}
-	for _, b := range t {
-		if b <= ' ' || b >= 0x7f || bytes.IndexByte([]byte(`(){%*"\+`), b) >= 0 {
-			return false
+	return len(t) > 0 && atomLen(t) == len(t) && bytes.IndexByte(t, '+') < 0
+}
+
+var errLiteralRefused = errors.New("imap: literal refused")
+
+// arguments tokenizes the rest of a command line, reading the literals it
+// announces and the lines that follow them.
+func (cl *client) arguments(tag string, rest []byte) ([]token, error) {
+	toks, lit, err := tokenize(rest)
+	for n := 0; err == nil && lit != nil; n++ {
+		var data []byte
+		if data, err = cl.readLiteral(tag, lit, n); err != nil {
+			return nil, err
 		}
+		toks = append(toks, token{kind: stringToken, value: string(data)})
+		var line []byte
+		if line, err = cl.c.ReadLine(); err != nil {
+			return nil, err
+		}
+		var more []token
+		more, lit, err = tokenize(line)
+		toks = append(toks, more...)
 	}
-	return true
+	return toks, err
+}
+
+// readLiteral reads the n-th literal of a command. A synchronising literal
+// larger than the client buffer is refused before the client sends it; a
+// non-synchronising one has been sent already, and ends the session.
+func (cl *client) readLiteral(tag string, lit *literal, n int) ([]byte, error) {
+	if lit.size > cl.srv.settled.clientBuffer || n >= maxLiterals {
+		if !lit.sync {
+			cl.c.Close("* BYE literal too big")
+			return nil, errors.New("imap: non-synchronising literal too big")
+		}
+		cl.c.Reply("%s BAD literal too big", tag)
+		return nil, errLiteralRefused
+	}
+	if lit.sync {
+		cl.c.Reply("+ OK")
+	}
+	return cl.c.ReadLiteral(lit.size)
 }

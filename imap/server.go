@@ -6,6 +6,7 @@ package imap
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -86,12 +87,25 @@ func orDefault(v, def []string) []string {
 	return v
 }
 
-// capabilities returns the CAPABILITY list: the configured capabilities
-// and an AUTH= entry for each SASL method.
+// capabilities returns the CAPABILITY list before login: the configured
+// capabilities, what the proxy itself implements (ID, SASL-IR, LITERAL+
+// for the commands it reads), and an AUTH= entry for each SASL method.
 func capabilities(caps, methods []string) string {
-	line := strings.Join(caps, " ")
-	for _, m := range methods {
-		line += " AUTH=" + strings.ToUpper(m)
+	list := slices.Clone(caps)
+	for _, c := range []string{"ID", "SASL-IR", "LITERAL+"} {
+		list = appendNew(list, c)
 	}
-	return line
+	for _, m := range methods {
+		list = appendNew(list, "AUTH="+strings.ToUpper(m))
+	}
+	return strings.Join(list, " ")
+}
+
+func appendNew(list []string, c string) []string {
+	for _, have := range list {
+		if strings.EqualFold(have, c) {
+			return list
+		}
+	}
+	return append(list, c)
 }

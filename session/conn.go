@@ -38,6 +38,7 @@ type Conn struct {
 	w        *bufio.Writer
 	commands int
 	errors   int
+	attempts int // logins asked of the Authenticator
 }
 
 // NewConn wraps c for a session of a server configured by cfg (with

@@ -193,7 +193,7 @@ func TestSignalReload(t *testing.T) {
 	writeConf(t, conf, addr, "SECOND")
 	p.sigs <- syscall.SIGHUP
 	testutil.WaitFor(t, "the new configuration", func() bool { return strings.Contains(capability(t, addr), "SECOND") })
-	if got := old.Cmd("a CAPABILITY", "a "); !strings.Contains(got[0], "FIRST") || got[1] != "a OK completed" {
+	if got := old.Cmd("a CAPABILITY", "a "); !strings.Contains(got[0], "FIRST") || got[1] != "a OK CAPABILITY completed" {
 		t.Errorf("the client connected before the reload got %q", got)
 	}
 
@@ -203,7 +203,7 @@ func TestSignalReload(t *testing.T) {
 	if c := capability(t, addr); !strings.Contains(c, "SECOND") {
 		t.Errorf("after a bad reload the proxy answers %q", c)
 	}
-	if got := old.Cmd("b NOOP", "b "); got[0] != "b OK completed" {
+	if got := old.Cmd("b NOOP", "b "); got[0] != "b OK NOOP completed" {
 		t.Errorf("old client after a bad reload: %q", got)
 	}
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {

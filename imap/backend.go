@@ -1,0 +1,278 @@
+package imap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// Bounds on what a backend may send before the login completes.
+const (
+	maxBackendLine  = 64 << 10
+	maxBackendLines = 1000
+)
+
+// Backend command tags; the client's own tag is put back on the reply.
+const (
+	idTag    = "mp1"
+	loginTag = "mp2"
+)
+
+var errBackendRefused = errors.New("imap: backend refused the login")
+
+// backend is the IMAP backend while the proxy logs in there.
+type backend struct {
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	caps []string // from the greeting, upper case
+}
+
+// proxy logs in to the backend for login and hands the session to the
+// relay. It reports whether the dialogue goes on (after a failed backend
+// login the client may try again).
+func (cl *client) proxy(tag string, login *session.Login) bool {
+	conn, err := cl.c.DialBackend(cl.ctx, login.Backend)
+	if err != nil {
+		return cl.backendFailed(tag, "", err)
+	}
+	be := &backend{conn: conn, r: bufio.NewReaderSize(conn, 4096), w: bufio.NewWriter(conn)}
+	reply, err := be.login(cl, login)
+	if err != nil {
+		conn.Close()
+		return cl.backendFailed(tag, reply, err)
+	}
+	cl.c.Reply("%s %s", tag, reply)
+	pending, _ := be.r.Peek(be.r.Buffered())
+	cl.proxied = true
+	cl.c.Proxy(cl.ctx, conn, bytes.Clone(pending))
+	return false
+}
+
+// backendFailed answers a failed backend login: with proxy_pass_error_message
+// the backend's own words, else a generic message.
+func (cl *client) backendFailed(tag, reply string, err error) bool {
+	cl.c.Log.Warn("backend login failed", "err", err)
+	switch {
+	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
+		cl.c.Reply("%s %s", tag, reply)
+	case errors.Is(err, errBackendRefused):
+		cl.c.Reply("%s NO [AUTHENTICATIONFAILED] Authentication failed", tag)
+	default:
+		cl.c.Reply("%s NO [UNAVAILABLE] Backend unavailable", tag)
+	}
+	return cl.c.Failed()
+}
+
+// login reads the greeting, passes the client's ID on, and logs in. It
+// returns the text of the backend's tagged reply to LOGIN ("OK …", or "NO
+// …" with errBackendRefused).
+func (be *backend) login(cl *client, login *session.Login) (string, error) {
+	greeting, err := be.line()
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(greeting, "* OK") {
+		return "", fmt.Errorf("backend greeting %q", truncate(greeting))
+	}
+	be.caps = greetingCapabilities(greeting)
+	if be.has("ID") {
+		if _, err := be.command(idTag, arg{text: idCommand(cl)}); err != nil {
+			return "", err
+		}
+	}
+	reply, err := be.command(loginTag, arg{text: "LOGIN "}, astring(login.User), arg{text: " "}, astring(login.Password))
+	switch {
+	case err != nil:
+		return "", err
+	case strings.HasPrefix(reply, "OK"):
+		return reply, nil
+	case strings.HasPrefix(reply, "NO"):
+		return reply, errBackendRefused
+	}
+	return "", fmt.Errorf("backend answered LOGIN with %q", truncate(reply))
+}
+
+// arg is a piece of a backend command: text as it is, or a string that
+// goes as a literal.
+type arg struct {
+	text    string
+	literal bool
+}
+
+// command sends a command and returns the text of the tagged reply.
+// Untagged replies are skipped.
+func (be *backend) command(tag string, args ...arg) (string, error) {
+	if err := be.send(append([]arg{{text: tag + " "}}, args...)); err != nil {
+		return "", err
+	}
+	for range maxBackendLines {
+		line, err := be.line()
+		if err != nil {
+			return "", err
+		}
+		if reply, ok := strings.CutPrefix(line, tag+" "); ok {
+			return reply, nil
+		}
+	}
+	return "", errors.New("backend sent too many lines")
+}
+
+// send writes a command line, waiting for the continuation request before
+// each synchronising literal.
+func (be *backend) send(args []arg) error {
+	for _, a := range args {
+		if !a.literal {
+			be.w.WriteString(a.text)
+			continue
+		}
+		if !be.syncLiteral(len(a.text)) {
+			fmt.Fprintf(be.w, "{%d+}\r\n", len(a.text))
+		} else {
+			fmt.Fprintf(be.w, "{%d}\r\n", len(a.text))
+			if err := be.continuation(); err != nil {
+				return err
+			}
+		}
+		be.w.WriteString(a.text)
+	}
+	be.w.WriteString("\r\n")
+	return be.w.Flush()
+}
+
+// continuation flushes and waits for the backend's "+" before a literal.
+func (be *backend) continuation() error {
+	if err := be.w.Flush(); err != nil {
+		return err
+	}
+	cont, err := be.line()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(cont, "+") {
+		return fmt.Errorf("backend refused a literal: %q", truncate(cont))
+	}
+	return nil
+}
+
+// syncLiteral reports whether a literal of size bytes must wait for a
+// continuation request: unless the backend has LITERAL+, or LITERAL- and
+// the literal is at most 4096 bytes (RFC 7888).
+func (be *backend) syncLiteral(size int) bool {
+	return !be.has("LITERAL+") && !(be.has("LITERAL-") && size <= 4096)
+}
+
+// line reads one line from the backend, without its line end.
+func (be *backend) line() (string, error) {
+	line, err := be.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		var long []byte
+		long = append(long, line...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(long) < maxBackendLine {
+			line, err = be.r.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		line = long
+	}
+	if err != nil {
+		return "", fmt.Errorf("backend: %w", err)
+	}
+	return strings.TrimRight(string(line), "\r\n"), nil
+}
+
+func (be *backend) has(capability string) bool {
+	for _, c := range be.caps {
+		if c == capability {
+			return true
+		}
+	}
+	return false
+}
+
+// greetingCapabilities returns the capabilities in a greeting of the form
+// "* OK [CAPABILITY …] text".
+func greetingCapabilities(greeting string) []string {
+	_, after, ok := strings.Cut(greeting, "[CAPABILITY ")
+	if !ok {
+		return nil
+	}
+	list, _, ok := strings.Cut(after, "]")
+	if !ok {
+		return nil
+	}
+	return strings.Fields(strings.ToUpper(list))
+}
+
+// astring encodes s for a backend command: a quoted string when it is
+// printable ASCII, else a literal.
+func astring(s string) arg {
+	if printableASCII(s) {
+		return arg{text: `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`}
+	}
+	return arg{text: s, literal: true}
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// idCommand passes the client's ID parameters on, with the client's
+// address for the backend's logs (Dovecot honours x-originating-ip from
+// its login_trusted_networks).
+func idCommand(cl *client) string {
+	var b strings.Builder
+	b.WriteString("ID (")
+	for _, p := range cl.id {
+		if strings.HasPrefix(strings.ToLower(p.field), "x-originating-") || strings.HasPrefix(strings.ToLower(p.field), "x-connected-") {
+			continue // only the proxy may say where the client is
+		}
+		b.WriteString(quote(p.field) + " ")
+		if p.nilValue {
+			b.WriteString("NIL ")
+		} else {
+			b.WriteString(quote(p.value) + " ")
+		}
+	}
+	if host, port, err := net.SplitHostPort(cl.c.RemoteAddr().String()); err == nil {
+		fmt.Fprintf(&b, `"x-originating-ip" %s "x-originating-port" %s `, quote(host), quote(port))
+	}
+	if host, port, err := net.SplitHostPort(cl.c.LocalAddr().String()); err == nil {
+		fmt.Fprintf(&b, `"x-connected-ip" %s "x-connected-port" %s`, quote(host), quote(port))
+	}
+	return strings.TrimRight(b.String(), " ") + ")"
+}
+
+// quote makes an IMAP quoted string of s, dropping what a quoted string
+// cannot hold (the client's ID values are informational).
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c >= ' ' && c <= '~':
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func truncate(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "…"
+	}
+	return s
+}

@@ -1,0 +1,359 @@
+package imap_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/imap"
+	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// A real IMAP client logs in through the proxy, and its session is relayed
+// to the backend: append and fetch a message, byte for byte.
+func TestLoginThenRelay(t *testing.T) {
+	for _, method := range []string{"LOGIN", "AUTHENTICATE PLAIN"} {
+		t.Run(method, func(t *testing.T) {
+			s := start(t, &imap.Server{})
+			c, err := imapclient.DialInsecure(s.proxy, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if method == "LOGIN" {
+				err = c.Login(user, password).Wait()
+			} else {
+				err = c.Authenticate(sasl.NewPlainClient("", user, password))
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", method, err)
+			}
+			msg := "From: a@example.org\r\nSubject: relay\r\n\r\nThrough the proxy.\r\n"
+			appendCmd := c.Append("INBOX", int64(len(msg)), nil)
+			io.WriteString(appendCmd, msg)
+			appendCmd.Close()
+			if _, err := appendCmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := c.Fetch(goimap.SeqSetNum(1), &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{{}}}).Collect()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("fetch: %v %d", err, len(msgs))
+			}
+			for _, body := range msgs[0].BodySection {
+				if string(body.Bytes) != msg {
+					t.Errorf("fetched %q", body.Bytes)
+				}
+			}
+			if err := c.Logout().Wait(); err != nil {
+				t.Errorf("logout: %v", err)
+			}
+			if strings.Contains(s.logs.String(), password) {
+				t.Errorf("the password is in the logs:\n%s", s.logs.String())
+			}
+		})
+	}
+}
+
+func TestCapability(t *testing.T) {
+	s := start(t, &imap.Server{AuthMethods: []string{"plain", "login", "cram-md5"}})
+	c := greet(t, s.proxy)
+	got := c.Cmd("A.1-x CAPABILITY", "A.1-x ")
+	want := []string{"* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS ID SASL-IR LITERAL+ AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5", "A.1-x OK CAPABILITY completed"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}
+
+// step is one exchange of a transcript: what the client sends and the
+// lines it then reads, each a prefix of what the proxy answers ("…x"
+// skips lines up to one starting with x; "<closed>" is the end).
+type step struct {
+	send   string
+	expect []string
+}
+
+func run(t *testing.T, c *testutil.Client, steps []step) {
+	t.Helper()
+	for _, st := range steps {
+		if st.send != "" {
+			io.WriteString(c.Conn, st.send)
+		}
+		for _, want := range st.expect {
+			if until, ok := strings.CutPrefix(want, "…"); ok {
+				for l := c.Line(); !strings.HasPrefix(l, until); l = c.Line() {
+				}
+				continue
+			}
+			if want == "<closed>" {
+				if !c.Closed() {
+					t.Fatalf("after %q: connection still open", st.send)
+				}
+				continue
+			}
+			if got := c.Line(); !strings.HasPrefix(got, want) {
+				t.Fatalf("after %q: got %q, want %q…", st.send, got, want)
+			}
+		}
+	}
+}
+
+func TestTranscripts(t *testing.T) {
+	tests := []struct {
+		name  string
+		srv   *imap.Server
+		steps []step
+	}{
+		{"sync literals", &imap.Server{}, []step{
+			{"a LOGIN {5}\r\n", []string{"+ OK"}},
+			{"alice {6}\r\n", []string{"+ OK"}},
+			{"secret\r\n", []string{"a OK "}},
+			{"b NOOP\r\n", []string{"b OK"}}, // answered by the backend
+		}},
+		{"non-synchronising literals in one write", &imap.Server{}, []step{
+			{"a LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n", []string{"a OK "}},
+		}},
+		{"quoted strings with escapes, UTF-8 password", &imap.Server{}, []step{
+			{"t1 LOGIN \"o\\\"dd \\\\user\" \"pässword with spaces\"\r\n", []string{"t1 OK "}},
+		}},
+		{"literal too big", &imap.Server{ClientBuffer: 64}, []step{
+			{"a LOGIN {65}\r\n", []string{"a BAD literal too big"}},
+			{"b NOOP\r\n", []string{"b OK NOOP completed"}},
+		}},
+		{"non-synchronising literal too big", &imap.Server{ClientBuffer: 64}, []step{
+			{"a LOGIN {65+}\r\n", []string{"* BYE literal too big", "<closed>"}},
+		}},
+		{"bad syntax", &imap.Server{Config: session.Config{MaxErrors: 10}}, []step{
+			{"a LOGIN alice\r\n", []string{"a BAD invalid LOGIN arguments"}},
+			{"a LOGIN \"alice secret\r\n", []string{"a BAD invalid arguments"}},
+			{"bad+tag NOOP\r\n", []string{"* BAD invalid command"}},
+			{"nocommand\r\n", []string{"* BAD invalid command"}},
+			{"a FETCH 1 BODY[]\r\n", []string{"a BAD invalid command"}},
+			{"a ID (\"x\")\r\n", []string{"a BAD invalid ID arguments"}},
+		}},
+		{"max_errors", &imap.Server{}, []step{
+			{"a X\r\nb X\r\nc X\r\nd X\r\ne X\r\n", []string{"a BAD", "b BAD", "c BAD", "d BAD", "e BAD", "* BYE too many invalid commands", "<closed>"}},
+		}},
+		{"max_commands", &imap.Server{Config: session.Config{MaxCommands: 3}}, []step{
+			{"a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n", []string{"a OK", "b OK", "c OK", "* BYE too many commands", "<closed>"}},
+		}},
+		{"line too long", &imap.Server{ClientBuffer: 64}, []step{
+			{"a NOOP " + strings.Repeat("x", 100) + "\r\nb NOOP\r\n", []string{"* BAD line too long", "b OK"}},
+		}},
+		{"wrong password closes, as nginx without Auth-Wait", &imap.Server{}, []step{
+			{"a LOGIN alice wrong\r\n", []string{"a NO [AUTHENTICATIONFAILED] Invalid login or password", "<closed>"}},
+		}},
+		{"pipelined commands, the last one for the backend", &imap.Server{}, []step{
+			{"a CAPABILITY\r\nb NOOP\r\nc LOGIN alice secret\r\nd SELECT INBOX\r\n",
+				[]string{"* CAPABILITY", "a OK", "b OK", "c OK ", "…d OK [READ-WRITE]"}},
+		}},
+		{"ID", &imap.Server{}, []step{
+			{"a ID (\"name\" \"client\" \"version\" NIL)\r\n", []string{`* ID ("name" "mailproxy")`, "a OK ID completed"}},
+			{"b ID NIL\r\n", []string{`* ID`, "b OK"}},
+		}},
+		{"AUTHENTICATE PLAIN without initial response", &imap.Server{}, []step{
+			{"a AUTHENTICATE PLAIN\r\n", []string{"+ "}},
+			{b64("\x00alice\x00secret") + "\r\n", []string{"a OK "}},
+		}},
+		{"AUTHENTICATE cancelled, bad base64, empty initial response", &imap.Server{}, []step{
+			{"a AUTHENTICATE PLAIN\r\n", []string{"+ "}},
+			{"*\r\n", []string{"a BAD AUTHENTICATE cancelled"}},
+			{"b AUTHENTICATE PLAIN\r\n", []string{"+ "}},
+			{"!!!\r\n", []string{"b BAD invalid base64"}},
+			{"c AUTHENTICATE PLAIN =\r\n", []string{"c NO [AUTHENTICATIONFAILED] invalid SASL response"}},
+			{"d AUTHENTICATE PLAIN " + b64("other\x00alice\x00secret") + "\r\n", []string{"d NO [AUTHENTICATIONFAILED]"}},
+		}},
+		{"AUTHENTICATE LOGIN", &imap.Server{AuthMethods: []string{"login"}}, []step{
+			{"a AUTHENTICATE LOGIN\r\n", []string{"+ VXNlcm5hbWU6"}},
+			{b64("alice") + "\r\n", []string{"+ UGFzc3dvcmQ6"}},
+			{b64("secret") + "\r\n", []string{"a OK "}},
+		}},
+		{"AUTHENTICATE LOGIN with initial response", &imap.Server{AuthMethods: []string{"login"}}, []step{
+			{"a AUTHENTICATE LOGIN " + b64("alice") + "\r\n", []string{"+ UGFzc3dvcmQ6"}},
+			{b64("secret") + "\r\n", []string{"a OK "}},
+		}},
+		{"mechanisms not offered", &imap.Server{}, []step{
+			{"a AUTHENTICATE LOGIN\r\n", []string{"a NO unsupported authentication mechanism"}},
+			{"b AUTHENTICATE X-UNKNOWN\r\n", []string{"b NO unsupported"}},
+		}},
+		{"EXTERNAL needs a client certificate", &imap.Server{AuthMethods: []string{"external"}}, []step{
+			{"a AUTHENTICATE EXTERNAL =\r\n", []string{"a NO [AUTHENTICATIONFAILED] EXTERNAL needs a TLS client certificate"}},
+		}},
+		{"logout", &imap.Server{}, []step{
+			{"z LOGOUT\r\n", []string{"* BYE", "z OK LOGOUT completed", "<closed>"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, tt.srv)
+			run(t, greet(t, s.proxy), tt.steps)
+		})
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// After a refusal with a wait the client may try again, and the attempts
+// are counted.
+func TestRetryAfterWait(t *testing.T) {
+	var mu sync.Mutex
+	var attempts []int
+	s := start(t, &imap.Server{})
+	srv := &imap.Server{Config: session.Config{Auth: authFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+		mu.Lock()
+		attempts = append(attempts, req.Attempt)
+		mu.Unlock()
+		if req.Password != password {
+			return &auth.Result{Error: "Try again", Wait: 50 * time.Millisecond}, nil
+		}
+		return &auth.Result{Backend: s.backend.Addr}, nil
+	})}}
+	c := greet(t, serve(t, srv))
+	start := time.Now()
+	run(t, c, []step{{"a LOGIN alice wrong\r\n", []string{"a NO [AUTHENTICATIONFAILED] Try again"}}})
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("refusal after %v, before the wait", took)
+	}
+	run(t, c, []step{{"b LOGIN alice secret\r\n", []string{"b OK "}}})
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(attempts) != "[1 2]" {
+		t.Errorf("attempts %v", attempts)
+	}
+}
+
+func TestTemporaryFailures(t *testing.T) {
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := closed.Addr().String()
+	closed.Close()
+	tests := []struct {
+		name string
+		auth auth.Authenticator
+		want string
+	}{
+		{"no authenticator", nil, "a NO [UNAVAILABLE] Temporary authentication failure"},
+		{"authenticator error", authFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+			return nil, errors.New("ldap down")
+		}), "a NO [UNAVAILABLE] Temporary authentication failure"},
+		{"backend down", accept(deadAddr), "a NO [UNAVAILABLE] Backend unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := greet(t, serve(t, &imap.Server{Config: session.Config{Auth: tt.auth}}))
+			run(t, c, []step{
+				{"a LOGIN alice secret\r\n", []string{tt.want}},
+				{"b NOOP\r\n", []string{"b OK NOOP completed"}}, // the session goes on
+			})
+		})
+	}
+}
+
+func TestBackendRefusal(t *testing.T) {
+	for _, pass := range []bool{false, true} {
+		t.Run(fmt.Sprintf("proxy_pass_error_message=%v", pass), func(t *testing.T) {
+			fake := startFake(t, "* OK hi")
+			srv := &imap.Server{Config: session.Config{PassErrorMessage: pass, Auth: authFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+				return &auth.Result{Backend: fake.ln.Addr().String(), User: "refuse-me", Password: "x"}, nil
+			})}}
+			want := map[bool]string{false: "a NO [AUTHENTICATIONFAILED] Authentication failed", true: "a NO go away"}[pass]
+			run(t, greet(t, serve(t, srv)), []step{
+				{"a LOGIN u p\r\n", []string{want}},
+				{"b NOOP\r\n", []string{"b OK NOOP completed"}},
+			})
+		})
+	}
+}
+
+// The backend login quotes what it can and sends the rest as literals,
+// non-synchronising when the backend has LITERAL+; the client's ID goes
+// along with its address.
+func TestBackendLoginEncoding(t *testing.T) {
+	tests := []struct {
+		name, greeting, user, pass string
+		want                       []string
+	}{
+		{"quoted", "* OK [CAPABILITY IMAP4rev1] hi", `a"b\c`, "p w",
+			[]string{`mp2 LOGIN "a\"b\\c" "p w"` + "\r\n"}},
+		{"synchronising literal", "* OK hi", "ünï", "line\r\nbreak",
+			[]string{"mp2 LOGIN {5}\r\n", "ünï {11}\r\n", "line\r\n", "break\r\n"}},
+		{"LITERAL+ and ID", "* OK [CAPABILITY IMAP4rev1 LITERAL+ ID] hi", "ünï", "x",
+			[]string{`mp1 ID ("name" "t" "x-originating-ip" "127.0.0.1" "x-originating-port" "`, "mp2 LOGIN {5+}\r\n", `ünï "x"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := startFake(t, tt.greeting)
+			srv := &imap.Server{Config: session.Config{Auth: authFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+				return &auth.Result{Backend: fake.ln.Addr().String(), User: tt.user, Password: tt.pass}, nil
+			})}}
+			c := greet(t, serve(t, srv))
+			run(t, c, []step{
+				{"i ID (\"name\" \"t\" \"x-originating-ip\" \"6.6.6.6\")\r\n", []string{"* ID", "i OK"}},
+				{"a LOGIN u p\r\n", []string{"a OK done"}},
+			})
+			got := fake.sent()
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("backend got %q, want %q in it", got, w)
+				}
+			}
+			if strings.Contains(got, "6.6.6.6") {
+				t.Error("the client could set x-originating-ip")
+			}
+		})
+	}
+}
+
+// CRAM-MD5: the Authenticator gets the digest and the challenge, and
+// returns the password for the backend.
+func TestCRAMMD5(t *testing.T) {
+	s := start(t, &imap.Server{})
+	srv := &imap.Server{AuthMethods: []string{"cram-md5"}, Config: session.Config{Auth: authFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+		mac := hmac.New(md5.New, []byte(password))
+		mac.Write([]byte(req.Salt))
+		if req.Method != auth.MethodCRAMMD5 || req.User != user || req.Password != hex.EncodeToString(mac.Sum(nil)) {
+			return &auth.Result{Error: "bad digest"}, nil
+		}
+		return &auth.Result{Backend: s.backend.Addr, Password: password}, nil
+	})}}
+	c := greet(t, serve(t, srv))
+	c.Send("a AUTHENTICATE CRAM-MD5")
+	line := c.Line()
+	challenge, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "+ "))
+	if err != nil || !bytes.HasPrefix(challenge, []byte("<")) {
+		t.Fatalf("challenge %q", line)
+	}
+	mac := hmac.New(md5.New, []byte(password))
+	mac.Write(challenge)
+	run(t, c, []step{{b64(user+" "+hex.EncodeToString(mac.Sum(nil))) + "\r\n", []string{"a OK "}}})
+}
+
+func TestTimeout(t *testing.T) {
+	s := start(t, &imap.Server{Config: session.Config{Timeout: 100 * time.Millisecond}})
+	c := greet(t, s.proxy)
+	start := time.Now()
+	if !c.Closed() {
+		t.Fatal("idle client not disconnected")
+	}
+	if took := time.Since(start); took < 80*time.Millisecond || took > 3*time.Second {
+		t.Errorf("disconnected after %v", took)
+	}
+}

@@ -1,0 +1,151 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/mailproxy/mailproxy/auth"
+)
+
+// Login is an accepted login: the backend to proxy to and the credentials
+// to log in there with.
+type Login struct {
+	Backend  string
+	User     string
+	Password string
+	Result   *auth.Result
+}
+
+// Refusal is the error returned by [Conn.Authenticate] when the
+// Authenticator refused the login.
+type Refusal struct {
+	Message  string // for the client
+	SMTPCode string // the auth service's SMTP reply code, if any
+	// Close says the session must end after the reply: the refusal came
+	// without a wait, and nginx closes the connection then.
+	Close bool
+}
+
+func (r *Refusal) Error() string { return "login refused: " + r.Message }
+
+// Authenticate asks the server's Authenticator about req. It fills in what
+// the session knows: the client and local addresses, the server name and
+// the attempt number; the caller sets the protocol, method and
+// credentials.
+//
+// It returns the Login on success; a *Refusal when the login is refused
+// (after waiting out the Authenticator's delay, if it gave one); or an
+// error wrapping auth.ErrUnavailable when no decision could be made. It
+// logs each outcome, never the password.
+func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, error) {
+	c.attempts++
+	req.Attempt = c.attempts
+	req.ClientAddr, req.LocalAddr = c.RemoteAddr(), c.LocalAddr()
+	req.ServerName = c.cfg.ServerName
+	log := c.Log.With("proto", req.Protocol, "user", req.User, "method", string(req.Method), "attempt", req.Attempt)
+	res, err := c.ask(ctx, req)
+	switch {
+	case err != nil:
+		log.Warn("authentication unavailable", "err", err)
+		return nil, err
+	case !res.OK():
+		log.Info("login refused", "reason", res.Error, "wait", res.Wait)
+		if res.Wait > 0 {
+			if err := sleep(ctx, res.Wait); err != nil {
+				return nil, err
+			}
+		}
+		return nil, &Refusal{Message: res.Error, SMTPCode: res.SMTPCode, Close: res.Wait == 0}
+	}
+	user, pass, err := res.BackendLogin(req)
+	if err != nil {
+		log.Error("authenticator gave no backend password", "err", err)
+		return nil, fmt.Errorf("%w: %v", auth.ErrUnavailable, err)
+	}
+	log.Info("login accepted", "backend", res.Backend)
+	return &Login{Backend: res.Backend, User: user, Password: pass, Result: res}, nil
+}
+
+// ask calls the Authenticator within the server's timeout.
+func (c *Conn) ask(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+	if c.cfg.Auth == nil {
+		return nil, fmt.Errorf("%w: no Authenticator configured", auth.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	res, err := c.cfg.Auth.Authenticate(ctx, req)
+	switch {
+	case err != nil && !errors.Is(err, auth.ErrUnavailable):
+		return nil, fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
+	case err == nil && res == nil:
+		return nil, fmt.Errorf("%w: Authenticator returned no result", auth.ErrUnavailable)
+	case err == nil && res.OK() && res.Backend == "":
+		return nil, fmt.Errorf("%w: Authenticator accepted without a backend", auth.ErrUnavailable)
+	}
+	return res, err
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// DialBackend connects to a backend within the server's timeout.
+func (c *Conn) DialBackend(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: c.cfg.Timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", addr, err)
+	}
+	conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
+	return conn, nil
+}
+
+// Proxy relays the session between the client and backend until it ends:
+// the step after a successful backend login. backendPending holds what was
+// read from the backend past its login reply.
+func (c *Conn) Proxy(ctx context.Context, backend net.Conn, backendPending []byte) {
+	if err := c.Flush(); err != nil {
+		backend.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	backend.SetDeadline(time.Time{})
+	stats, err := Relay(ctx, c.Conn, backend, c.Buffered(), backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
+	c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient, "reason", endReason(err))
+}
+
+func endReason(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+// ReadLiteral reads exactly n bytes (an IMAP literal) within the server's
+// timeout.
+func (c *Conn) ReadLiteral(n int) ([]byte, error) {
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	if err := c.SetReadDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	_, err := io.ReadFull(c.r, buf)
+	return buf, err
+}
+
+// TLS returns the facts of the client's verified certificate, or nil when
+// the client has none (always, until TLS listeners exist).
+func (c *Conn) TLS() *auth.TLSInfo { return nil }
