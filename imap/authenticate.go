@@ -2,15 +2,10 @@ package imap
 
 import (
 	"errors"
-	"slices"
-	"strings"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/session"
 )
-
-// maxSASLSteps bounds the challenges of one exchange.
-const maxSASLSteps = 4
 
 // authenticate runs "AUTHENTICATE mechanism [initial-response]" (RFC 9051,
 // 4959).
@@ -19,64 +14,26 @@ func (cl *client) authenticate(tag string, args []token) bool {
 		cl.c.Reply("%s BAD invalid AUTHENTICATE arguments", tag)
 		return cl.c.Failed()
 	}
-	mech := strings.ToUpper(args[0].value)
-	if !slices.Contains(cl.srv.settled.authMethods, strings.ToLower(mech)) {
-		cl.c.Reply("%s NO unsupported authentication mechanism", tag)
-		return cl.c.Failed()
-	}
-	if mech == auth.SASLExternal && cl.c.TLS() == nil {
-		cl.c.Reply("%s NO [AUTHENTICATIONFAILED] EXTERNAL needs a TLS client certificate", tag)
-		return cl.c.Failed()
-	}
-	req := &auth.Request{Protocol: "imap", TLS: cl.c.TLS()}
-	mechanism, err := auth.NewSASL(mech, req, cl.srv.settled.ServerName)
-	if err != nil {
-		cl.c.Reply("%s NO unsupported authentication mechanism", tag)
-		return cl.c.Failed()
-	}
 	var initial []byte
 	if len(args) == 2 {
-		if initial, err = auth.DecodeResponse([]byte(args[1].value), true); err != nil {
-			return cl.saslFailed(tag, err)
-		}
+		initial = []byte(args[1].value)
 	}
-	if err := cl.exchange(mechanism, initial); err != nil {
+	req, err := cl.c.ReadSASL("imap", args[0].value, cl.srv.settled.mechanisms, initial, "+ ")
+	if err != nil {
 		return cl.saslFailed(tag, err)
 	}
 	return cl.finishLogin(tag, req)
 }
 
-// exchange runs the challenges and responses of a SASL mechanism.
-func (cl *client) exchange(m interface {
-	Next([]byte) ([]byte, bool, error)
-}, resp []byte) error {
-	for range maxSASLSteps {
-		challenge, done, err := m.Next(resp)
-		if err != nil || done {
-			return err
-		}
-		cl.c.Reply("+ %s", auth.EncodeChallenge(challenge))
-		line, err := cl.c.ReadLine()
-		switch {
-		case errors.Is(err, session.ErrLineTooLong):
-			return err
-		case err != nil:
-			return errClientGone
-		}
-		if resp, err = auth.DecodeResponse(line, false); err != nil {
-			return err
-		}
-	}
-	return auth.ErrBadResponse
-}
-
-var errClientGone = errors.New("imap: client gone")
-
 // saslFailed answers a failed exchange.
 func (cl *client) saslFailed(tag string, err error) bool {
 	switch {
-	case errors.Is(err, errClientGone):
+	case errors.Is(err, session.ErrClientGone):
 		return false
+	case errors.Is(err, session.ErrMechanism):
+		cl.c.Reply("%s NO unsupported authentication mechanism", tag)
+	case errors.Is(err, session.ErrNoCertificate):
+		cl.c.Reply("%s NO [AUTHENTICATIONFAILED] EXTERNAL needs a TLS client certificate", tag)
 	case errors.Is(err, auth.ErrCancelled):
 		cl.c.Reply("%s BAD AUTHENTICATE cancelled", tag)
 	case errors.Is(err, auth.ErrBadBase64):

@@ -48,8 +48,8 @@ type Server struct {
 // starts serving.
 type settings struct {
 	session.Config
-	capabilities string // the CAPABILITY line before login
-	authMethods  []string
+	capabilities string   // the CAPABILITY line before login
+	mechanisms   []string // SASL mechanisms offered, from imap_auth
 	clientBuffer int
 }
 
@@ -72,7 +72,7 @@ func (s *Server) settle() {
 	s.settled = settings{
 		Config:       s.Config.WithDefaults(),
 		capabilities: capabilities(orDefault(s.Capabilities, DefaultCapabilities), methods),
-		authMethods:  methods,
+		mechanisms:   upper(methods),
 		clientBuffer: s.ClientBuffer,
 	}
 	if s.ClientBuffer <= 0 {
@@ -108,4 +108,12 @@ func appendNew(list []string, c string) []string {
 		}
 	}
 	return append(list, c)
+}
+
+func upper(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = strings.ToUpper(s)
+	}
+	return out
 }

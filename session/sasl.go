@@ -1,0 +1,79 @@
+package session
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailproxy/mailproxy/auth"
+)
+
+// maxSASLSteps bounds the challenges of one exchange.
+const maxSASLSteps = 4
+
+// ErrClientGone is returned by [Conn.Exchange] when the client went away
+// in the middle of an exchange.
+var ErrClientGone = errors.New("mail: client gone")
+
+// Exchange runs the challenges and responses of a SASL mechanism, starting
+// with the client's initial response (nil when it gave none). Each
+// challenge goes out as prefix followed by its base64 ("+ " for IMAP and
+// POP3, "334 " for SMTP). It returns nil when the mechanism is done, or
+// the error to answer: auth.ErrCancelled, auth.ErrBadBase64,
+// ErrLineTooLong, a mechanism error, or ErrClientGone.
+func (c *Conn) Exchange(m sasl.Server, initial []byte, prefix string) error {
+	resp := initial
+	for range maxSASLSteps {
+		challenge, done, err := m.Next(resp)
+		if err != nil || done {
+			return err
+		}
+		c.Reply("%s%s", prefix, auth.EncodeChallenge(challenge))
+		line, err := c.ReadLine()
+		switch {
+		case errors.Is(err, ErrLineTooLong):
+			return err
+		case err != nil:
+			return ErrClientGone
+		}
+		if resp, err = auth.DecodeResponse(line, false); err != nil {
+			return err
+		}
+	}
+	return auth.ErrBadResponse
+}
+
+// Errors of [Conn.ReadSASL] before the exchange starts.
+var (
+	ErrMechanism     = errors.New("mail: unsupported authentication mechanism")
+	ErrNoCertificate = errors.New("mail: EXTERNAL needs a TLS client certificate")
+)
+
+// ReadSASL runs a client's SASL login (IMAP AUTHENTICATE, POP3 AUTH, SMTP
+// AUTH) for mech, which must be one of offered (SASL names). initial is
+// the initial response as the client wrote it ("=" for an empty one), or
+// nil. It returns the Request filled with the credentials, or the error to
+// answer: ErrMechanism, ErrNoCertificate, or one of [Conn.Exchange]'s.
+func (c *Conn) ReadSASL(protocol, mech string, offered []string, initial []byte, prefix string) (*auth.Request, error) {
+	mech = strings.ToUpper(mech)
+	if !slices.Contains(offered, mech) {
+		return nil, ErrMechanism
+	}
+	if mech == auth.SASLExternal && c.TLS() == nil {
+		return nil, ErrNoCertificate
+	}
+	req := &auth.Request{Protocol: protocol, TLS: c.TLS()}
+	m, err := auth.NewSASL(mech, req, c.cfg.ServerName)
+	if err != nil {
+		return nil, ErrMechanism
+	}
+	var resp []byte
+	if initial != nil {
+		if resp, err = auth.DecodeResponse(initial, true); err != nil {
+			return nil, err
+		}
+	}
+	return req, c.Exchange(m, resp, prefix)
+}
