@@ -1,14 +1,11 @@
 package imap
 
 import (
-	"context"
-	"io"
 	"log/slog"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -54,35 +51,6 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// pipeListener hands out one end of a net.Pipe, once.
-type pipeListener struct {
-	conn            net.Conn
-	once, closeOnce sync.Once
-	done            chan struct{}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	var c net.Conn
-	l.once.Do(func() { c = l.conn })
-	if c != nil {
-		return c, nil
-	}
-	<-l.done
-	return nil, net.ErrClosed
-}
-
-func (l *pipeListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
-
 // FuzzSession runs whole client dialogues (without an Authenticator, so
 // logins fail temporarily): whatever the client sends, the session ends
 // without a panic or a hang once the client stops.
@@ -93,22 +61,11 @@ func FuzzSession(f *testing.F) {
 	f.Add("a LOGIN {3}\r\nabc {2}\r\nxy\r\n")
 	f.Add("a AUTHENTICATE PLAIN\r\n*\r\n")
 	f.Fuzz(func(t *testing.T, input string) {
-		client, server := net.Pipe()
 		srv := &Server{
 			Config:       session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)},
 			AuthMethods:  []string{"plain", "login", "cram-md5", "external"},
 			ClientBuffer: 256,
 		}
-		go srv.Serve(&pipeListener{conn: server, done: make(chan struct{})})
-		read := make(chan struct{})
-		go func() { io.Copy(io.Discard, client); close(read) }()
-		io.WriteString(client, input)
-		client.Close()
-		<-read
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Fatalf("session did not end: %v", err)
-		}
+		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
 	})
 }

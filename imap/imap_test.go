@@ -95,25 +95,7 @@ type step struct {
 func run(t *testing.T, c *testutil.Client, steps []step) {
 	t.Helper()
 	for _, st := range steps {
-		if st.send != "" {
-			io.WriteString(c.Conn, st.send)
-		}
-		for _, want := range st.expect {
-			if until, ok := strings.CutPrefix(want, "…"); ok {
-				for l := c.Line(); !strings.HasPrefix(l, until); l = c.Line() {
-				}
-				continue
-			}
-			if want == "<closed>" {
-				if !c.Closed() {
-					t.Fatalf("after %q: connection still open", st.send)
-				}
-				continue
-			}
-			if got := c.Line(); !strings.HasPrefix(got, want) {
-				t.Fatalf("after %q: got %q, want %q…", st.send, got, want)
-			}
-		}
+		c.Exchange(st.send, st.expect...)
 	}
 }
 

@@ -3,9 +3,11 @@ package pop3
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -15,31 +17,145 @@ var replies = session.Replies{
 	TooManyErrors:   "-ERR too many invalid commands",
 }
 
+// client is one POP3 client in the dialogue before proxying.
+type client struct {
+	srv  *Server
+	c    *session.Conn
+	ctx  context.Context
+	salt string // the APOP challenge of the greeting
+	user string // from USER, waiting for PASS
+}
+
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	c := session.NewConn(nc, &s.settled, maxLine, replies)
-	c.Reply("+OK POP3 ready")
-	c.Run(ctx, func(line []byte) bool { return s.command(c, line) })
+	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, maxLine, replies), ctx: ctx}
+	if s.settled.apop {
+		cl.salt = auth.Challenge(s.settled.ServerName)
+		cl.c.Reply("+OK POP3 ready %s", cl.salt)
+	} else {
+		cl.c.Reply("+OK POP3 ready")
+	}
+	cl.c.Run(ctx, cl.command)
 }
 
 // command runs one command line and reports whether the session goes on.
-func (s *Server) command(c *session.Conn, line []byte) bool {
-	name, _, _ := bytes.Cut(line, []byte{' '})
+func (cl *client) command(line []byte) bool {
+	name, arg, _ := bytes.Cut(line, []byte{' '})
 	switch strings.ToUpper(string(name)) {
 	case "CAPA":
-		c.Reply("+OK Capability list follows")
-		for _, capa := range s.capabilities() {
-			c.Reply("%s", capa)
+		cl.c.Reply("+OK Capability list follows")
+		for _, capa := range cl.srv.settled.capa {
+			cl.c.Reply("%s", capa)
 		}
-		c.Reply(".")
+		cl.c.Reply(".")
 	case "NOOP":
-		c.Reply("+OK")
+		cl.c.Reply("+OK")
 	case "QUIT":
-		c.Close("+OK")
+		cl.c.Close("+OK")
 		return false
+	case "USER":
+		return cl.userCommand(string(arg))
+	case "PASS":
+		return cl.pass(string(arg))
+	case "APOP":
+		return cl.apop(string(arg))
+	case "AUTH":
+		return cl.auth(arg)
 	default:
-		c.Reply("-ERR invalid command")
-		return c.Failed()
+		return cl.fail("-ERR invalid command")
 	}
 	return true
+}
+
+// fail answers a protocol error and counts it.
+func (cl *client) fail(reply string) bool {
+	cl.c.Reply("%s", reply)
+	return cl.c.Failed()
+}
+
+func (cl *client) userCommand(name string) bool {
+	switch {
+	case !cl.srv.settled.userPass:
+		return cl.fail("-ERR USER not allowed")
+	case name == "" || len(name) > 1024:
+		return cl.fail("-ERR invalid USER argument")
+	}
+	cl.user = name
+	cl.c.Reply("+OK")
+	return true
+}
+
+func (cl *client) pass(password string) bool {
+	if cl.user == "" {
+		return cl.fail("-ERR USER first")
+	}
+	req := &auth.Request{Protocol: "pop3", Method: auth.MethodPlain, User: cl.user, Password: password}
+	cl.user = ""
+	return cl.finishLogin(req)
+}
+
+// apop runs "APOP name digest" (RFC 1939).
+func (cl *client) apop(arg string) bool {
+	if !cl.srv.settled.apop {
+		return cl.fail("-ERR APOP not allowed")
+	}
+	name, digest, _ := strings.Cut(arg, " ")
+	req := &auth.Request{Protocol: "pop3"}
+	if err := auth.APOPRequest(req, name, digest, cl.salt); err != nil {
+		return cl.fail("-ERR invalid APOP arguments")
+	}
+	return cl.finishLogin(req)
+}
+
+// auth runs "AUTH" (the mechanism list) or "AUTH mechanism
+// [initial-response]" (RFC 5034).
+func (cl *client) auth(arg []byte) bool {
+	if len(arg) == 0 {
+		cl.c.Reply("+OK methods supported:")
+		for _, m := range cl.srv.settled.mechanisms {
+			cl.c.Reply("%s", m)
+		}
+		cl.c.Reply(".")
+		return true
+	}
+	mech, initial, hasInitial := bytes.Cut(arg, []byte{' '})
+	if !hasInitial {
+		initial = nil
+	}
+	req, err := cl.c.ReadSASL("pop3", string(mech), cl.srv.settled.mechanisms, initial, "+ ")
+	switch {
+	case err == nil:
+		return cl.finishLogin(req)
+	case errors.Is(err, session.ErrClientGone):
+		return false
+	case errors.Is(err, session.ErrMechanism):
+		return cl.fail("-ERR unsupported authentication mechanism")
+	case errors.Is(err, session.ErrNoCertificate):
+		return cl.fail("-ERR EXTERNAL needs a TLS client certificate")
+	case errors.Is(err, auth.ErrCancelled):
+		return cl.fail("-ERR authentication cancelled")
+	case errors.Is(err, auth.ErrBadBase64):
+		return cl.fail("-ERR invalid base64")
+	case errors.Is(err, session.ErrLineTooLong):
+		return cl.fail("-ERR line too long")
+	}
+	return cl.fail("-ERR invalid SASL response")
+}
+
+// finishLogin asks the Authenticator about req, logs in to the backend and
+// starts proxying; on failure it answers and reports whether the session
+// goes on.
+func (cl *client) finishLogin(req *auth.Request) bool {
+	login, err := cl.c.Authenticate(cl.ctx, req)
+	var refused *session.Refusal
+	switch {
+	case errors.As(err, &refused) && refused.Close:
+		cl.c.Close("-ERR " + refused.Message)
+		return false
+	case errors.As(err, &refused):
+		return cl.fail("-ERR " + refused.Message)
+	case err != nil:
+		return cl.fail("-ERR Temporary authentication failure")
+	}
+	return cl.proxy(login)
 }

@@ -6,6 +6,8 @@ package pop3
 import (
 	"context"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/mailproxy/mailproxy/session"
@@ -31,19 +33,29 @@ type Server struct {
 	// DefaultCapabilities.
 	Capabilities []string
 	// AuthMethods are the login methods offered (pop3_auth): "plain"
-	// (USER/PASS and SASL PLAIN), "apop", "cram-md5", "external". Nil
-	// means DefaultAuthMethods.
+	// (USER/PASS and the SASL mechanisms PLAIN and LOGIN), "apop",
+	// "cram-md5", "external". Nil means DefaultAuthMethods.
 	AuthMethods []string
 
 	loop    session.Loop
 	once    sync.Once
-	settled session.Config
+	settled settings
+}
+
+// settings are a Server's fields with the defaults applied, fixed when it
+// starts serving.
+type settings struct {
+	session.Config
+	capa       []string // the CAPA list
+	mechanisms []string // SASL mechanisms offered
+	userPass   bool     // USER/PASS allowed
+	apop       bool
 }
 
 // Serve accepts POP3 clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.once.Do(func() { s.settled = s.Config.WithDefaults() })
+	s.once.Do(s.settle)
 	return s.loop.Serve(l, s.serveConn)
 }
 
@@ -54,9 +66,43 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ct
 // Close closes the listeners and every session at once.
 func (s *Server) Close() error { return s.loop.Close() }
 
-func (s *Server) capabilities() []string {
-	if s.Capabilities == nil {
-		return DefaultCapabilities
+func (s *Server) settle() {
+	methods := s.AuthMethods
+	if methods == nil {
+		methods = DefaultAuthMethods
 	}
-	return s.Capabilities
+	caps := s.Capabilities
+	if caps == nil {
+		caps = DefaultCapabilities
+	}
+	st := settings{
+		Config:   s.Config.WithDefaults(),
+		userPass: slices.Contains(methods, "plain"),
+		apop:     slices.Contains(methods, "apop"),
+	}
+	for _, m := range methods {
+		switch m {
+		case "plain":
+			st.mechanisms = append(st.mechanisms, "PLAIN", "LOGIN")
+		case "cram-md5", "external":
+			st.mechanisms = append(st.mechanisms, strings.ToUpper(m))
+		}
+	}
+	st.capa = capabilities(caps, st.mechanisms, st.userPass)
+	s.settled = st
+}
+
+// capabilities returns the CAPA list: the configured capabilities without
+// USER when USER/PASS is not allowed, and a SASL line for the mechanisms.
+func capabilities(caps, mechanisms []string, userPass bool) []string {
+	var list []string
+	for _, c := range caps {
+		if !strings.EqualFold(c, "USER") || userPass {
+			list = append(list, c)
+		}
+	}
+	if len(mechanisms) > 0 {
+		list = append(list, "SASL "+strings.Join(mechanisms, " "))
+	}
+	return list
 }

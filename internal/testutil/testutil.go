@@ -4,9 +4,12 @@ package testutil
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -104,4 +107,92 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// Exchange sends a line (nothing when send is empty; send carries its own
+// line ends) and reads the lines that follow, each a prefix of the
+// server's line: "…x" skips lines up to one starting with x, "<closed>"
+// expects the end of the connection.
+func (c *Client) Exchange(send string, expect ...string) {
+	c.t.Helper()
+	if send != "" {
+		if _, err := io.WriteString(c.Conn, send); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	for _, want := range expect {
+		c.expect(send, want)
+	}
+}
+
+func (c *Client) expect(sent, want string) {
+	c.t.Helper()
+	if until, ok := strings.CutPrefix(want, "…"); ok {
+		for l := c.Line(); !strings.HasPrefix(l, until); l = c.Line() {
+		}
+		return
+	}
+	if want == "<closed>" {
+		if !c.Closed() {
+			c.t.Fatalf("after %q: connection still open", sent)
+		}
+		return
+	}
+	if got := c.Line(); !strings.HasPrefix(got, want) {
+		c.t.Fatalf("after %q: got %q, want %q…", sent, got, want)
+	}
+}
+
+// pipeListener hands out one connection, then waits until it is closed.
+type pipeListener struct {
+	conn            net.Conn
+	once, closeOnce sync.Once
+	done            chan struct{}
+}
+
+// OneConnListener returns a listener whose Accept hands out conn once
+// and then blocks until Close: a way to serve one end of a net.Pipe.
+func OneConnListener(conn net.Conn) net.Listener {
+	return &pipeListener{conn: conn, done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *pipeListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// FuzzDialogue writes input as a client on a net.Pipe served by serve,
+// reads everything the server answers, and fails if the session does not
+// end within five seconds of the client leaving. shutdown is the server's
+// Shutdown.
+func FuzzDialogue(t *testing.T, input string, serve func(net.Listener) error, shutdown func(context.Context) error) {
+	client, server := net.Pipe()
+	go serve(OneConnListener(server))
+	read := make(chan struct{})
+	go func() { io.Copy(io.Discard, client); close(read) }()
+	io.WriteString(client, input)
+	client.Close()
+	<-read
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		t.Fatalf("session did not end: %v", err)
+	}
 }

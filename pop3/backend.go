@@ -1,0 +1,85 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/mailproxy/mailproxy/session"
+)
+
+const maxBackendLine = 4 << 10
+
+var errBackendRefused = errors.New("pop3: backend refused the login")
+
+// proxy logs in to the backend with USER and PASS and hands the session to
+// the relay. After a failed backend login the client may try again.
+func (cl *client) proxy(login *session.Login) bool {
+	conn, err := cl.c.DialBackend(cl.ctx, login.Backend)
+	if err != nil {
+		return cl.backendFailed("", err)
+	}
+	r := bufio.NewReaderSize(conn, maxBackendLine)
+	reply, err := backendLogin(conn, r, login)
+	if err != nil {
+		conn.Close()
+		return cl.backendFailed(reply, err)
+	}
+	cl.c.Reply("%s", reply)
+	pending, _ := r.Peek(r.Buffered())
+	cl.c.Proxy(cl.ctx, conn, bytes.Clone(pending))
+	return false
+}
+
+// backendFailed answers a failed backend login: with
+// proxy_pass_error_message the backend's own words.
+func (cl *client) backendFailed(reply string, err error) bool {
+	cl.c.Log.Warn("backend login failed", "err", err)
+	switch {
+	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
+		return cl.fail(reply)
+	case errors.Is(err, errBackendRefused):
+		return cl.fail("-ERR Authentication failed")
+	}
+	return cl.fail("-ERR Backend unavailable")
+}
+
+// backendLogin reads the greeting and logs in. It returns the backend's
+// reply to PASS ("+OK …", or "-ERR …" with errBackendRefused).
+func backendLogin(conn net.Conn, r *bufio.Reader, login *session.Login) (string, error) {
+	if strings.ContainsAny(login.User+login.Password, "\r\n\x00") {
+		return "", errors.New("credentials cannot be sent in POP3")
+	}
+	if _, err := expectOK(r); err != nil {
+		return "", fmt.Errorf("greeting: %w", err)
+	}
+	if _, err := fmt.Fprintf(conn, "USER %s\r\n", login.User); err != nil {
+		return "", err
+	}
+	if reply, err := expectOK(r); err != nil {
+		return reply, err
+	}
+	if _, err := fmt.Fprintf(conn, "PASS %s\r\n", login.Password); err != nil {
+		return "", err
+	}
+	return expectOK(r)
+}
+
+// expectOK reads a reply line: "+OK …" is success, "-ERR …" a refusal.
+func expectOK(r *bufio.Reader) (string, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return "", fmt.Errorf("backend: %w", err)
+	}
+	reply := strings.TrimRight(string(line), "\r\n")
+	switch {
+	case strings.HasPrefix(reply, "+OK"):
+		return reply, nil
+	case strings.HasPrefix(reply, "-ERR"):
+		return reply, errBackendRefused
+	}
+	return "", fmt.Errorf("backend answered %q", reply)
+}

@@ -1,0 +1,222 @@
+package pop3_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/mailtest"
+	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/pop3"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+const (
+	user     = "alice"
+	password = "secret"
+	message  = "From: a@example.org\r\nSubject: hi\r\n\r\n.dot-stuffed line\r\nend\r\n"
+)
+
+type step struct {
+	send   string
+	expect []string
+}
+
+func run(t *testing.T, c *testutil.Client, steps []step) {
+	t.Helper()
+	for _, st := range steps {
+		c.Exchange(st.send, st.expect...)
+	}
+}
+
+// start runs srv in front of a POP3 backend holding one message for
+// alice; srv.Auth defaults to a table routing alice there.
+func start(t *testing.T, srv *pop3.Server) (proxy string, backend *mailtest.POP3Server) {
+	t.Helper()
+	be, err := mailtest.StartPOP3([]mailtest.User{{Name: user, Password: password}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	be.AddMessage(user, []byte(message))
+	if srv.Auth == nil {
+		srv.Auth = auth.Static{
+			user:     {Password: password, Backend: be.Addr},
+			"mapped": {Password: "x", Backend: be.Addr, BackendUser: user, BackendPassword: "wrong"},
+		}
+	}
+	return serve(t, srv), be
+}
+
+func serve(t *testing.T, srv *pop3.Server) string {
+	t.Helper()
+	if srv.Logger == nil {
+		srv.Logger = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestTranscripts(t *testing.T) {
+	tests := []struct {
+		name  string
+		srv   *pop3.Server
+		steps []step
+	}{
+		{"USER PASS then the backend's session", &pop3.Server{}, []step{
+			{"", []string{"+OK POP3 ready"}},
+			{"USER alice\r\n", []string{"+OK"}},
+			{"PASS secret\r\n", []string{"+OK"}},
+			{"STAT\r\n", []string{"+OK 1 "}},
+			{"RETR 1\r\n", []string{"+OK", "From: a@example.org", "Subject: hi", "", "..dot-stuffed line", "end", "."}},
+			{"QUIT\r\n", []string{"+OK", "<closed>"}},
+		}},
+		{"CAPA default", &pop3.Server{}, []step{
+			{"", []string{"+OK POP3 ready"}},
+			{"CAPA\r\n", []string{"+OK Capability list follows", "TOP", "USER", "UIDL", "SASL PLAIN LOGIN", "."}},
+		}},
+		{"CAPA without plain has no USER", &pop3.Server{AuthMethods: []string{"apop", "cram-md5"}, Capabilities: []string{"TOP", "USER", "PIPELINING"}}, []step{
+			{"", []string{"+OK POP3 ready <"}},
+			{"CAPA\r\n", []string{"+OK", "TOP", "PIPELINING", "SASL CRAM-MD5", "."}},
+			{"USER alice\r\n", []string{"-ERR USER not allowed"}},
+			{"AUTH\r\n", []string{"+OK methods supported:", "CRAM-MD5", "."}},
+		}},
+		{"AUTH PLAIN with and without initial response", &pop3.Server{}, []step{
+			{"", []string{"+OK"}},
+			{"AUTH PLAIN\r\n", []string{"+ "}},
+			{"*\r\n", []string{"-ERR authentication cancelled"}},
+			{"AUTH PLAIN\r\n", []string{"+ "}},
+			{"%%%\r\n", []string{"-ERR invalid base64"}},
+			{"AUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"+OK"}},
+			{"STAT\r\n", []string{"+OK 1 "}},
+		}},
+		{"AUTH LOGIN", &pop3.Server{}, []step{
+			{"", []string{"+OK"}},
+			{"AUTH LOGIN\r\n", []string{"+ VXNlcm5hbWU6"}},
+			{b64("alice") + "\r\n", []string{"+ UGFzc3dvcmQ6"}},
+			{b64("secret") + "\r\n", []string{"+OK"}},
+		}},
+		{"errors", &pop3.Server{Config: session.Config{MaxErrors: 10}}, []step{
+			{"", []string{"+OK"}},
+			{"PASS secret\r\n", []string{"-ERR USER first"}},
+			{"RETR 1\r\n", []string{"-ERR invalid command"}},
+			{"APOP alice 0123456789abcdef0123456789abcdef\r\n", []string{"-ERR APOP not allowed"}},
+			{"AUTH CRAM-MD5\r\n", []string{"-ERR unsupported authentication mechanism"}},
+			{"AUTH EXTERNAL =\r\n", []string{"-ERR unsupported"}},
+			{"USER\r\n", []string{"-ERR invalid USER argument"}},
+			{"NOOP\r\n", []string{"+OK"}},
+			{strings.Repeat("x", 5000) + "\r\n", []string{"-ERR line too long"}},
+		}},
+		{"max_errors", &pop3.Server{}, []step{
+			{"", []string{"+OK"}},
+			{"X\r\nX\r\nX\r\nX\r\nX\r\n", []string{"-ERR", "-ERR", "-ERR", "-ERR", "-ERR", "-ERR too many invalid commands", "<closed>"}},
+		}},
+		{"wrong password closes as nginx does without Auth-Wait", &pop3.Server{}, []step{
+			{"", []string{"+OK"}},
+			{"USER alice\r\nPASS nope\r\n", []string{"+OK", "-ERR Invalid login or password", "<closed>"}},
+		}},
+		{"backend refusal, generic", &pop3.Server{}, []step{
+			{"", []string{"+OK"}},
+			{"USER mapped\r\nPASS x\r\n", []string{"+OK", "-ERR Authentication failed"}},
+			{"NOOP\r\n", []string{"+OK"}},
+		}},
+		{"backend refusal passed on", &pop3.Server{Config: session.Config{PassErrorMessage: true}}, []step{
+			{"", []string{"+OK"}},
+			{"USER mapped\r\nPASS x\r\n", []string{"+OK", "-ERR [AUTH]"}},
+		}},
+		{"pipelined after PASS", &pop3.Server{}, []step{
+			{"", []string{"+OK"}},
+			{"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n", []string{"+OK", "+OK", "+OK 1 ", "+OK", "<closed>"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			proxy, _ := start(t, tt.srv)
+			run(t, testutil.Dial(t, "tcp", proxy), tt.steps)
+		})
+	}
+}
+
+// APOP: the greeting's challenge reaches the Authenticator as the salt with
+// the client's digest, and the Authenticator gives the backend password.
+func TestAPOPAndCRAMMD5(t *testing.T) {
+	backend := ""
+	check := func(req *auth.Request) bool {
+		switch req.Method {
+		case auth.MethodAPOP:
+			sum := md5.Sum([]byte(req.Salt + password))
+			return req.Password == hex.EncodeToString(sum[:])
+		case auth.MethodCRAMMD5:
+			mac := hmac.New(md5.New, []byte(password))
+			mac.Write([]byte(req.Salt))
+			return req.Password == hex.EncodeToString(mac.Sum(nil))
+		}
+		return false
+	}
+	srv := &pop3.Server{AuthMethods: []string{"apop", "cram-md5"}, Config: session.Config{Auth: auth.AuthenticatorFunc(
+		func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+			if req.User != user || !check(req) {
+				return &auth.Result{Error: "bad digest"}, nil
+			}
+			return &auth.Result{Backend: backend, Password: password}, nil
+		})}}
+	proxy, be := start(t, srv)
+	backend = be.Addr
+
+	c := testutil.Dial(t, "tcp", proxy)
+	greeting := c.Line()
+	salt := greeting[strings.Index(greeting, "<"):]
+	sum := md5.Sum([]byte(salt + password))
+	run(t, c, []step{{fmt.Sprintf("APOP alice %x\r\n", sum), []string{"+OK"}}, {"STAT\r\n", []string{"+OK 1 "}}, {"QUIT\r\n", []string{"+OK", "<closed>"}}})
+
+	c = testutil.Dial(t, "tcp", proxy)
+	c.Line()
+	c.Send("AUTH CRAM-MD5")
+	challenge, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.Line(), "+ "))
+	mac := hmac.New(md5.New, []byte(password))
+	mac.Write(challenge)
+	run(t, c, []step{{b64(user+" "+hex.EncodeToString(mac.Sum(nil))) + "\r\n", []string{"+OK"}}})
+}
+
+func TestTemporaryFailures(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	for name, a := range map[string]auth.Authenticator{
+		"no authenticator": nil,
+		"backend down": auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+			return &auth.Result{Backend: deadAddr}, nil
+		}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := map[bool]string{true: "-ERR Temporary authentication failure", false: "-ERR Backend unavailable"}[a == nil]
+			c := testutil.Dial(t, "tcp", serve(t, &pop3.Server{Config: session.Config{Auth: a}}))
+			run(t, c, []step{{"", []string{"+OK"}}, {"USER alice\r\nPASS secret\r\n", []string{"+OK", want}}, {"NOOP\r\n", []string{"+OK"}}})
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	proxy, _ := start(t, &pop3.Server{Config: session.Config{Timeout: 100 * time.Millisecond}})
+	c := testutil.Dial(t, "tcp", proxy)
+	c.Line()
+	if !c.Closed() {
+		t.Fatal("idle client not disconnected")
+	}
+}
