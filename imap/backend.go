@@ -226,30 +226,40 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// idCommand passes the client's ID parameters on, with the client's
+// standardIDFields are the ID fields of RFC 2971, the only ones passed on
+// from the client: a backend that trusts the proxy also trusts fields such
+// as Dovecot's x-session-id or x-forward-*, which only the proxy may set.
+var standardIDFields = map[string]bool{
+	"name": true, "version": true, "os": true, "os-version": true, "vendor": true,
+	"support-url": true, "address": true, "date": true, "command": true,
+	"arguments": true, "environment": true,
+}
+
+// idCommand passes the client's standard ID fields on, with the client's
 // address for the backend's logs (Dovecot honours x-originating-ip from
 // its login_trusted_networks).
 func idCommand(cl *client) string {
-	var b strings.Builder
-	b.WriteString("ID (")
+	var fields []string
 	for _, p := range cl.id {
-		if strings.HasPrefix(strings.ToLower(p.field), "x-originating-") || strings.HasPrefix(strings.ToLower(p.field), "x-connected-") {
-			continue // only the proxy may say where the client is
+		if !standardIDFields[strings.ToLower(p.field)] {
+			continue
 		}
-		b.WriteString(quote(p.field) + " ")
-		if p.nilValue {
-			b.WriteString("NIL ")
-		} else {
-			b.WriteString(quote(p.value) + " ")
+		value := "NIL"
+		if !p.nilValue {
+			value = quote(p.value)
 		}
+		fields = append(fields, quote(p.field), value)
 	}
 	if host, port, err := net.SplitHostPort(cl.c.RemoteAddr().String()); err == nil {
-		fmt.Fprintf(&b, `"x-originating-ip" %s "x-originating-port" %s `, quote(host), quote(port))
+		fields = append(fields, `"x-originating-ip"`, quote(host), `"x-originating-port"`, quote(port))
 	}
 	if host, port, err := net.SplitHostPort(cl.c.LocalAddr().String()); err == nil {
-		fmt.Fprintf(&b, `"x-connected-ip" %s "x-connected-port" %s`, quote(host), quote(port))
+		fields = append(fields, `"x-connected-ip"`, quote(host), `"x-connected-port"`, quote(port))
 	}
-	return strings.TrimRight(b.String(), " ") + ")"
+	if len(fields) == 0 {
+		return "ID NIL"
+	}
+	return "ID (" + strings.Join(fields, " ") + ")"
 }
 
 // quote makes an IMAP quoted string of s, dropping what a quoted string

@@ -1,0 +1,434 @@
+//go:build unix
+
+package imap_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/imap"
+	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// Integration tests of the proxy in front of a real Dovecot. Each test
+// starts its own instance (testutil.StartDovecot skips the test when
+// Dovecot is not installed): a failed login makes Dovecot delay later
+// logins from the same address, so no instance outlives a failure.
+
+// dovecotMessage has CR LF line ends, so what Dovecot stores is the
+// message itself.
+const dovecotMessage = "From: a@example.org\r\nTo: testuser@example.org\r\nSubject: through the proxy\r\n\r\nHello, Dovecot, through mailproxy.\r\n"
+
+// dovecotProxy serves srv in front of d and returns its address; a nil
+// Auth becomes a table that sends d's user, with d's password, to d.
+func dovecotProxy(t *testing.T, d *testutil.Dovecot, srv *imap.Server) string {
+	t.Helper()
+	if srv.Auth == nil {
+		srv.Auth = auth.Static{d.User: {Password: d.Password, Backend: d.IMAPAddr}}
+	}
+	return serve(t, srv)
+}
+
+// dialTCP connects to addr, from local when it is not nil, with a deadline
+// for the whole conversation, and closes the connection when the test
+// ends.
+func dialTCP(t *testing.T, addr string, local net.Addr) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: local}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return conn
+}
+
+// dovecotClient is an imapclient on a fresh connection to addr.
+func dovecotClient(t *testing.T, addr string, opts *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	return imapclient.New(dialTCP(t, addr, nil), opts)
+}
+
+// clientLogin logs c in with the LOGIN command or AUTHENTICATE PLAIN.
+func clientLogin(t *testing.T, c *imapclient.Client, method, user, pass string) {
+	t.Helper()
+	var err error
+	switch method {
+	case "LOGIN":
+		err = c.Login(user, pass).Wait()
+	case "AUTHENTICATE PLAIN":
+		err = c.Authenticate(sasl.NewPlainClient("", user, pass))
+	default:
+		t.Fatalf("unknown login method %q", method)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+}
+
+// appendMessage appends msg to INBOX and returns its UID.
+func appendMessage(t *testing.T, c *imapclient.Client, msg string) goimap.UID {
+	t.Helper()
+	cmd := c.Append("INBOX", int64(len(msg)), nil)
+	if _, err := io.WriteString(cmd, msg); err != nil {
+		t.Fatalf("APPEND: %v", err)
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatalf("APPEND: %v", err)
+	}
+	data, err := cmd.Wait()
+	if err != nil {
+		t.Fatalf("APPEND: %v", err)
+	}
+	if data.UID == 0 {
+		t.Fatal("APPEND: no APPENDUID from Dovecot")
+	}
+	return data.UID
+}
+
+// A real IMAP client logs in through the proxy to Dovecot, by LOGIN and by
+// AUTHENTICATE PLAIN, and works on the relayed session: a message goes in
+// and comes back byte for byte, and IDLE reports a message that a second
+// client appends meanwhile.
+func TestDovecotRelay(t *testing.T) {
+	t.Parallel()
+	for _, method := range []string{"LOGIN", "AUTHENTICATE PLAIN"} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			d := testutil.StartDovecot(t)
+			proxy := dovecotProxy(t, d, &imap.Server{})
+
+			// The handler must not block the client: the channel has room
+			// for far more updates than the test causes.
+			exists := make(chan uint32, 64)
+			c := dovecotClient(t, proxy, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+				Mailbox: func(m *imapclient.UnilateralDataMailbox) {
+					if m.NumMessages != nil {
+						select {
+						case exists <- *m.NumMessages:
+						default:
+						}
+					}
+				},
+			}})
+			clientLogin(t, c, method, d.User, d.Password)
+
+			sel, err := c.Select("INBOX", nil).Wait()
+			if err != nil {
+				t.Fatalf("SELECT: %v", err)
+			}
+			if sel.NumMessages != 0 {
+				t.Fatalf("SELECT: %d messages in a fresh INBOX", sel.NumMessages)
+			}
+			uid := appendMessage(t, c, dovecotMessage)
+
+			section := &goimap.FetchItemBodySection{}
+			msgs, err := c.Fetch(goimap.UIDSetNum(uid), &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{section}}).Collect()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("UID FETCH %d BODY[]: %v, %d messages", uid, err, len(msgs))
+			}
+			if got := msgs[0].FindBodySection(section); string(got) != dovecotMessage {
+				t.Errorf("BODY[] is %q, want %q", got, dovecotMessage)
+			}
+
+			idle, err := c.Idle()
+			if err != nil {
+				t.Fatalf("IDLE: %v", err)
+			}
+			// A second client, through the proxy too, appends a message:
+			// Dovecot tells the idling one "* 2 EXISTS".
+			other := dovecotClient(t, proxy, nil)
+			clientLogin(t, other, "LOGIN", d.User, d.Password)
+			appendMessage(t, other, strings.Replace(dovecotMessage, "Hello", "Hello again", 1))
+			if err := other.Logout().Wait(); err != nil {
+				t.Errorf("second client's LOGOUT: %v", err)
+			}
+
+			timeout := time.After(5 * time.Second)
+		wait:
+			for {
+				select {
+				case n := <-exists:
+					if n >= 2 {
+						break wait
+					}
+				case <-timeout:
+					t.Fatal("no EXISTS for the second message during IDLE after 5s")
+				}
+			}
+
+			if err := idle.Close(); err != nil {
+				t.Fatalf("ending IDLE: %v", err)
+			}
+			if err := idle.Wait(); err != nil {
+				t.Fatalf("IDLE: %v", err)
+			}
+			if err := c.Logout().Wait(); err != nil {
+				t.Errorf("LOGOUT: %v", err)
+			}
+		})
+	}
+}
+
+// dovecotLogin matches Dovecot 2.3's login line with the default
+// login_log_format_elements: the client address (rip) and the session ID.
+var dovecotLogin = regexp.MustCompile(`imap-login: Info: Login: user=<([^>]*)>, .*\brip=([^,]+), .*\bsession=<([^>]+)>`)
+
+// The client's own address reaches Dovecot through the ID command the
+// proxy sends (x-originating-ip and x-originating-port; Dovecot honours
+// them from its login_trusted_networks, 127.0.0.1). The client connects
+// from 127.0.0.2, so the address Dovecot logs (rip=) is the client's and
+// not the proxy's 127.0.0.1.
+//
+// Dovecot 2.3 does not log the remote port: the default
+// login_log_format_elements has no %{rport}, and the harness's
+// configuration is fixed. The port shows in the session ID instead: Dovecot
+// 2.3 builds it (login-common's client_get_session_id) from 48 bits of a
+// timestamp, the remote port in little-endian order and the remote IP
+// address, once the ID command has set them.
+func TestDovecotClientAddress(t *testing.T) {
+	t.Parallel()
+	d := testutil.StartDovecot(t)
+	proxy := dovecotProxy(t, d, &imap.Server{})
+
+	// All of 127/8 is loopback on Linux; where 127.0.0.2 cannot be bound
+	// the test still checks the port.
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	if l, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
+		t.Logf("cannot bind 127.0.0.2 (%v): the client connects from 127.0.0.1 and only the port is checked", err)
+		local = nil
+	} else {
+		l.Close()
+	}
+	conn := dialTCP(t, proxy, local)
+	client := conn.LocalAddr().(*net.TCPAddr)
+	c := imapclient.New(conn, nil)
+	clientLogin(t, c, "LOGIN", d.User, d.Password)
+
+	rip := "rip=" + client.IP.String() + ","
+	testutil.WaitFor(t, "Dovecot's login line with "+rip, func() bool { return d.LogContains(rip) })
+	if d.LogContains("rport=") {
+		t.Log("this Dovecot logs rport= itself")
+	}
+	log, err := os.ReadFile(filepath.Join(d.Dir, "dovecot.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := dovecotLogin.FindSubmatch(log)
+	if m == nil {
+		t.Fatalf("no login line in Dovecot's log:\n%s", log)
+	}
+	if string(m[1]) != d.User || string(m[2]) != client.IP.String() {
+		t.Errorf("Dovecot logged user=<%s> rip=%s, want user=<%s> rip=%s", m[1], m[2], d.User, client.IP)
+	}
+	id, err := base64.StdEncoding.DecodeString(string(m[3]))
+	if err != nil || len(id) != 6+2+4 {
+		t.Fatalf("session=<%s> is not Dovecot 2.3's timestamp, port and IPv4 address (%d bytes, %v)", m[3], len(id), err)
+	}
+	port := binary.LittleEndian.Uint16(id[6:8])
+	ip := net.IP(id[8:12])
+	if int(port) != client.Port || !ip.Equal(client.IP) {
+		t.Errorf("Dovecot's session ID %s holds %s, want the client's %s", m[3], net.JoinHostPort(ip.String(), strconv.Itoa(int(port))), client)
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Errorf("LOGOUT: %v", err)
+	}
+}
+
+// curl is a second real client: it fetches a delivered message through the
+// proxy by each login the proxy offers, runs a custom command, and exits
+// with 67 (CURLE_LOGIN_DENIED) on a wrong password.
+func TestDovecotCurl(t *testing.T) {
+	t.Parallel()
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed: apt-get install curl")
+	}
+	d := testutil.StartDovecot(t)
+	d.Deliver(t, []byte(dovecotMessage))
+	creds := d.User + ":" + d.Password
+
+	tests := []struct {
+		name string
+		// authMethods are the proxy's; curl uses AUTHENTICATE with a
+		// mechanism offered, else the LOGIN command.
+		authMethods []string
+		path        string
+		args        []string
+		wantExit    int
+		wantOut     string // all of stdout, or with wantIn a part of it
+		wantIn      bool
+		wantSent    string // in curl's -v trace of what it sent
+	}{
+		{"AUTHENTICATE PLAIN", nil, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE PLAIN "},
+		{"AUTHENTICATE LOGIN", []string{"login"}, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE LOGIN"},
+		{"LOGIN command", []string{}, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 LOGIN "},
+		{"EXAMINE", nil, "/INBOX", []string{"-u", creds, "-X", "EXAMINE INBOX"}, 0, "* 1 EXISTS\r\n", true, "EXAMINE INBOX"},
+		{"wrong password", nil, "/INBOX;UID=1", []string{"-u", d.User + ":wrong"}, 67, "", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			proxy := dovecotProxy(t, d, &imap.Server{AuthMethods: tt.authMethods})
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			args := append([]string{"-sS", "-v", "--max-time", "10", "imap://" + proxy + tt.path}, tt.args...)
+			cmd := exec.CommandContext(ctx, curl, args...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			exit := 0
+			var exitErr *exec.ExitError
+			switch {
+			case errors.As(err, &exitErr):
+				exit = exitErr.ExitCode()
+			case err != nil:
+				t.Fatal(err)
+			}
+			if exit != tt.wantExit {
+				t.Fatalf("curl exited with %d, want %d\n%s", exit, tt.wantExit, stderr.Bytes())
+			}
+			out := stdout.String()
+			if tt.wantIn && !strings.Contains(out, tt.wantOut) || !tt.wantIn && out != tt.wantOut {
+				t.Errorf("curl wrote %q, want %q", out, tt.wantOut)
+			}
+			if !strings.Contains(stderr.String(), tt.wantSent) {
+				t.Errorf("curl did not send %q:\n%s", tt.wantSent, stderr.Bytes())
+			}
+		})
+	}
+}
+
+// When Dovecot refuses the backend login (the Authenticator gave a wrong
+// backend password), the client sees Dovecot's own words with
+// proxy_pass_error_message and the proxy's generic refusal without, and
+// the session goes on.
+func TestDovecotBackendRefusal(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		pass bool
+		want string
+	}{
+		{false, "a NO [AUTHENTICATIONFAILED] Authentication failed"},
+		{true, "a NO [AUTHENTICATIONFAILED] Authentication failed."}, // Dovecot's text ends with a full stop
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("proxy_pass_error_message=%v", tt.pass), func(t *testing.T) {
+			t.Parallel()
+			d := testutil.StartDovecot(t)
+			proxy := dovecotProxy(t, d, &imap.Server{Config: session.Config{
+				PassErrorMessage: tt.pass,
+				Auth:             auth.Static{"proxyuser": {Password: "client-secret", Backend: d.IMAPAddr, BackendUser: d.User, BackendPassword: "wrong-backend-password"}},
+			}})
+			c := greet(t, proxy)
+			c.Send("a LOGIN proxyuser client-secret")
+			if got := c.Line(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			run(t, c, []step{{"b NOOP\r\n", []string{"b OK NOOP completed"}}})
+			if !d.LogContains("passwd-file(" + d.User + ",127.0.0.1,") {
+				t.Error("Dovecot did not log the failed login")
+			}
+		})
+	}
+}
+
+// The Authenticator's Result.User and Result.Password log in to Dovecot
+// while the client used other credentials, which need literals (UTF-8, a
+// quote, a line break): the proxy reads them, the Authenticator sees them
+// intact, and Dovecot sees only its own user's. And a user that the proxy
+// must send to Dovecot as a literal reaches it byte for byte.
+func TestDovecotCredentialOverride(t *testing.T) {
+	t.Parallel()
+	const (
+		clientUser = "jürgen@example.org"
+		clientPass = "pässwörd with \"quotes\"\r\nand a line break"
+	)
+	literal := func(s string, sync bool) string {
+		if sync {
+			return fmt.Sprintf("{%d}\r\n", len(s))
+		}
+		return fmt.Sprintf("{%d+}\r\n", len(s))
+	}
+	tests := []struct {
+		name     string
+		wantUser string // as the client sends it
+		result   func(d *testutil.Dovecot) auth.Result
+		steps    func(d *testutil.Dovecot) []step
+		wantLog  string
+	}{
+		{"client password in a synchronising literal, Result.Password for Dovecot", "", func(d *testutil.Dovecot) auth.Result {
+			return auth.Result{Backend: d.IMAPAddr, Password: d.Password}
+		}, func(d *testutil.Dovecot) []step {
+			return []step{
+				{"a LOGIN " + d.User + " " + literal(clientPass, true), []string{"+ OK"}},
+				{clientPass + "\r\n", []string{"a OK [CAPABILITY "}},
+				{"b SELECT INBOX\r\n", []string{"…b OK [READ-WRITE]"}},
+				{"c LOGOUT\r\n", []string{"* BYE", "c OK"}},
+			}
+		}, "imap-login: Info: Login: user=<testuser>, method=PLAIN, "},
+		{"client user and password in non-synchronising literals, Result.User and Result.Password for Dovecot", clientUser, func(d *testutil.Dovecot) auth.Result {
+			return auth.Result{Backend: d.IMAPAddr, User: d.User, Password: d.Password}
+		}, func(d *testutil.Dovecot) []step {
+			return []step{
+				{"a LOGIN " + literal(clientUser, false) + clientUser + " " + literal(clientPass, false) + clientPass + "\r\n", []string{"a OK [CAPABILITY "}},
+				{"b SELECT INBOX\r\n", []string{"…b OK [READ-WRITE]"}},
+				{"c LOGOUT\r\n", []string{"* BYE", "c OK"}},
+			}
+		}, "imap-login: Info: Login: user=<testuser>, method=PLAIN, "},
+		// Dovecot's passwd-file user is fixed by the harness, and its
+		// auth_username_chars refuses any user that needs a literal, so
+		// this login fails; but Dovecot's refusal (rather than a BAD,
+		// which the client would see as "Backend unavailable") and its
+		// log show that it parsed the proxy's literal.
+		{"Result.User sent to Dovecot as a literal", clientUser, func(d *testutil.Dovecot) auth.Result {
+			return auth.Result{Backend: d.IMAPAddr, User: "jürgen", Password: d.Password}
+		}, func(d *testutil.Dovecot) []step {
+			return []step{
+				{"a LOGIN " + literal(clientUser, false) + clientUser + " " + literal(clientPass, false) + clientPass + "\r\n", []string{"a NO [AUTHENTICATIONFAILED] Authentication failed."}},
+			}
+		}, "(username: jürgen)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := testutil.StartDovecot(t)
+			wantUser := tt.wantUser
+			if wantUser == "" {
+				wantUser = d.User
+			}
+			proxy := dovecotProxy(t, d, &imap.Server{Config: session.Config{
+				PassErrorMessage: true,
+				Auth: authFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+					if req.User != wantUser || req.Password != clientPass {
+						return &auth.Result{Error: fmt.Sprintf("the Authenticator got user %q", req.User)}, nil
+					}
+					res := tt.result(d)
+					return &res, nil
+				}),
+			}})
+			run(t, greet(t, proxy), tt.steps(d))
+			testutil.WaitFor(t, fmt.Sprintf("%q in Dovecot's log", tt.wantLog), func() bool { return d.LogContains(tt.wantLog) })
+		})
+	}
+}
