@@ -294,6 +294,7 @@ func (s *settings) server() mailproxy.Server {
 	case "pop3":
 		return &pop3.Server{Config: s.core, Capabilities: s.pop3Caps, AuthMethods: s.pop3Auth}
 	default:
-		return &smtp.Server{Config: s.core, Capabilities: s.smtpCaps, AuthMethods: s.smtpAuth, ClientBuffer: s.smtpBuffer}
+		return &smtp.Server{Config: s.core, Capabilities: s.smtpCaps, AuthMethods: s.smtpAuth, ClientBuffer: s.smtpBuffer,
+			GreetingDelay: s.smtpGreetingDelay, DisableXClient: s.noXClient, BackendAuth: s.smtpBackendAuth}
 	}
 }

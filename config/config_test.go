@@ -123,12 +123,20 @@ func TestLoadDirectives(t *testing.T) {
 					t.Errorf("got %q %q", p.Capabilities, p.AuthMethods)
 				}
 			}},
-		{"smtp", `server { listen 1025; protocol smtp; smtp_capabilities "SIZE 1000" 8BITMIME; smtp_auth none login; smtp_client_buffer 1m; }`,
+		{"smtp", `server { listen 1025; protocol smtp; smtp_capabilities "SIZE 1000" 8BITMIME; smtp_auth none login; smtp_client_buffer 1m;
+			smtp_greeting_delay 500ms; xclient off; proxy_smtp_auth on; }`,
 			func(t *testing.T, s mailproxy.ServerConfig) {
 				sm := s.Server.(*smtp.Server)
 				if !reflect.DeepEqual(sm.Capabilities, []string{"SIZE 1000", "8BITMIME"}) ||
-					!reflect.DeepEqual(sm.AuthMethods, []string{"none", "login"}) || sm.ClientBuffer != 1<<20 {
-					t.Errorf("got %q %q %d", sm.Capabilities, sm.AuthMethods, sm.ClientBuffer)
+					!reflect.DeepEqual(sm.AuthMethods, []string{"none", "login"}) || sm.ClientBuffer != 1<<20 ||
+					sm.GreetingDelay != 500*time.Millisecond || !sm.DisableXClient || !sm.BackendAuth {
+					t.Errorf("got %+v", sm)
+				}
+			}},
+		{"smtp xclient default on", `server { listen 1025; protocol smtp; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				if sm := s.Server.(*smtp.Server); sm.DisableXClient || sm.BackendAuth || sm.GreetingDelay != 0 {
+					t.Errorf("got %+v", sm)
 				}
 			}},
 		{"listen parameters", `server { protocol imap;

@@ -44,6 +44,9 @@ type settings struct {
 	pop3Caps, pop3Auth []string
 	smtpCaps, smtpAuth []string
 	smtpBuffer         int
+	smtpGreetingDelay  time.Duration
+	noXClient          bool // xclient off
+	smtpBackendAuth    bool // proxy_smtp_auth on
 
 	// authHTTP holds the auth_http settings; its URL is empty without
 	// auth_http.
@@ -73,14 +76,17 @@ func init() {
 		"proxy_buffer":             {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.core.ProxyBuffer })},
 		"proxy_pass_error_message": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.core.PassErrorMessage })},
 
-		"imap_capabilities":  {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.imapCaps })},
-		"imap_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.imapAuth }, "login", "plain", "cram-md5", "external")},
-		"imap_client_buffer": {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.imapBuffer })},
-		"pop3_capabilities":  {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.pop3Caps })},
-		"pop3_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.pop3Auth }, "plain", "apop", "cram-md5", "external")},
-		"smtp_capabilities":  {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.smtpCaps })},
-		"smtp_auth":          {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.smtpAuth }, "login", "plain", "cram-md5", "external", "none")},
-		"smtp_client_buffer": {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.smtpBuffer })},
+		"imap_capabilities":   {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.imapCaps })},
+		"imap_auth":           {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.imapAuth }, "login", "plain", "cram-md5", "external")},
+		"imap_client_buffer":  {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.imapBuffer })},
+		"pop3_capabilities":   {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.pop3Caps })},
+		"pop3_auth":           {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.pop3Auth }, "plain", "apop", "cram-md5", "external")},
+		"smtp_capabilities":   {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.smtpCaps })},
+		"smtp_auth":           {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.smtpAuth }, "login", "plain", "cram-md5", "external", "none")},
+		"smtp_client_buffer":  {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.smtpBuffer })},
+		"smtp_greeting_delay": {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.smtpGreetingDelay })},
+		"xclient":             {where: anywhere, min: 1, max: 1, set: setXClient},
+		"proxy_smtp_auth":     {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.smtpBackendAuth })},
 
 		"auth_http":                  {where: anywhere, min: 1, max: 1, set: setAuthHTTP},
 		"auth_http_header":           {where: anywhere, min: 2, max: 2, multi: true, set: setAuthHTTPHeader},
@@ -99,9 +105,6 @@ func addLater() {
 	anyArgs := pendingCheck(nil)
 	for name, sp := range map[string]spec{
 		"proxy_protocol":            {min: 1, max: 1, set: onOff},
-		"proxy_smtp_auth":           {min: 1, max: 1, set: onOff},
-		"xclient":                   {min: 1, max: 1, set: onOff},
-		"smtp_greeting_delay":       {min: 1, max: 1, set: timeArg},
 		"resolver":                  {min: 1, max: -1, multi: true, set: anyArgs},
 		"resolver_timeout":          {min: 1, max: 1, set: timeArg},
 		"set_real_ip_from":          {where: atServer, min: 1, max: 1, multi: true, set: anyArgs},
@@ -173,6 +176,13 @@ func (a authHTTP) client(log *slog.Logger) *auth.HTTP {
 		}
 	}
 	return h
+}
+
+// setXClient reads "xclient on|off"; on is the default.
+func setXClient(s *settings, d *Directive) error {
+	on, err := parseFlag(d.Args[0])
+	s.noXClient = !on
+	return err
 }
 
 func setListen(s *settings, d *Directive) error {

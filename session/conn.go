@@ -183,3 +183,13 @@ func (c *Conn) Buffered() []byte {
 	b, _ := c.r.Peek(c.r.Buffered())
 	return b
 }
+
+// SendsWithin reports whether the client sends anything (or goes away)
+// within d: SMTP clients must wait for the greeting.
+func (c *Conn) SendsWithin(d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	defer c.SetReadDeadline(time.Time{})
+	_, err := c.r.Peek(1)
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
+}

@@ -3,9 +3,11 @@ package smtp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -15,41 +17,117 @@ var replies = session.Replies{
 	TooManyErrors:   "421 4.7.0 Too many errors",
 }
 
+// client is one SMTP client in the dialogue before proxying.
+type client struct {
+	srv  *Server
+	c    *session.Conn
+	ctx  context.Context
+	helo string // the name given with HELO or EHLO
+	ehlo bool   // the client said EHLO (not HELO)
+	from string // the MAIL FROM command line, with smtp_auth none
+}
+
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	c := session.NewConn(nc, &s.settled, s.clientBuffer(), replies)
-	c.Reply("220 %s ESMTP ready", s.settled.ServerName)
-	c.Run(ctx, func(line []byte) bool { return s.command(c, line) })
+	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
+	if s.GreetingDelay > 0 && cl.c.SendsWithin(s.GreetingDelay) {
+		cl.c.Log.Info("client talked before the greeting")
+		cl.c.Close("554 5.5.0 Improper use of SMTP command pipelining")
+		return
+	}
+	cl.c.Reply("220 %s ESMTP ready", s.settled.ServerName)
+	cl.c.Run(ctx, cl.command)
 }
 
 // command runs one command line and reports whether the session goes on.
-func (s *Server) command(c *session.Conn, line []byte) bool {
-	name, _, _ := bytes.Cut(line, []byte{' '})
+func (cl *client) command(line []byte) bool {
+	name, arg, _ := bytes.Cut(line, []byte{' '})
 	switch strings.ToUpper(string(name)) {
 	case "EHLO":
-		s.ehlo(c)
+		return cl.hello(string(arg), true)
 	case "HELO":
-		c.Reply("250 %s", s.settled.ServerName)
-	case "NOOP", "RSET":
-		c.Reply("250 2.0.0 OK")
+		return cl.hello(string(arg), false)
+	case "AUTH":
+		return cl.auth(arg)
+	case "MAIL":
+		return cl.mail(string(line))
+	case "RCPT":
+		return cl.rcpt(string(line))
+	case "RSET":
+		cl.from = ""
+		cl.c.Reply("250 2.0.0 OK")
+	case "NOOP":
+		cl.c.Reply("250 2.0.0 OK")
 	case "QUIT":
-		c.Close("221 2.0.0 Bye")
+		cl.c.Close("221 2.0.0 Bye")
 		return false
+	case "STARTTLS", "DATA", "VRFY", "EXPN", "BDAT", "ETRN", "HELP":
+		return cl.fail("502 5.5.1 Command not available before authentication")
 	default:
-		c.Reply("502 5.5.2 Command not recognized")
-		return c.Failed()
+		return cl.fail("500 5.5.1 Invalid command")
 	}
 	return true
 }
 
-// ehlo answers EHLO with the configured extensions, one per line.
-func (s *Server) ehlo(c *session.Conn) {
-	lines := append([]string{s.settled.ServerName}, s.Capabilities...)
+// fail answers a protocol error and counts it.
+func (cl *client) fail(reply string) bool {
+	cl.c.Reply("%s", reply)
+	return cl.c.Failed()
+}
+
+// hello answers EHLO with the extensions, one per line, or HELO.
+func (cl *client) hello(name string, ehlo bool) bool {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 255 || strings.ContainsAny(name, " \t") {
+		return cl.fail("501 5.5.4 Invalid argument")
+	}
+	cl.helo, cl.ehlo, cl.from = name, ehlo, ""
+	st := &cl.srv.settled
+	if !ehlo {
+		cl.c.Reply("250 %s", st.ServerName)
+		return true
+	}
+	lines := append([]string{st.ServerName}, cl.srv.Capabilities...)
+	if len(st.mechanisms) > 0 {
+		lines = append(lines, "AUTH "+strings.Join(st.mechanisms, " "))
+	}
 	for i, l := range lines {
 		sep := "-"
 		if i == len(lines)-1 {
 			sep = " "
 		}
-		c.Reply("250%s%s", sep, l)
+		cl.c.Reply("250%s%s", sep, l)
 	}
+	return true
+}
+
+// finishLogin asks the Authenticator about req, logs in to the backend and
+// starts proxying; after the backend's acceptance, success is answered by
+// accepted (nil: "235 2.0.0 OK").
+func (cl *client) finishLogin(req *auth.Request, replay []string) bool {
+	req.SMTPHelo = cl.helo
+	login, err := cl.c.Authenticate(cl.ctx, req)
+	var refused *session.Refusal
+	switch {
+	case errors.As(err, &refused):
+		reply := refusalReply(refused)
+		if refused.Close {
+			cl.c.Close(reply)
+			return false
+		}
+		return cl.fail(reply)
+	case err != nil:
+		return cl.fail("451 4.3.0 Temporary authentication failure")
+	}
+	return cl.proxy(login, req, replay)
+}
+
+// refusalReply is the auth service's code (Auth-Error-Code, default 535
+// 5.7.8) with its message.
+func refusalReply(r *session.Refusal) string {
+	code := r.SMTPCode
+	if code == "" {
+		code = "535 5.7.8"
+	}
+	return code + " " + r.Message
 }

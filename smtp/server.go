@@ -1,18 +1,21 @@
 // Package smtp is the SMTP side of the mail proxy: it speaks SMTP to a
 // client until the client has authenticated (or, with no authentication,
-// named its recipients), then relays the session to the backend the
+// named its first recipient), then relays the session to the backend the
 // Authenticator chose.
 package smtp
 
 import (
 	"context"
 	"net"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/mailproxy/mailproxy/session"
 )
 
-// DefaultAuthMethods are the SASL methods offered when none are configured
+// DefaultAuthMethods are the methods offered when none are configured
 // (smtp_auth).
 var DefaultAuthMethods = []string{"login", "plain"}
 
@@ -29,22 +32,41 @@ type Server struct {
 	// "SIZE 10485760" or "8BITMIME".
 	Capabilities []string
 	// AuthMethods are the login methods offered (smtp_auth): "login",
-	// "plain", "cram-md5", "external", "none". Nil means
-	// DefaultAuthMethods.
+	// "plain", "cram-md5", "external", and "none" (no authentication: the
+	// first RCPT TO is routed by the Authenticator, the MX-front use). Nil
+	// means DefaultAuthMethods.
 	AuthMethods []string
 	// ClientBuffer bounds a command line (smtp_client_buffer); zero means
 	// DefaultClientBuffer.
 	ClientBuffer int
+	// GreetingDelay holds the greeting back (smtp_greeting_delay); a client
+	// that talks before it is refused.
+	GreetingDelay time.Duration
+	// DisableXClient stops the proxy from passing the client's address to
+	// the backend with XCLIENT (xclient off).
+	DisableXClient bool
+	// BackendAuth logs in to the backend with AUTH PLAIN and the user's
+	// credentials (proxy_smtp_auth).
+	BackendAuth bool
 
 	loop    session.Loop
 	once    sync.Once
-	settled session.Config
+	settled settings
+}
+
+// settings are a Server's fields with the defaults applied, fixed when it
+// starts serving.
+type settings struct {
+	session.Config
+	mechanisms   []string // SASL mechanisms offered
+	none         bool     // smtp_auth none
+	clientBuffer int
 }
 
 // Serve accepts SMTP clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.once.Do(func() { s.settled = s.Config.WithDefaults() })
+	s.once.Do(s.settle)
 	return s.loop.Serve(l, s.serveConn)
 }
 
@@ -55,9 +77,19 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ct
 // Close closes the listeners and every session at once.
 func (s *Server) Close() error { return s.loop.Close() }
 
-func (s *Server) clientBuffer() int {
-	if s.ClientBuffer <= 0 {
-		return DefaultClientBuffer
+func (s *Server) settle() {
+	methods := s.AuthMethods
+	if methods == nil {
+		methods = DefaultAuthMethods
 	}
-	return s.ClientBuffer
+	st := settings{Config: s.Config.WithDefaults(), none: slices.Contains(methods, "none"), clientBuffer: s.ClientBuffer}
+	if st.clientBuffer <= 0 {
+		st.clientBuffer = DefaultClientBuffer
+	}
+	for _, m := range methods {
+		if m != "none" {
+			st.mechanisms = append(st.mechanisms, strings.ToUpper(m))
+		}
+	}
+	s.settled = st
 }

@@ -1,0 +1,218 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// Bounds on what a backend may send before the session is relayed.
+const (
+	maxBackendLine  = 4 << 10
+	maxReplyLines   = 100
+	unavailableName = "[UNAVAILABLE]"
+)
+
+var errBackendRefused = errors.New("smtp: backend refused")
+
+// backend is the SMTP backend while the proxy prepares the session.
+type backend struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// reply is a backend reply: its code and its lines.
+type reply struct {
+	code  int
+	lines []string
+}
+
+// last returns the reply's last line, as a one-line reply to pass on.
+func (r reply) last() string { return r.lines[len(r.lines)-1] }
+
+// proxy prepares the backend session (greeting, EHLO, XCLIENT, AUTH, the
+// replayed MAIL and RCPT), answers the client, and relays.
+func (cl *client) proxy(login *session.Login, req *auth.Request, replay []string) bool {
+	conn, err := cl.c.DialBackend(cl.ctx, login.Backend)
+	if err != nil {
+		return cl.backendFailed(reply{}, err)
+	}
+	be := &backend{conn: conn, r: bufio.NewReaderSize(conn, maxBackendLine)}
+	answer, err := be.prepare(cl, login, req, replay)
+	if err != nil {
+		conn.Close()
+		return cl.backendFailed(answer, err)
+	}
+	cl.c.Reply("%s", answer.last())
+	pending, _ := be.r.Peek(be.r.Buffered())
+	cl.c.Proxy(cl.ctx, conn, bytes.Clone(pending))
+	return false
+}
+
+// backendFailed answers a backend that failed before relaying: its own
+// reply with proxy_pass_error_message, else a generic one.
+func (cl *client) backendFailed(r reply, err error) bool {
+	cl.c.Log.Warn("backend session failed", "err", err)
+	switch {
+	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
+		return cl.fail(r.last())
+	case errors.Is(err, errBackendRefused) && r.code >= 500:
+		return cl.fail("535 5.7.8 Authentication failed")
+	}
+	return cl.fail("451 4.3.0 Backend unavailable")
+}
+
+// prepare runs the backend dialogue up to the point where the client's
+// session goes on there. It returns the reply for the client: "235 2.0.0
+// OK" after AUTH, the backend's reply to the replayed RCPT with smtp_auth
+// none.
+func (be *backend) prepare(cl *client, login *session.Login, req *auth.Request, replay []string) (reply, error) {
+	if r, err := be.expect(220); err != nil {
+		return r, fmt.Errorf("greeting: %w", err)
+	}
+	if err := be.hello(cl, login, req); err != nil {
+		return reply{}, err
+	}
+	if cl.srv.BackendAuth && req.Method != auth.MethodNone {
+		if r, err := be.authenticate(login); err != nil {
+			return r, err
+		}
+	}
+	if len(replay) == 0 {
+		return reply{code: 235, lines: []string{"235 2.0.0 OK"}}, nil
+	}
+	if r, err := be.command(replay[0], 250); err != nil {
+		return r, err
+	}
+	r, err := be.command(replay[1], 0)
+	return r, err
+}
+
+// hello introduces the session: with XCLIENT (the default) as the proxy
+// first, then with the client's address and name, and the client's own
+// HELO or EHLO again; without, with the client's HELO or EHLO.
+func (be *backend) hello(cl *client, login *session.Login, req *auth.Request) error {
+	helo, verb := cl.helo, "HELO"
+	if cl.ehlo || cl.srv.BackendAuth {
+		verb = "EHLO"
+	}
+	if !cl.srv.DisableXClient {
+		r, err := be.command("EHLO "+cl.srv.settled.ServerName, 250)
+		if err != nil {
+			return err
+		}
+		if !r.has("XCLIENT") {
+			return nil // the backend has no XCLIENT: it stays introduced as the proxy
+		}
+		if _, err := be.command(xclientCommand(cl, login, req), 220); err != nil {
+			return err
+		}
+	}
+	_, err := be.command(verb+" "+helo, 250)
+	return err
+}
+
+// xclientCommand passes the client's facts on (Postfix XCLIENT_README).
+func xclientCommand(cl *client, login *session.Login, req *auth.Request) string {
+	addr := "[UNAVAILABLE]"
+	if host, _, err := net.SplitHostPort(cl.c.RemoteAddr().String()); err == nil {
+		addr = host
+		if strings.Contains(host, ":") {
+			addr = "IPV6:" + host
+		}
+	}
+	name := req.ClientHost
+	if name == "" {
+		name = unavailableName
+	}
+	cmd := "XCLIENT ADDR=" + xtext(addr)
+	if req.Method != auth.MethodNone {
+		cmd += " LOGIN=" + xtext(login.User)
+	}
+	cmd += " NAME=" + xtext(name)
+	if cl.helo != "" {
+		cmd += " HELO=" + xtext(cl.helo)
+	}
+	return cmd
+}
+
+// authenticate logs in with AUTH PLAIN (proxy_smtp_auth), with go-sasl's
+// client building the response.
+func (be *backend) authenticate(login *session.Login) (reply, error) {
+	_, ir, err := sasl.NewPlainClient("", login.User, login.Password).Start()
+	if err != nil {
+		return reply{}, err
+	}
+	return be.command("AUTH PLAIN "+base64.StdEncoding.EncodeToString(ir), 235)
+}
+
+// command sends a line and reads the reply; want is the expected code,
+// or 0 to take any reply.
+func (be *backend) command(line string, want int) (reply, error) {
+	if strings.ContainsAny(line, "\r\n") {
+		return reply{}, errors.New("line break in a backend command")
+	}
+	if _, err := fmt.Fprintf(be.conn, "%s\r\n", line); err != nil {
+		return reply{}, fmt.Errorf("backend: %w", err)
+	}
+	return be.expect(want)
+}
+
+// expect reads a reply, multi-line ones included, and checks its code.
+func (be *backend) expect(want int) (reply, error) {
+	var r reply
+	for range maxReplyLines {
+		raw, err := be.r.ReadSlice('\n')
+		if err != nil {
+			return r, fmt.Errorf("backend: %w", err)
+		}
+		line := strings.TrimRight(string(raw), "\r\n")
+		code, ok := replyCode(line)
+		if !ok {
+			return r, fmt.Errorf("backend sent %q", line)
+		}
+		r.code, r.lines = code, append(r.lines, line)
+		if len(line) == 3 || line[3] != '-' {
+			if want != 0 && code != want {
+				return r, fmt.Errorf("%w: %q", errBackendRefused, line)
+			}
+			return r, nil
+		}
+	}
+	return r, errors.New("backend reply too long")
+}
+
+// replyCode reads the three digits that start a reply line, followed by
+// nothing, a space or a hyphen.
+func replyCode(line string) (int, bool) {
+	if len(line) < 3 || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
+		return 0, false
+	}
+	code := 0
+	for _, c := range line[:3] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code, true
+}
+
+// has reports whether an EHLO reply lists the extension.
+func (r reply) has(ext string) bool {
+	for _, l := range r.lines[1:] {
+		if f := strings.Fields(l[min(4, len(l)):]); len(f) > 0 && strings.EqualFold(f[0], ext) {
+			return true
+		}
+	}
+	return false
+}

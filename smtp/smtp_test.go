@@ -1,0 +1,341 @@
+package smtp_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/mailtest"
+	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/smtp"
+)
+
+const (
+	user     = "alice"
+	password = "secret"
+)
+
+type step struct {
+	send   string
+	expect []string
+}
+
+func run(t *testing.T, c *testutil.Client, steps []step) {
+	t.Helper()
+	for _, st := range steps {
+		c.Exchange(st.send, st.expect...)
+	}
+}
+
+func serve(t *testing.T, srv *smtp.Server) string {
+	t.Helper()
+	if srv.Logger == nil {
+		srv.Logger = slog.New(slog.DiscardHandler)
+	}
+	if srv.ServerName == "" {
+		srv.ServerName = "proxy.test"
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func startBackend(t *testing.T) *mailtest.SMTPServer {
+	t.Helper()
+	be, err := mailtest.StartSMTP(mailtest.SMTPOptions{Users: []mailtest.User{{Name: user, Password: password}}, Domain: "backend.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
+}
+
+func table(backend string) auth.Authenticator {
+	return auth.Static{user: {Password: password, Backend: backend}}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// A real SMTP client submits through the proxy; the backend receives the
+// message byte for byte, with the proxy's AUTH when proxy_smtp_auth is on.
+func TestSubmission(t *testing.T) {
+	for _, backendAuth := range []bool{false, true} {
+		t.Run(map[bool]string{false: "xclient", true: "proxy_smtp_auth"}[backendAuth], func(t *testing.T) {
+			be := startBackend(t)
+			addr := serve(t, &smtp.Server{BackendAuth: backendAuth, Config: session.Config{Auth: table(be.Addr)}})
+			c, err := gosmtp.Dial(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Hello("client.test"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
+				t.Fatalf("auth: %v", err)
+			}
+			msg := "Subject: through\r\n\r\nline\r\n.leading dot\r\n"
+			if err := c.SendMail("alice@example.test", []string{"bob@example.test"}, strings.NewReader(msg)); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			c.Quit()
+			got := be.Messages()
+			if len(got) != 1 || string(got[0].Data) != msg || got[0].From != "alice@example.test" {
+				t.Fatalf("backend got %+v", got)
+			}
+			if wantUser := map[bool]string{false: "", true: user}[backendAuth]; got[0].AuthUser != wantUser {
+				t.Errorf("backend AUTH user %q, want %q", got[0].AuthUser, wantUser)
+			}
+		})
+	}
+}
+
+// fakeMTA is a scripted SMTP backend with XCLIENT that records commands.
+type fakeMTA struct {
+	ln       net.Listener
+	xclient  bool
+	mu       sync.Mutex
+	commands []string
+}
+
+func startFake(t *testing.T, xclient bool) *fakeMTA {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeMTA{ln: ln, xclient: xclient}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.handle(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return f
+}
+
+func (f *fakeMTA) handle(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	write := func(s string) { c.Write([]byte(s + "\r\n")) }
+	write("220 fake.test ESMTP")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		f.mu.Lock()
+		f.commands = append(f.commands, line)
+		f.mu.Unlock()
+		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
+		switch {
+		case verb == "EHLO" && f.xclient:
+			write("250-fake.test\r\n250-XCLIENT ADDR NAME LOGIN HELO\r\n250 AUTH PLAIN")
+		case verb == "EHLO":
+			write("250-fake.test\r\n250 AUTH PLAIN")
+		case verb == "XCLIENT":
+			write("220 fake.test ESMTP again")
+		case verb == "RCPT" && strings.Contains(line, "nobody@"):
+			write("550 5.1.1 No such user")
+		case verb == "DATA":
+			write("354 go ahead")
+			for l, _ := r.ReadString('\n'); l != ".\r\n" && l != ""; l, _ = r.ReadString('\n') {
+			}
+			write("250 2.0.0 queued")
+		case verb == "QUIT":
+			write("221 bye")
+			return
+		default:
+			write("250 2.0.0 OK")
+		}
+	}
+}
+
+func (f *fakeMTA) received() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.commands...)
+}
+
+// XCLIENT carries the client's address, login, name and HELO, then the
+// client's EHLO is given again.
+func TestXCLIENT(t *testing.T) {
+	fake := startFake(t, true)
+	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(fake.ln.Addr().String())}})
+	c := testutil.Dial(t, "tcp", addr)
+	run(t, c, []step{
+		{"", []string{"220 proxy.test ESMTP ready"}},
+		{"EHLO client.test\r\n", []string{"250-proxy.test", "250 AUTH LOGIN PLAIN"}},
+		{"AUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"235 2.0.0 OK"}},
+		{"MAIL FROM:<a@b.test>\r\n", []string{"250 2.0.0 OK"}},
+		{"QUIT\r\n", []string{"221"}},
+	})
+	want := []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test", "MAIL FROM:<a@b.test>", "QUIT"}
+	if got := fake.received(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("backend got\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestXCLIENTOffAndUnsupported(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		xclient bool // the backend has it
+		disable bool // xclient off
+		want    []string
+	}{
+		{"xclient off", true, true, []string{"HELO client.test", "MAIL FROM:<a@b.test>"}},
+		{"backend without XCLIENT", false, false, []string{"EHLO proxy.test", "MAIL FROM:<a@b.test>"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := startFake(t, tt.xclient)
+			addr := serve(t, &smtp.Server{DisableXClient: tt.disable, Config: session.Config{Auth: table(fake.ln.Addr().String())}})
+			run(t, testutil.Dial(t, "tcp", addr), []step{
+				{"", []string{"220"}},
+				{"HELO client.test\r\n", []string{"250 proxy.test"}},
+				{"AUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"235"}},
+				{"MAIL FROM:<a@b.test>\r\n", []string{"250"}},
+			})
+			testutil.WaitFor(t, "the MAIL command", func() bool { return len(fake.received()) >= 2 })
+			if got := fake.received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("backend got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// smtp_auth none: MAIL and the first RCPT go to the Authenticator with
+// method none and are replayed; the backend answers the RCPT.
+func TestAuthNone(t *testing.T) {
+	fake := startFake(t, true)
+	var mu sync.Mutex
+	var reqs []auth.Request
+	srv := &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: auth.AuthenticatorFunc(
+		func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+			mu.Lock()
+			reqs = append(reqs, *req)
+			mu.Unlock()
+			if strings.Contains(req.SMTPTo[0], "spam@") {
+				return &auth.Result{Error: "Relay denied", SMTPCode: "554 5.7.1"}, nil
+			}
+			return &auth.Result{Backend: fake.ln.Addr().String()}, nil
+		})}}
+	addr := serve(t, srv)
+	odd := "MAIL FROM:<we\"ird address@example.test> SIZE=100 BODY=8BITMIME " + strings.Repeat("X", 300)
+	run(t, testutil.Dial(t, "tcp", addr), []step{
+		{"", []string{"220"}},
+		{"EHLO mx.client.test\r\n", []string{"250 proxy.test"}},
+		{odd + "\r\n", []string{"250 2.1.0 OK"}},
+		{"RCPT TO:<spam@x.test>\r\n", []string{"554 5.7.1 Relay denied", "<closed>"}},
+	})
+	run(t, testutil.Dial(t, "tcp", addr), []step{
+		{"", []string{"220"}},
+		{"EHLO mx.client.test\r\nMAIL FROM:<>\r\nRCPT TO:<nobody@x.test>\r\nRCPT TO:<bob@x.test>\r\nDATA\r\n",
+			[]string{"250 proxy.test", "250 2.1.0 OK", "550 5.1.1 No such user", "250 2.0.0 OK", "354"}},
+		{"Subject: x\r\n\r\nbody\r\n.\r\n", []string{"250 2.0.0 queued"}},
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reqs) != 2 {
+		t.Fatalf("%d auth requests", len(reqs))
+	}
+	first := reqs[0]
+	if first.Method != auth.MethodNone || first.SMTPHelo != "mx.client.test" || first.SMTPFrom != odd || first.SMTPTo[0] != "RCPT TO:<spam@x.test>" || first.User != "" {
+		t.Errorf("first request %+v", first)
+	}
+	if got := strings.Join(fake.received(), "|"); !strings.Contains(got, "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE] HELO=mx.client.test|EHLO mx.client.test|MAIL FROM:<>|RCPT TO:<nobody@x.test>|RCPT TO:<bob@x.test>|DATA") {
+		t.Errorf("backend got %q", got)
+	}
+}
+
+func TestTranscripts(t *testing.T) {
+	be := startBackend(t)
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	tests := []struct {
+		name  string
+		srv   *smtp.Server
+		steps []step
+	}{
+		{"sequence and syntax errors", &smtp.Server{Config: session.Config{MaxErrors: 20}}, []step{
+			{"", []string{"220 proxy.test ESMTP ready"}},
+			{"AUTH PLAIN\r\n", []string{"503 5.5.1 Send EHLO first"}},
+			{"EHLO\r\n", []string{"501 5.5.4 Invalid argument"}},
+			{"MAIL FROM:<a@b>\r\n", []string{"530 5.7.0 Authentication required"}},
+			{"RCPT TO:<a@b>\r\n", []string{"530"}},
+			{"DATA\r\n", []string{"502 5.5.1"}},
+			{"FOO\r\n", []string{"500 5.5.1 Invalid command"}},
+			{"EHLO c.test\r\n", []string{"250-proxy.test", "250 AUTH LOGIN PLAIN"}},
+			{"AUTH CRAM-MD5\r\n", []string{"504 5.5.4"}},
+			{"AUTH PLAIN\r\n", []string{"334 "}},
+			{"*\r\n", []string{"501 5.7.0 Authentication cancelled"}},
+			{"AUTH LOGIN\r\n", []string{"334 VXNlcm5hbWU6"}},
+			{"@@@\r\n", []string{"501 5.5.2 Cannot decode response"}},
+			{"NOOP\r\nRSET\r\n", []string{"250 2.0.0 OK", "250 2.0.0 OK"}},
+			{strings.Repeat("x", 5000) + "\r\n", []string{"500 5.5.6 Line too long"}},
+			{"QUIT\r\n", []string{"221 2.0.0 Bye", "<closed>"}},
+		}},
+		{"max_errors", &smtp.Server{}, []step{
+			{"", []string{"220"}},
+			{"A\r\nB\r\nC\r\nD\r\nE\r\n", []string{"500", "500", "500", "500", "500", "421 4.7.0 Too many errors", "<closed>"}},
+		}},
+		{"wrong password", &smtp.Server{Config: session.Config{Auth: table(be.Addr)}}, []step{
+			{"", []string{"220"}},
+			{"EHLO c.test\r\nAUTH PLAIN " + b64("\x00alice\x00nope") + "\r\n", []string{"250-", "250 ", "535 5.7.8 Invalid login or password", "<closed>"}},
+		}},
+		{"AUTH LOGIN", &smtp.Server{Config: session.Config{Auth: table(be.Addr)}}, []step{
+			{"", []string{"220"}},
+			{"EHLO c.test\r\nAUTH LOGIN " + b64("alice") + "\r\n", []string{"250-", "250 ", "334 UGFzc3dvcmQ6"}},
+			{b64("secret") + "\r\n", []string{"235 2.0.0 OK"}},
+		}},
+		{"temporary failures", &smtp.Server{Config: session.Config{Auth: auth.Static{user: {Password: password, Backend: deadAddr}}}}, []step{
+			{"", []string{"220"}},
+			{"EHLO c.test\r\nAUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"250-", "250 ", "451 4.3.0 Backend unavailable"}},
+			{"NOOP\r\n", []string{"250"}},
+		}},
+		{"no authenticator", &smtp.Server{}, []step{
+			{"", []string{"220"}},
+			{"EHLO c.test\r\nAUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"250-", "250 ", "451 4.3.0 Temporary authentication failure"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run(t, testutil.Dial(t, "tcp", serve(t, tt.srv)), tt.steps)
+		})
+	}
+}
+
+// smtp_greeting_delay: a client that talks first is refused.
+func TestGreetingDelay(t *testing.T) {
+	addr := serve(t, &smtp.Server{GreetingDelay: 200 * time.Millisecond})
+	early := testutil.Dial(t, "tcp", addr)
+	early.Send("EHLO eager.test")
+	run(t, early, []step{{"", []string{"554 5.5.0 Improper use of SMTP command pipelining", "<closed>"}}})
+	patient := testutil.Dial(t, "tcp", addr)
+	start := time.Now()
+	run(t, patient, []step{{"", []string{"220 proxy.test"}}})
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Errorf("greeting after %v, before the delay", took)
+	}
+}

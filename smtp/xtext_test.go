@@ -1,0 +1,87 @@
+package smtp
+
+import (
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/session"
+)
+
+func TestXText(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice":               "alice",
+		"[UNAVAILABLE]":       "[UNAVAILABLE]",
+		"a+b=c":               "a+2Bb+3Dc",
+		"two words":           "two+20words",
+		"ü":                   "+C3+BC",
+		"IPV6:2001:db8::1":    "IPV6:2001:db8::1",
+		"line\r\nXCLIENT x=y": "line+0D+0AXCLIENT+20x+3Dy",
+	} {
+		if got := xtext(in); got != want {
+			t.Errorf("xtext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// unxtext decodes xtext, for the fuzz target's round trip.
+func unxtext(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '+' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		n, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(n))
+		i += 2
+	}
+	return b.String(), true
+}
+
+func FuzzXText(f *testing.F) {
+	for _, s := range []string{"", "alice", "a+b=c", "ü\r\n", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		enc := xtext(s)
+		for i := 0; i < len(enc); i++ {
+			if c := enc[i]; c < '!' || c > '~' || c == '=' {
+				t.Fatalf("xtext(%q) = %q has %q", s, enc, c)
+			}
+		}
+		if dec, ok := unxtext(enc); !ok || dec != s {
+			t.Fatalf("round trip of %q gave %q", s, dec)
+		}
+	})
+}
+
+// FuzzSession runs whole client dialogues (without an Authenticator):
+// odd MAIL and RCPT arguments with smtp_auth none included.
+func FuzzSession(f *testing.F) {
+	for _, s := range []string{
+		"EHLO x\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+		"EHLO x\r\nAUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\n",
+		"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n",
+		"EHLO x\r\nMAIL FROM:<\x00\xff> SIZE=\r\nRCPT TO:<\r\n",
+		"MAIL FROM:\r\nRCPT TO:\r\nRSET\r\nQUIT\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		srv := &Server{
+			Config:      session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)},
+			AuthMethods: []string{"login", "plain", "cram-md5", "external", "none"},
+		}
+		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
+	})
+}
