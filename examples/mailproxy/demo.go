@@ -102,7 +102,7 @@ func (d *demo) banner(w io.Writer, p *mailproxy.Proxy) {
   login %s / %s
 try:
   curl -v imap://%s/ -u %s:%s
-  curl -v pop3://%s/ -u %s:%s
+  curl -v pop3://%s/1 -u %s:%s
   curl -v smtp://%s/ --mail-from demo@example.org --mail-rcpt demo@example.org -T message.txt -u %s:%s
 stop with Ctrl-C
 `, addr(0), addr(1), addr(2), demoUser, demoPassword,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailproxy/mailproxy/internal/testutil"
@@ -130,6 +131,12 @@ func TestDemoAnswersRealClients(t *testing.T) {
 	if err != nil || !caps.Has("IMAP4rev1") {
 		t.Errorf("IMAP capabilities %v, %v", caps, err)
 	}
+	if err := ic.Login(demoUser, demoPassword).Wait(); err != nil {
+		t.Fatalf("IMAP login through the proxy: %v", err)
+	}
+	if _, err := ic.Select("INBOX", nil).Wait(); err != nil {
+		t.Errorf("IMAP select on the backend: %v", err)
+	}
 	if err := ic.Logout().Wait(); err != nil {
 		t.Errorf("IMAP logout: %v", err)
 	}
@@ -145,6 +152,12 @@ func TestDemoAnswersRealClients(t *testing.T) {
 	if ok, _ := sc.Extension("8BITMIME"); !ok {
 		t.Error("SMTP EHLO does not list 8BITMIME")
 	}
+	if err := sc.Auth(sasl.NewPlainClient("", demoUser, demoPassword)); err != nil {
+		t.Fatalf("SMTP auth through the proxy: %v", err)
+	}
+	if err := sc.SendMail("demo@example.org", []string{"demo@example.org"}, strings.NewReader("Subject: t\r\n\r\nx\r\n")); err != nil {
+		t.Errorf("SMTP send through the proxy: %v", err)
+	}
 	if err := sc.Quit(); err != nil {
 		t.Errorf("SMTP quit: %v", err)
 	}
@@ -153,9 +166,10 @@ func TestDemoAnswersRealClients(t *testing.T) {
 	if g := pc.Line(); !strings.HasPrefix(g, "+OK") {
 		t.Errorf("POP3 greeting %q", g)
 	}
-	if got := pc.Cmd("CAPA", "."); got[0] != "+OK Capability list follows" || got[len(got)-2] != "UIDL" {
+	if got := pc.Cmd("CAPA", "."); got[0] != "+OK Capability list follows" || got[len(got)-3] != "UIDL" {
 		t.Errorf("POP3 CAPA %q", got)
 	}
+	pc.Exchange("USER demo\r\nPASS demo\r\nRETR 1\r\n", "+OK", "+OK", "+OK", "…Hello from the mailproxy demo.")
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Errorf("exit %d", code)
 	}
