@@ -54,7 +54,7 @@ func backendLogin(conn net.Conn, r *bufio.Reader, login *session.Login) (string,
 		return "", errors.New("credentials cannot be sent in POP3")
 	}
 	if _, err := expectOK(r); err != nil {
-		return "", fmt.Errorf("greeting: %w", err)
+		return "", fmt.Errorf("greeting: %v", err) // a refused greeting is an unavailable backend
 	}
 	if _, err := fmt.Fprintf(conn, "USER %s\r\n", login.User); err != nil {
 		return "", err

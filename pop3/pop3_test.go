@@ -220,3 +220,29 @@ func TestTimeout(t *testing.T) {
 		t.Fatal("idle client not disconnected")
 	}
 }
+
+// A backend that refuses the session in its greeting is unavailable, not a
+// refused login, whatever proxy_pass_error_message says.
+func TestBackendGreetingRefusal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("-ERR [SYS/TEMP] too many connections\r\n"))
+			c.Close()
+		}
+	}()
+	srv := &pop3.Server{Config: session.Config{PassErrorMessage: true, Auth: auth.AuthenticatorFunc(
+		func(context.Context, *auth.Request) (*auth.Result, error) { return &auth.Result{Backend: ln.Addr().String()}, nil })}}
+	run(t, testutil.Dial(t, "tcp", serve(t, srv)), []step{
+		{"", []string{"+OK"}},
+		{"USER alice\r\nPASS secret\r\n", []string{"+OK", "-ERR Backend unavailable"}},
+	})
+}

@@ -77,7 +77,7 @@ func (cl *client) backendFailed(r reply, err error) bool {
 // none.
 func (be *backend) prepare(cl *client, login *session.Login, req *auth.Request, replay []string) (reply, error) {
 	if r, err := be.expect(220); err != nil {
-		return r, fmt.Errorf("greeting: %w", err)
+		return r, fmt.Errorf("greeting: %v", err) // a refused greeting is an unavailable backend
 	}
 	if err := be.hello(cl, login, req); err != nil {
 		return reply{}, err
