@@ -1,0 +1,127 @@
+//go:build unix
+
+package smtp_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/smtp"
+)
+
+// delivered waits until Postfix has delivered a message containing body.
+func delivered(t *testing.T, p *testutil.Postfix, body string) []byte {
+	t.Helper()
+	var msg []byte
+	testutil.WaitFor(t, "delivery of "+body, func() bool {
+		for _, m := range p.Messages(t) {
+			if bytes.Contains(m, []byte(body)) {
+				msg = m
+				return true
+			}
+		}
+		return false
+	})
+	return msg
+}
+
+// Authenticated submission through the proxy to a real Postfix: the
+// message arrives byte for byte, and Postfix logs the client's address and
+// login that XCLIENT passed.
+func TestPostfixSubmission(t *testing.T) {
+	pf := testutil.StartPostfix(t)
+	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(pf.Addr)}})
+
+	// The client connects from 127.0.0.2, so that the address Postfix logs
+	// can only have come from XCLIENT.
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	conn, err := (&net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}).Dial("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot use 127.0.0.2 here: %v", err)
+	}
+	c := gosmtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("client.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
+		t.Fatalf("auth: %v", err)
+	}
+	body := "Subject: through the proxy\r\n\r\nfirst line\r\n.leading dot\r\nlast line \r\n"
+	if err := c.SendMail("alice@example.test", []string{"bob@example.test"}, strings.NewReader(body)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	c.Quit()
+	// Postfix stores LF line ends and adds headers (Received, Message-Id…);
+	// the body and the client's header must arrive unchanged.
+	msg := string(delivered(t, pf, "first line"))
+	_, gotBody, _ := strings.Cut(msg, "\n\n")
+	_, wantBody, _ := strings.Cut(strings.ReplaceAll(body, "\r\n", "\n"), "\n\n")
+	if gotBody != wantBody || !strings.Contains(msg, "\nSubject: through the proxy\n") {
+		t.Errorf("delivered\n%q\nwant the body\n%q", msg, wantBody)
+	}
+	testutil.WaitFor(t, "Postfix's log of the XCLIENT facts", func() bool {
+		return pf.LogContains("client=unknown[127.0.0.2], sasl_method=XCLIENT, sasl_username=alice")
+	})
+}
+
+// swaks, pipelining, through the proxy: authenticated submission, and the
+// MX front (smtp_auth none) routing by recipient.
+func TestPostfixSwaks(t *testing.T) {
+	swaks, err := exec.LookPath("swaks")
+	if err != nil {
+		t.Skip("swaks not installed: apt-get install swaks")
+	}
+	pf := testutil.StartPostfix(t)
+	mx := serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: auth.AuthenticatorFunc(
+		func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+			if !strings.Contains(req.SMTPTo[0], "@example.test>") {
+				return &auth.Result{Error: "Relay access denied", SMTPCode: "554 5.7.1"}, nil
+			}
+			return &auth.Result{Backend: pf.Addr}, nil
+		})}})
+	submission := serve(t, &smtp.Server{Config: session.Config{Auth: table(pf.Addr)}})
+
+	tests := []struct {
+		name, server, marker string
+		args                 []string
+		fail                 bool
+	}{
+		{"submission with AUTH PLAIN", submission, "swaks-submission", []string{"--auth", "PLAIN", "--auth-user", user, "--auth-password", password}, false},
+		{"submission with AUTH LOGIN", submission, "swaks-login", []string{"--auth", "LOGIN", "--auth-user", user, "--auth-password", password}, false},
+		{"wrong password", submission, "swaks-refused", []string{"--auth", "PLAIN", "--auth-user", user, "--auth-password", "nope"}, true},
+		{"MX front", mx, "swaks-mx", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--server", tt.server, "--from", "a@example.test", "--to", "bob@example.test",
+				"--pipeline", "--header", "Subject: " + tt.marker, "--body", "body of " + tt.marker, "--timeout", "10"}, tt.args...)
+			out, err := exec.Command(swaks, args...).CombinedOutput()
+			if tt.fail {
+				if err == nil || !strings.Contains(string(out), "535 5.7.8 Invalid login or password") {
+					t.Fatalf("swaks: %v\n%s", err, out)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("swaks: %v\n%s", err, out)
+			}
+			delivered(t, pf, "body of "+tt.marker)
+		})
+	}
+	out, err := exec.Command(swaks, "--server", mx, "--from", "a@example.test", "--to", "someone@elsewhere.test", "--timeout", "10").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "554 5.7.1 Relay access denied") {
+		t.Fatalf("MX front accepted a foreign recipient: %v\n%s", err, out)
+	}
+}
