@@ -50,7 +50,7 @@ func TestAuthHTTPFullRunLogsNoSecrets(t *testing.T) {
 	}))
 	defer service.Close()
 
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := &imap.Server{
 		AuthMethods: []string{"plain", "login", "cram-md5"},

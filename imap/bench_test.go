@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +16,14 @@ import (
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/internal/mailtest"
+	"github.com/mailproxy/mailproxy/internal/testutil"
 )
 
-// The benchmarks run every operation twice: "direct" against the in-memory
-// backend, and "proxy" through an imap.Server in front of that same backend.
-// The direct run is the baseline: each proxy run reports its time per
-// operation as a multiple of the direct runs' mean (the "x-direct" metric)
-// and logs both figures. Run both sub-benchmarks (the default) to get the
-// ratio; a proxy run alone reports no ratio.
+// The benchmarks run every operation on both testutil.BenchSides: "direct"
+// against the in-memory backend, and "proxy" through an imap.Server in
+// front of that same backend. Each proxy run reports its time per
+// operation as a multiple of the direct runs' mean (see
+// testutil.BenchRuns); run both sub-benchmarks (the default) to get it.
 //
 // Both sides use the same raw client (bufio over net.Conn, no IMAP library),
 // so the client's own cost is small and equal on both sides; the backend is
@@ -41,19 +39,12 @@ const (
 	benchTimeout = 2 * time.Minute
 )
 
-// benchEnv is an in-memory IMAP backend and a proxy in front of it.
-type benchEnv struct {
-	backend string // the backend's address
-	proxy   string // the proxy's address
-}
-
 // benchStart starts a backend with the bench user and a proxy whose
 // auth.Static table sends that user to it. Both log nothing and stop when
 // tb ends.
-func benchStart(tb testing.TB) benchEnv {
+func benchStart(tb testing.TB) testutil.BenchAddrs {
 	tb.Helper()
-	discard := slog.New(slog.DiscardHandler)
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: benchUser, Password: benchPassword}}, discard)
+	be, err := mailtest.StartIMAP([]mailtest.User{{Name: benchUser, Password: benchPassword}}, testutil.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,36 +52,8 @@ func benchStart(tb testing.TB) benchEnv {
 
 	srv := &imap.Server{}
 	srv.Auth = auth.Static{benchUser: {Password: benchPassword, Backend: be.Addr}}
-	srv.Logger = discard
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
-	return benchEnv{backend: be.Addr, proxy: ln.Addr().String()}
-}
-
-// benchTargets are the two sides of every benchmark: the baseline first.
-func (e benchEnv) benchTargets() []struct{ name, addr string } {
-	return []struct{ name, addr string }{{"direct", e.backend}, {"proxy", e.proxy}}
-}
-
-// benchMessage returns a message of exactly size bytes (size ≥ 128): a
-// short header and lines of 78 characters.
-func benchMessage(size int) []byte {
-	const header = "From: bench@example.org\r\nTo: bench@example.org\r\nSubject: bench\r\n\r\n"
-	line := strings.Repeat("x", 76) + "\r\n"
-	var b bytes.Buffer
-	b.Grow(size)
-	b.WriteString(header)
-	for b.Len()+len(line) <= size {
-		b.WriteString(line)
-	}
-	if rest := size - b.Len(); rest > 0 {
-		b.WriteString(line[len(line)-rest:]) // ends with CRLF when rest ≥ 2
-	}
-	return b.Bytes()
+	srv.Logger = testutil.Discard
+	return testutil.BenchAddrs{Direct: be.Addr, Proxy: testutil.Serve(tb, srv)}
 }
 
 // benchAppend stores msg in the bench user's INBOX through imapclient.
@@ -263,88 +226,28 @@ func benchFetch(c *benchClient) (int64, error) {
 	return c.command("FETCH 1 BODY.PEEK[]")
 }
 
-// benchFetchOnce runs a whole fetch session: connect, log in, fetch
-// message 1 (of want bytes), log out.
-func benchFetchOnce(addr string, buf []byte, want int64) error {
+// benchFetchOp is a BenchmarkFetch64MiB operation on addr. It connects,
+// logs in and opens INBOX (the untimed start), and returns the fetch of
+// message 1 (timed) and finish (untimed), which checks that the fetch gave
+// want bytes and logs out.
+func benchFetchOp(addr string, buf []byte, want int64) (fetch func() error, finish func(error) error, err error) {
 	c, err := benchFetchClient(addr, buf)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer c.conn.Close()
-	n, err := benchFetch(c)
-	if err == nil && n != want {
-		err = fmt.Errorf("fetched %d bytes, want %d", n, want)
-	}
-	if err != nil {
-		return err
-	}
-	return c.logout()
+	fetch, finish = testutil.BenchTransfer("fetched", want, func() (int64, error) { return benchFetch(c) }, c.logout, c.conn.Close)
+	return fetch, finish, nil
 }
 
-// benchRuns records ns/op of every run, by benchmark and side, so that
-// the proxy runs can be set against the direct runs of the same process.
-var benchRuns = map[string][]float64{}
-
-// benchRecord records the run that just ended and returns its ns/op. A
-// proxy run also reports its time as a multiple of the mean of the direct
-// runs so far (go test runs all -count runs of direct before proxy) and
-// logs both means; rate turns ns/op into the figure named unit.
-func benchRecord(b *testing.B, name, side string, ops int, unit string, rate func(nsPerOp float64) float64) float64 {
-	nsPerOp := float64(b.Elapsed().Nanoseconds()) / float64(ops)
-	key := name + "/" + side
-	benchRuns[key] = append(benchRuns[key], nsPerOp)
-	direct := benchRuns[name+"/direct"]
-	if side != "proxy" || len(direct) == 0 {
-		return nsPerOp
-	}
-	base := benchMean(direct)
-	b.ReportMetric(nsPerOp/base, "x-direct")
-	b.Logf("direct (mean of %d runs) %.0f ns/op, %.1f %s; proxy %.0f ns/op, %.1f %s; proxy/direct time %.3f",
-		len(direct), base, rate(base), unit, nsPerOp, rate(nsPerOp), unit, nsPerOp/base)
-	return nsPerOp
-}
-
-func benchMean(v []float64) float64 {
-	var sum float64
-	for _, x := range v {
-		sum += x
-	}
-	return sum / float64(len(v))
-}
-
-func benchSessionRate(nsPerOp float64) float64 { return 1e9 / nsPerOp }
-
-func benchFetchRate(nsPerOp float64) float64 {
-	return benchFetchSize / (1 << 20) / (nsPerOp / 1e9)
-}
+// benchRuns sets the proxy runs against the direct runs.
+var benchRuns testutil.BenchRuns
 
 // BenchmarkSession measures a short session: TCP connect, greeting, LOGIN,
 // NOOP, LOGOUT. Through the proxy that adds the proxy's own dialogue, the
 // Authenticator, the backend connection and login, and the relay.
 func BenchmarkSession(b *testing.B) {
 	env := benchStart(b)
-	// Warm both sides up, so that the first timed run is not the one that
-	// pays for cold code paths and the first connections.
-	for _, tg := range env.benchTargets() {
-		for range 20 {
-			if err := benchSession(tg.addr); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	for _, tg := range env.benchTargets() {
-		b.Run(tg.name, func(b *testing.B) {
-			ops := 0
-			for b.Loop() {
-				if err := benchSession(tg.addr); err != nil {
-					b.Fatal(err)
-				}
-				ops++
-			}
-			nsPerOp := benchRecord(b, "Session", tg.name, ops, "sessions/s", benchSessionRate)
-			b.ReportMetric(benchSessionRate(nsPerOp), "sessions/s")
-		})
-	}
+	benchRuns.Sessions(b, func(side string) error { return benchSession(env.Addr(side)) })
 }
 
 // BenchmarkFetch64MiB measures FETCH 1 BODY.PEEK[] of a 64 MiB message,
@@ -353,68 +256,33 @@ func BenchmarkSession(b *testing.B) {
 // includes go-imap's copy of the message into a buffer for every FETCH).
 func BenchmarkFetch64MiB(b *testing.B) {
 	env := benchStart(b)
-	benchAppend(b, env.backend, benchMessage(benchFetchSize))
+	benchAppend(b, env.Direct, testutil.BenchMessage(benchFetchSize))
 	buf := make([]byte, 256<<10)
 	// Untimed fetches on both sides first: the first 64 MiB transfers pay
 	// for growing the heap and the socket buffers.
-	for _, tg := range env.benchTargets() {
-		for range 3 {
-			if err := benchFetchOnce(tg.addr, buf, benchFetchSize); err != nil {
-				b.Fatalf("%s: %v", tg.name, err)
-			}
-		}
-	}
-	for _, tg := range env.benchTargets() {
-		b.Run(tg.name, func(b *testing.B) {
-			b.SetBytes(benchFetchSize)
-			ops := 0
-			for b.Loop() {
-				b.StopTimer()
-				c, err := benchFetchClient(tg.addr, buf)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				n, err := benchFetch(c)
-				b.StopTimer()
-				if err == nil && n != benchFetchSize {
-					err = fmt.Errorf("fetched %d bytes, want %d", n, benchFetchSize)
-				}
-				if err == nil {
-					err = c.logout()
-				}
-				if err != nil {
-					c.conn.Close()
-					b.Fatal(err)
-				}
-				ops++
-				b.StartTimer()
-			}
-			benchRecord(b, "Fetch64MiB", tg.name, ops, "MiB/s", benchFetchRate)
-		})
-	}
+	testutil.BenchWarmUp(b, 3, func(side string) error {
+		return testutil.BenchOnce(benchFetchOp(env.Addr(side), buf, benchFetchSize))
+	})
+	benchRuns.Transfers(b, "Fetch64MiB", benchFetchSize, func(side string) (func() error, func(error) error, error) {
+		return benchFetchOp(env.Addr(side), buf, benchFetchSize)
+	})
 }
 
 // TestBenchmarkHelpers runs every benchmark operation once on both sides
 // with a small message, so that go test exercises the benchmark code.
 func TestBenchmarkHelpers(t *testing.T) {
-	for _, size := range []int{128, 129, 1000, 4096} {
-		if got := len(benchMessage(size)); got != size {
-			t.Errorf("benchMessage(%d) is %d bytes", size, got)
-		}
-	}
 	env := benchStart(t)
-	msg := benchMessage(5000)
-	benchAppend(t, env.backend, msg)
-	for _, tg := range env.benchTargets() {
-		t.Run(tg.name, func(t *testing.T) {
-			if err := benchSession(tg.addr); err != nil {
+	msg := testutil.BenchMessage(5000)
+	benchAppend(t, env.Direct, msg)
+	for _, side := range testutil.BenchSides {
+		t.Run(side, func(t *testing.T) {
+			if err := benchSession(env.Addr(side)); err != nil {
 				t.Fatalf("session: %v", err)
 			}
-			if err := benchFetchOnce(tg.addr, nil, int64(len(msg))); err != nil {
+			if err := testutil.BenchOnce(benchFetchOp(env.Addr(side), nil, int64(len(msg)))); err != nil {
 				t.Fatalf("fetch session: %v", err)
 			}
-			c, err := benchFetchClient(tg.addr, nil)
+			c, err := benchFetchClient(env.Addr(side), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -427,7 +295,7 @@ func TestBenchmarkHelpers(t *testing.T) {
 				t.Errorf("logout: %v", err)
 			}
 			// A refused command is an error, not a hang.
-			c2, err := benchDial(tg.addr)
+			c2, err := benchDial(env.Addr(side))
 			if err != nil {
 				t.Fatal(err)
 			}

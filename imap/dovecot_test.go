@@ -3,16 +3,12 @@
 package imap_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,7 +18,6 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-sasl"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
@@ -68,43 +63,6 @@ func dialTCP(t *testing.T, addr string, local net.Addr) net.Conn {
 func dovecotClient(t *testing.T, addr string, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()
 	return imapclient.New(dialTCP(t, addr, nil), opts)
-}
-
-// clientLogin logs c in with the LOGIN command or AUTHENTICATE PLAIN.
-func clientLogin(t *testing.T, c *imapclient.Client, method, user, pass string) {
-	t.Helper()
-	var err error
-	switch method {
-	case "LOGIN":
-		err = c.Login(user, pass).Wait()
-	case "AUTHENTICATE PLAIN":
-		err = c.Authenticate(sasl.NewPlainClient("", user, pass))
-	default:
-		t.Fatalf("unknown login method %q", method)
-	}
-	if err != nil {
-		t.Fatalf("%s: %v", method, err)
-	}
-}
-
-// appendMessage appends msg to INBOX and returns its UID.
-func appendMessage(t *testing.T, c *imapclient.Client, msg string) goimap.UID {
-	t.Helper()
-	cmd := c.Append("INBOX", int64(len(msg)), nil)
-	if _, err := io.WriteString(cmd, msg); err != nil {
-		t.Fatalf("APPEND: %v", err)
-	}
-	if err := cmd.Close(); err != nil {
-		t.Fatalf("APPEND: %v", err)
-	}
-	data, err := cmd.Wait()
-	if err != nil {
-		t.Fatalf("APPEND: %v", err)
-	}
-	if data.UID == 0 {
-		t.Fatal("APPEND: no APPENDUID from Dovecot")
-	}
-	return data.UID
 }
 
 // A real IMAP client logs in through the proxy to Dovecot, by LOGIN and by
@@ -261,10 +219,7 @@ func TestDovecotClientAddress(t *testing.T) {
 // with 67 (CURLE_LOGIN_DENIED) on a wrong password.
 func TestDovecotCurl(t *testing.T) {
 	t.Parallel()
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed: apt-get install curl")
-	}
+	curl := testutil.LookPath(t, "curl")
 	d := testutil.StartDovecot(t)
 	d.Deliver(t, []byte(dovecotMessage))
 	creds := d.User + ":" + d.Password
@@ -290,30 +245,12 @@ func TestDovecotCurl(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			proxy := dovecotProxy(t, d, &imap.Server{AuthMethods: tt.authMethods})
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			args := append([]string{"-sS", "-v", "--max-time", "10", "imap://" + proxy + tt.path}, tt.args...)
-			cmd := exec.CommandContext(ctx, curl, args...)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			exit := 0
-			var exitErr *exec.ExitError
-			switch {
-			case errors.As(err, &exitErr):
-				exit = exitErr.ExitCode()
-			case err != nil:
-				t.Fatal(err)
-			}
-			if exit != tt.wantExit {
-				t.Fatalf("curl exited with %d, want %d\n%s", exit, tt.wantExit, stderr.Bytes())
-			}
-			out := stdout.String()
+			out, trace := testutil.Curl(t, curl, tt.wantExit, "imap://"+proxy+tt.path, tt.args...)
 			if tt.wantIn && !strings.Contains(out, tt.wantOut) || !tt.wantIn && out != tt.wantOut {
 				t.Errorf("curl wrote %q, want %q", out, tt.wantOut)
 			}
-			if !strings.Contains(stderr.String(), tt.wantSent) {
-				t.Errorf("curl did not send %q:\n%s", tt.wantSent, stderr.Bytes())
+			if !strings.Contains(trace, tt.wantSent) {
+				t.Errorf("curl did not send %q:\n%s", tt.wantSent, trace)
 			}
 		})
 	}

@@ -2,7 +2,7 @@ package imap_test
 
 import (
 	"bufio"
-	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
@@ -24,29 +28,11 @@ const (
 	password = "secret"
 )
 
-// logBuffer collects a proxy's logs, to search them for credentials.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // setup is a proxy in front of an in-memory IMAP backend.
 type setup struct {
 	backend *mailtest.IMAPServer
-	proxy   string // the proxy's address
-	logs    *logBuffer
+	proxy   string           // the proxy's address
+	logs    *testutil.Buffer // the proxy's, to search them for credentials
 }
 
 // start runs srv (its Auth defaulting to a table with alice → the
@@ -65,26 +51,19 @@ func start(t *testing.T, srv *imap.Server) *setup {
 			"wrong-backend-pass": {Password: "x", Backend: be.Addr, BackendUser: user, BackendPassword: "nope"},
 		}
 	}
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	if srv.Logger == nil {
 		srv.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return &setup{backend: be, proxy: serve(t, srv), logs: logs}
 }
 
-// serve runs srv on a fresh listener and returns its address.
+// serve runs srv, logging nothing unless it has a Logger, and returns its
+// address.
 func serve(t *testing.T, srv *imap.Server) string {
 	t.Helper()
-	if srv.Logger == nil {
-		srv.Logger = slog.New(slog.DiscardHandler)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	srv.Logger = cmp.Or(srv.Logger, testutil.Discard)
+	return testutil.Serve(t, srv)
 }
 
 // greet connects and reads the greeting.
@@ -107,24 +86,9 @@ type fakeBackend struct {
 
 func startFake(t *testing.T, greeting string) *fakeBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeBackend{ln: ln, greeting: greeting}
-	go f.serve()
-	t.Cleanup(func() { ln.Close() })
+	f := &fakeBackend{greeting: greeting}
+	f.ln = testutil.Accept(t, f.handle)
 	return f
-}
-
-func (f *fakeBackend) serve() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		go f.handle(c)
-	}
 }
 
 // handle answers "+" to every synchronising literal and OK to every
@@ -195,4 +159,41 @@ func accept(backend string) auth.Authenticator {
 	return authFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
 		return &auth.Result{Backend: backend}, nil
 	})
+}
+
+// clientLogin logs c in with the LOGIN command or AUTHENTICATE PLAIN.
+func clientLogin(t *testing.T, c *imapclient.Client, method, user, pass string) {
+	t.Helper()
+	var err error
+	switch method {
+	case "LOGIN":
+		err = c.Login(user, pass).Wait()
+	case "AUTHENTICATE PLAIN":
+		err = c.Authenticate(sasl.NewPlainClient("", user, pass))
+	default:
+		t.Fatalf("unknown login method %q", method)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+}
+
+// appendMessage appends msg to INBOX and returns its UID.
+func appendMessage(t *testing.T, c *imapclient.Client, msg string) goimap.UID {
+	t.Helper()
+	cmd := c.Append("INBOX", int64(len(msg)), nil)
+	if _, err := io.WriteString(cmd, msg); err != nil {
+		t.Fatalf("APPEND: %v", err)
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatalf("APPEND: %v", err)
+	}
+	data, err := cmd.Wait()
+	if err != nil {
+		t.Fatalf("APPEND: %v", err)
+	}
+	if data.UID == 0 {
+		t.Fatal("APPEND: no APPENDUID")
+	}
+	return data.UID
 }

@@ -9,8 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-sasl"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
@@ -37,21 +34,9 @@ func TestLoginThenRelay(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if method == "LOGIN" {
-				err = c.Login(user, password).Wait()
-			} else {
-				err = c.Authenticate(sasl.NewPlainClient("", user, password))
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", method, err)
-			}
+			clientLogin(t, c, method, user, password)
 			msg := "From: a@example.org\r\nSubject: relay\r\n\r\nThrough the proxy.\r\n"
-			appendCmd := c.Append("INBOX", int64(len(msg)), nil)
-			io.WriteString(appendCmd, msg)
-			appendCmd.Close()
-			if _, err := appendCmd.Wait(); err != nil {
-				t.Fatal(err)
-			}
+			appendMessage(t, c, msg)
 			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 				t.Fatal(err)
 			}
@@ -224,9 +209,7 @@ func TestRetryAfterWait(t *testing.T) {
 }
 
 func TestTemporaryFailures(t *testing.T) {
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := closed.Addr().String()
-	closed.Close()
+	deadAddr := testutil.FreeAddr(t) // nothing listens there
 	tests := []struct {
 		name string
 		auth auth.Authenticator

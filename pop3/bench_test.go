@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -14,15 +13,15 @@ import (
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/mailtest"
+	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/pop3"
 )
 
-// The benchmarks run every operation twice: "direct" against the in-memory
-// backend, and "proxy" through a pop3.Server in front of that same backend.
-// The direct run is the baseline: each proxy run reports its time per
-// operation as a multiple of the direct runs' mean (the "x-direct" metric)
-// and logs both figures. Run both sub-benchmarks (the default) to get the
-// ratio; a proxy run alone reports no ratio.
+// The benchmarks run every operation on both testutil.BenchSides: "direct"
+// against the in-memory backend, and "proxy" through a pop3.Server in
+// front of that same backend. Each proxy run reports its time per
+// operation as a multiple of the direct runs' mean (see
+// testutil.BenchRuns); run both sub-benchmarks (the default) to get it.
 //
 // Both sides use the same raw client (bufio over net.Conn), so the client's
 // own cost is small and equal on both sides; the backend is mailtest's
@@ -45,9 +44,8 @@ const (
 
 // benchEnv is an in-memory POP3 backend and a proxy in front of it.
 type benchEnv struct {
-	be      *mailtest.POP3Server
-	backend string // the backend's address
-	proxy   string // the proxy's address
+	testutil.BenchAddrs
+	be *mailtest.POP3Server
 }
 
 // benchStart starts a backend with the bench user and a proxy whose
@@ -55,8 +53,7 @@ type benchEnv struct {
 // tb ends.
 func benchStart(tb testing.TB) benchEnv {
 	tb.Helper()
-	discard := slog.New(slog.DiscardHandler)
-	be, err := mailtest.StartPOP3([]mailtest.User{{Name: benchUser, Password: benchPassword}}, discard)
+	be, err := mailtest.StartPOP3([]mailtest.User{{Name: benchUser, Password: benchPassword}}, testutil.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -64,19 +61,8 @@ func benchStart(tb testing.TB) benchEnv {
 
 	srv := &pop3.Server{}
 	srv.Auth = auth.Static{benchUser: {Password: benchPassword, Backend: be.Addr}}
-	srv.Logger = discard
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
-	return benchEnv{be: be, backend: be.Addr, proxy: ln.Addr().String()}
-}
-
-// benchTargets are the two sides of every benchmark: the baseline first.
-func (e benchEnv) benchTargets() []struct{ name, addr string } {
-	return []struct{ name, addr string }{{"direct", e.backend}, {"proxy", e.proxy}}
+	srv.Logger = testutil.Discard
+	return benchEnv{testutil.BenchAddrs{Direct: be.Addr, Proxy: testutil.Serve(tb, srv)}, be}
 }
 
 // benchMessage returns a message of exactly size bytes (size ≥ 68): a
@@ -229,88 +215,28 @@ func benchRetr(c *benchClient) (int64, error) {
 	return c.multiline()
 }
 
-// benchRetrOnce runs a whole RETR session: connect, log in, read message 1
-// (of want bytes), QUIT.
-func benchRetrOnce(addr string, size int, want int64) error {
+// benchRetrOp is a BenchmarkRetr64MiB operation on addr, with a read
+// buffer of size. It connects and logs in (the untimed start), and returns
+// the RETR of message 1 (timed) and finish (untimed), which checks that
+// RETR gave want bytes and sends QUIT.
+func benchRetrOp(addr string, size int, want int64) (retr func() error, finish func(error) error, err error) {
 	c, err := benchRetrClient(addr, size)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer c.conn.Close()
-	n, err := benchRetr(c)
-	if err == nil && n != want {
-		err = fmt.Errorf("RETR 1 gave %d bytes, want %d", n, want)
-	}
-	if err != nil {
-		return err
-	}
-	return c.quit()
+	retr, finish = testutil.BenchTransfer("RETR 1 gave", want, func() (int64, error) { return benchRetr(c) }, c.quit, c.conn.Close)
+	return retr, finish, nil
 }
 
-// benchRuns records ns/op of every run, by benchmark and side, so that
-// the proxy runs can be set against the direct runs of the same process.
-var benchRuns = map[string][]float64{}
-
-// benchRecord records the run that just ended and returns its ns/op. A
-// proxy run also reports its time as a multiple of the mean of the direct
-// runs so far (go test runs all -count runs of direct before proxy) and
-// logs both means; rate turns ns/op into the figure named unit.
-func benchRecord(b *testing.B, name, side string, ops int, unit string, rate func(nsPerOp float64) float64) float64 {
-	nsPerOp := float64(b.Elapsed().Nanoseconds()) / float64(ops)
-	key := name + "/" + side
-	benchRuns[key] = append(benchRuns[key], nsPerOp)
-	direct := benchRuns[name+"/direct"]
-	if side != "proxy" || len(direct) == 0 {
-		return nsPerOp
-	}
-	base := benchMean(direct)
-	b.ReportMetric(nsPerOp/base, "x-direct")
-	b.Logf("direct (mean of %d runs) %.0f ns/op, %.1f %s; proxy %.0f ns/op, %.1f %s; proxy/direct time %.3f",
-		len(direct), base, rate(base), unit, nsPerOp, rate(nsPerOp), unit, nsPerOp/base)
-	return nsPerOp
-}
-
-func benchMean(v []float64) float64 {
-	var sum float64
-	for _, x := range v {
-		sum += x
-	}
-	return sum / float64(len(v))
-}
-
-func benchSessionRate(nsPerOp float64) float64 { return 1e9 / nsPerOp }
-
-func benchRetrRate(nsPerOp float64) float64 {
-	return benchRetrSize / (1 << 20) / (nsPerOp / 1e9)
-}
+// benchRuns sets the proxy runs against the direct runs.
+var benchRuns testutil.BenchRuns
 
 // BenchmarkSession measures a short session: TCP connect, greeting, USER,
 // PASS, STAT, QUIT. Through the proxy that adds the proxy's own dialogue,
 // the Authenticator, the backend connection and login, and the relay.
 func BenchmarkSession(b *testing.B) {
 	env := benchStart(b)
-	// Warm both sides up, so that the first timed run is not the one that
-	// pays for cold code paths and the first connections.
-	for _, tg := range env.benchTargets() {
-		for range 20 {
-			if err := benchSession(tg.addr); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	for _, tg := range env.benchTargets() {
-		b.Run(tg.name, func(b *testing.B) {
-			ops := 0
-			for b.Loop() {
-				if err := benchSession(tg.addr); err != nil {
-					b.Fatal(err)
-				}
-				ops++
-			}
-			nsPerOp := benchRecord(b, "Session", tg.name, ops, "sessions/s", benchSessionRate)
-			b.ReportMetric(benchSessionRate(nsPerOp), "sessions/s")
-		})
-	}
+	benchRuns.Sessions(b, func(side string) error { return benchSession(env.Addr(side)) })
 }
 
 // BenchmarkRetr64MiB measures RETR 1 of a 64 MiB message, read to the
@@ -322,42 +248,12 @@ func BenchmarkRetr64MiB(b *testing.B) {
 	env.be.AddMessage(benchUser, benchMessage(benchRetrSize))
 	// Untimed reads on both sides first: the first 64 MiB transfers pay
 	// for growing the heap and the socket buffers.
-	for _, tg := range env.benchTargets() {
-		for range 3 {
-			if err := benchRetrOnce(tg.addr, benchReadBuffer, benchRetrSize); err != nil {
-				b.Fatalf("%s: %v", tg.name, err)
-			}
-		}
-	}
-	for _, tg := range env.benchTargets() {
-		b.Run(tg.name, func(b *testing.B) {
-			b.SetBytes(benchRetrSize)
-			ops := 0
-			for b.Loop() {
-				b.StopTimer()
-				c, err := benchRetrClient(tg.addr, benchReadBuffer)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				n, err := benchRetr(c)
-				b.StopTimer()
-				if err == nil && n != benchRetrSize {
-					err = fmt.Errorf("RETR 1 gave %d bytes, want %d", n, benchRetrSize)
-				}
-				if err == nil {
-					err = c.quit()
-				}
-				if err != nil {
-					c.conn.Close()
-					b.Fatal(err)
-				}
-				ops++
-				b.StartTimer()
-			}
-			benchRecord(b, "Retr64MiB", tg.name, ops, "MiB/s", benchRetrRate)
-		})
-	}
+	testutil.BenchWarmUp(b, 3, func(side string) error {
+		return testutil.BenchOnce(benchRetrOp(env.Addr(side), benchReadBuffer, benchRetrSize))
+	})
+	benchRuns.Transfers(b, "Retr64MiB", benchRetrSize, func(side string) (func() error, func(error) error, error) {
+		return benchRetrOp(env.Addr(side), benchReadBuffer, benchRetrSize)
+	})
 }
 
 // TestBenchmarkHelpers runs every benchmark operation once on both sides
@@ -376,18 +272,18 @@ func TestBenchmarkHelpers(t *testing.T) {
 	if got := env.be.Mailbox(benchUser); len(got) != 1 || !bytes.Equal(got[0], msg) {
 		t.Fatal("the backend changed the message")
 	}
-	for _, tg := range env.benchTargets() {
-		t.Run(tg.name, func(t *testing.T) {
-			if err := benchSession(tg.addr); err != nil {
+	for _, side := range testutil.BenchSides {
+		t.Run(side, func(t *testing.T) {
+			if err := benchSession(env.Addr(side)); err != nil {
 				t.Fatalf("session: %v", err)
 			}
 			// 16 bytes, bufio's least: every line comes in pieces.
 			for _, size := range []int{16, benchReadBuffer} {
-				if err := benchRetrOnce(tg.addr, size, int64(len(msg))); err != nil {
+				if err := testutil.BenchOnce(benchRetrOp(env.Addr(side), size, int64(len(msg)))); err != nil {
 					t.Fatalf("RETR session with a %d-byte buffer: %v", size, err)
 				}
 			}
-			c, err := benchRetrClient(tg.addr, benchReadBuffer)
+			c, err := benchRetrClient(env.Addr(side), benchReadBuffer)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -398,17 +294,17 @@ func TestBenchmarkHelpers(t *testing.T) {
 			}
 			// The backend lets one session hold the maildrop: a second
 			// login waits for QUIT.
-			if err := benchSession(tg.addr); err == nil {
+			if err := benchSession(env.Addr(side)); err == nil {
 				t.Error("a second session logged in while the first held the maildrop")
 			}
 			if err := c.quit(); err != nil {
 				t.Errorf("QUIT: %v", err)
 			}
-			if err := benchSession(tg.addr); err != nil {
+			if err := benchSession(env.Addr(side)); err != nil {
 				t.Errorf("session after QUIT: %v", err)
 			}
 			// A refused command is an error, not a hang.
-			c2, err := benchDial(tg.addr, 4096)
+			c2, err := benchDial(env.Addr(side), 4096)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,15 +3,11 @@
 package pop3_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/testutil"
@@ -179,10 +175,7 @@ func TestDovecotBackendRefusal(t *testing.T) {
 // (CURLE_LOGIN_DENIED) on a wrong password.
 func TestDovecotCurl(t *testing.T) {
 	t.Parallel()
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed: apt-get install curl")
-	}
+	curl := testutil.LookPath(t, "curl")
 	d := testutil.StartDovecot(t)
 	d.Deliver(t, []byte(dovecotMessage))
 	creds := d.User + ":" + d.Password
@@ -207,29 +200,12 @@ func TestDovecotCurl(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			proxy := dovecotProxy(t, d, tt.srv())
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			args := append([]string{"-sS", "-v", "--max-time", "10", "pop3://" + proxy + "/1"}, tt.args...)
-			cmd := exec.CommandContext(ctx, curl, args...)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			exit := 0
-			var exitErr *exec.ExitError
-			switch {
-			case errors.As(err, &exitErr):
-				exit = exitErr.ExitCode()
-			case err != nil:
-				t.Fatal(err)
-			}
-			if exit != tt.wantExit {
-				t.Fatalf("curl exited with %d, want %d\n%s", exit, tt.wantExit, stderr.Bytes())
-			}
-			if out := stdout.String(); out != tt.wantOut {
+			out, trace := testutil.Curl(t, curl, tt.wantExit, "pop3://"+proxy+"/1", tt.args...)
+			if out != tt.wantOut {
 				t.Errorf("curl wrote %q, want %q", out, tt.wantOut)
 			}
-			if !strings.Contains(stderr.String(), tt.wantSent) {
-				t.Errorf("curl did not send %q:\n%s", tt.wantSent, stderr.Bytes())
+			if !strings.Contains(trace, tt.wantSent) {
+				t.Errorf("curl did not send %q:\n%s", tt.wantSent, trace)
 			}
 		})
 	}

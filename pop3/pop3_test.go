@@ -1,13 +1,13 @@
 package pop3_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -57,18 +57,12 @@ func start(t *testing.T, srv *pop3.Server) (proxy string, backend *mailtest.POP3
 	return serve(t, srv), be
 }
 
+// serve runs srv, logging nothing unless it has a Logger, and returns its
+// address.
 func serve(t *testing.T, srv *pop3.Server) string {
 	t.Helper()
-	if srv.Logger == nil {
-		srv.Logger = slog.New(slog.DiscardHandler)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	srv.Logger = cmp.Or(srv.Logger, testutil.Discard)
+	return testutil.Serve(t, srv)
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -195,9 +189,7 @@ func TestAPOPAndCRAMMD5(t *testing.T) {
 }
 
 func TestTemporaryFailures(t *testing.T) {
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := testutil.FreeAddr(t) // nothing listens there
 	for name, a := range map[string]auth.Authenticator{
 		"no authenticator": nil,
 		"backend down": auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
@@ -224,23 +216,14 @@ func TestTimeout(t *testing.T) {
 // A backend that refuses the session in its greeting is unavailable, not a
 // refused login, whatever proxy_pass_error_message says.
 func TestBackendGreetingRefusal(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("-ERR [SYS/TEMP] too many connections\r\n"))
-			c.Close()
-		}
-	}()
+	ln := testutil.Accept(t, func(c net.Conn) {
+		c.Write([]byte("-ERR [SYS/TEMP] too many connections\r\n"))
+		c.Close()
+	})
 	srv := &pop3.Server{Config: session.Config{PassErrorMessage: true, Auth: auth.AuthenticatorFunc(
-		func(context.Context, *auth.Request) (*auth.Result, error) { return &auth.Result{Backend: ln.Addr().String()}, nil })}}
+		func(context.Context, *auth.Request) (*auth.Result, error) {
+			return &auth.Result{Backend: ln.Addr().String()}, nil
+		})}}
 	run(t, testutil.Dial(t, "tcp", serve(t, srv)), []step{
 		{"", []string{"+OK"}},
 		{"USER alice\r\nPASS secret\r\n", []string{"+OK", "-ERR Backend unavailable"}},

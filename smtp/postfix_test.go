@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailproxy/mailproxy/auth"
@@ -52,17 +51,8 @@ func TestPostfixSubmission(t *testing.T) {
 	}
 	c := gosmtp.NewClient(conn)
 	defer c.Close()
-	if err := c.Hello("client.example"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
-		t.Fatalf("auth: %v", err)
-	}
 	body := "Subject: through the proxy\r\n\r\nfirst line\r\n.leading dot\r\nlast line \r\n"
-	if err := c.SendMail("alice@example.test", []string{"bob@example.test"}, strings.NewReader(body)); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-	c.Quit()
+	submit(t, c, "client.example", body)
 	// Postfix stores LF line ends and adds headers (Received, Message-Id…);
 	// the body and the client's header must arrive unchanged.
 	msg := string(delivered(t, pf, "first line"))
@@ -79,10 +69,7 @@ func TestPostfixSubmission(t *testing.T) {
 // swaks, pipelining, through the proxy: authenticated submission, and the
 // MX front (smtp_auth none) routing by recipient.
 func TestPostfixSwaks(t *testing.T) {
-	swaks, err := exec.LookPath("swaks")
-	if err != nil {
-		t.Skip("swaks not installed: apt-get install swaks")
-	}
+	swaks := testutil.LookPath(t, "swaks")
 	pf := testutil.StartPostfix(t)
 	mx := serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: auth.AuthenticatorFunc(
 		func(_ context.Context, req *auth.Request) (*auth.Result, error) {

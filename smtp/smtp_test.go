@@ -2,9 +2,9 @@ package smtp_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -38,21 +38,13 @@ func run(t *testing.T, c *testutil.Client, steps []step) {
 	}
 }
 
+// serve runs srv, logging nothing unless it has a Logger and named
+// proxy.test unless it has a ServerName, and returns its address.
 func serve(t *testing.T, srv *smtp.Server) string {
 	t.Helper()
-	if srv.Logger == nil {
-		srv.Logger = slog.New(slog.DiscardHandler)
-	}
-	if srv.ServerName == "" {
-		srv.ServerName = "proxy.test"
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	srv.Logger = cmp.Or(srv.Logger, testutil.Discard)
+	srv.ServerName = cmp.Or(srv.ServerName, "proxy.test")
+	return testutil.Serve(t, srv)
 }
 
 func startBackend(t *testing.T) *mailtest.SMTPServer {
@@ -69,6 +61,22 @@ func table(backend string) auth.Authenticator {
 	return auth.Static{user: {Password: password, Backend: backend}}
 }
 
+// submit sends msg on c as a mail client does: EHLO helo, AUTH PLAIN as
+// alice, one mail from alice@example.test to bob@example.test, QUIT.
+func submit(t *testing.T, c *gosmtp.Client, helo, msg string) {
+	t.Helper()
+	if err := c.Hello(helo); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
+		t.Fatalf("auth: %v", err)
+	}
+	if err := c.SendMail("alice@example.test", []string{"bob@example.test"}, strings.NewReader(msg)); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	c.Quit()
+}
+
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // A real SMTP client submits through the proxy; the backend receives the
@@ -83,17 +91,8 @@ func TestSubmission(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if err := c.Hello("client.test"); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
-				t.Fatalf("auth: %v", err)
-			}
 			msg := "Subject: through\r\n\r\nline\r\n.leading dot\r\n"
-			if err := c.SendMail("alice@example.test", []string{"bob@example.test"}, strings.NewReader(msg)); err != nil {
-				t.Fatalf("send: %v", err)
-			}
-			c.Quit()
+			submit(t, c, "client.test", msg)
 			got := be.Messages()
 			if len(got) != 1 || string(got[0].Data) != msg || got[0].From != "alice@example.test" {
 				t.Fatalf("backend got %+v", got)
@@ -115,21 +114,8 @@ type fakeMTA struct {
 
 func startFake(t *testing.T, xclient bool) *fakeMTA {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeMTA{ln: ln, xclient: xclient}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.handle(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+	f := &fakeMTA{xclient: xclient}
+	f.ln = testutil.Accept(t, f.handle)
 	return f
 }
 
@@ -270,9 +256,7 @@ func TestAuthNone(t *testing.T) {
 
 func TestTranscripts(t *testing.T) {
 	be := startBackend(t)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := testutil.FreeAddr(t) // nothing listens there
 	tests := []struct {
 		name  string
 		srv   *smtp.Server

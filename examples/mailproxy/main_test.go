@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,27 +19,9 @@ import (
 	"github.com/mailproxy/mailproxy/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe for the program and the test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // program runs the command in the background.
 type program struct {
-	stdout, stderr syncBuffer
+	stdout, stderr testutil.Buffer
 	sigs           chan os.Signal
 	exit           chan int
 }

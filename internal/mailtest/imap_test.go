@@ -13,15 +13,7 @@ func startIMAP(t *testing.T) *IMAPServer {
 	t.Helper()
 	checkGoroutines(t)
 	s, err := StartIMAP(testUsers, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return started(t, s, err)
 }
 
 func dialIMAP(t *testing.T, addr string) *imapclient.Client {

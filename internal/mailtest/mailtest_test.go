@@ -19,6 +19,22 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// started takes what a Start function returned: it fails the test on err,
+// and otherwise closes s when the test ends, failing the test if Close
+// does. Call checkGoroutines before the Start.
+func started[S interface{ Close() error }](t *testing.T, s S, err error) S {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
 // checkGoroutines fails the test if, once every later cleanup (such as the
 // Close of a server) has run, more goroutines are left than at the start.
 // Call it before starting anything.

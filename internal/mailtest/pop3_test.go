@@ -26,14 +26,7 @@ func startPOP3(t *testing.T) *POP3Server {
 	t.Helper()
 	checkGoroutines(t)
 	s, err := StartPOP3(testUsers, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	started(t, s, err)
 	s.AddMessage("alice", []byte(testPOP3Msg))
 	s.AddMessage("alice", []byte("Subject: two\r\n\r\nsecond\r\n"))
 	return s

@@ -14,15 +14,7 @@ func startSMTP(t *testing.T, opts SMTPOptions) *SMTPServer {
 	checkGoroutines(t)
 	opts.Logger = quietLogger()
 	s, err := StartSMTP(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return started(t, s, err)
 }
 
 func dialSMTP(t *testing.T, addr, helo string) *smtp.Client {

@@ -3,17 +3,12 @@
 package testutil
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -37,6 +32,7 @@ type Dovecot struct {
 	User, Password               string // a passwd-file user with a clear-text password
 	Dir                          string // the instance folder (maildirs under Dir/mail/<user>)
 
+	*daemon
 	mailUID, mailGID int // owner of the maildir when running as root; -1 otherwise
 	seq              atomic.Int64
 }
@@ -54,57 +50,26 @@ func StartDovecot(t testing.TB) *Dovecot {
 		}
 	}
 
-	// Our own folder rather than t.TempDir: Dovecot's unprivileged
-	// processes must be able to enter it (t.TempDir's parent is 0700), and
-	// the unix sockets under base_dir need a short path.
-	dir, err := os.MkdirTemp("", "dovecot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	d := &Dovecot{User: "testuser", Password: "test-Passw0rd", Dir: dir, mailUID: -1, mailGID: -1}
+	dmn := newDaemon(t, "dovecot", "dovecot.log")
+	d := &Dovecot{User: "testuser", Password: "test-Passw0rd", Dir: dmn.dir, daemon: dmn, mailUID: -1, mailGID: -1}
 	cfg, err := d.setup()
 	if err != nil {
 		t.Fatalf("dovecot: %v", err)
 	}
-
-	// The ports were free when we chose them; another process may take one
-	// before Dovecot binds it, so a bind failure gets fresh ports.
-	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(4)
-		if err != nil {
-			t.Fatal(err)
-		}
+	dmn.startOnFreePorts(t, 4, func(ports []int) (stop func(), err error) {
 		cfg.IMAPPort, cfg.POP3Port, cfg.IMAPProxyPort, cfg.POP3ProxyPort = ports[0], ports[1], ports[2], ports[3]
 		d.IMAPAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		d.POP3Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
 		d.IMAPProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
 		d.POP3ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[3]))
-
-		stop, err := d.start(cfg)
-		if err == nil {
-			t.Cleanup(stop)
-			return d
-		}
-		logs := d.logs()
-		if attempt < 3 && strings.Contains(logs, "Address already in use") {
-			t.Logf("dovecot: port taken, retrying: %v", err)
-			continue
-		}
-		t.Fatalf("dovecot: %v\n%s", err, logs)
-	}
+		return d.start(cfg)
+	})
+	return d
 }
 
 // LogContains reports whether Dovecot's log has s, for example the client
 // address that a login line records as rip=.
-func (d *Dovecot) LogContains(s string) bool {
-	b, _ := os.ReadFile(filepath.Join(d.Dir, "dovecot.log"))
-	return bytes.Contains(b, []byte(s))
-}
+func (d *Dovecot) LogContains(s string) bool { return d.logContains(s) }
 
 // Deliver puts msg in the user's INBOX as a new maildir message. Write it
 // with CR LF line ends so that what POP3 and IMAP return is msg itself.
@@ -125,16 +90,6 @@ func (d *Dovecot) Deliver(t testing.TB, msg []byte) {
 	if err := os.Rename(tmp, filepath.Join(maildir, "new", name)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// logs returns the master's stderr and Dovecot's log, for failure messages.
-func (d *Dovecot) logs() string {
-	var b strings.Builder
-	for _, name := range []string{"stderr.log", "dovecot.log"} {
-		data, _ := os.ReadFile(filepath.Join(d.Dir, name))
-		fmt.Fprintf(&b, "--- %s\n%s", name, data)
-	}
-	return b.String()
 }
 
 // dovecotConfig fills dovecotConf.
@@ -207,40 +162,13 @@ func (d *Dovecot) setup() (*dovecotConfig, error) {
 // returned func stops it.
 func (d *Dovecot) start(cfg *dovecotConfig) (stop func(), err error) {
 	conf := filepath.Join(d.Dir, "dovecot.conf")
-	var b bytes.Buffer
-	if err := dovecotConf.Execute(&b, cfg); err != nil {
+	if err := writeTemplate(conf, dovecotConf, cfg); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(conf, b.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	// Before log_path takes over, errors (a bad setting) go to stderr. A
-	// file rather than a pipe, so that Wait returns when the master exits
-	// whatever its children hold.
-	// Both logs start empty on every attempt.
-	if err := os.Remove(filepath.Join(d.Dir, "dovecot.log")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	stderr, err := os.Create(filepath.Join(d.Dir, "stderr.log"))
+	p, err := d.run(dovecotBin, "-F", "-c", conf)
 	if err != nil {
 		return nil, err
 	}
-	defer stderr.Close()
-
-	cmd := exec.Command(dovecotBin, "-F", "-c", conf)
-	cmd.Dir = d.Dir
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	pgid := cmd.Process.Pid
 	stop = func() {
 		// SIGTERM to the whole group: every process ends at once rather
 		// than when the master gets round to it. The master then waits
@@ -248,49 +176,20 @@ func (d *Dovecot) start(cfg *dovecotConfig) (stop func(), err error) {
 		// and sleeps a whole second so that a restart finds the ports
 		// closed. No restart follows here, so after a short grace the
 		// group gets SIGKILL.
-		syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(500 * time.Millisecond):
-			syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		// Anything of the group still there after the master: gone.
-		syscall.Kill(-pgid, syscall.SIGKILL)
+		p.stop(500*time.Millisecond, func() []int {
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+			return nil
+		})
 	}
-
 	// The master binds every listener before it logs "starting up" (a
 	// port taken makes it exit with "Failed to start listeners"), so the
 	// line and a live master mean all four ports are ours. Dialling to
 	// find out could reach another instance that took one of the ports.
-	deadline := time.Now().Add(10 * time.Second)
-	for !d.LogContains(" starting up for ") {
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("%s exited during start-up: %v", dovecotBin, waitErr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, errors.New("no \"starting up\" in the log after 10s")
-		}
+	if err := d.waitForLog(p, " starting up for "); err != nil {
+		stop()
+		return nil, err
 	}
 	return stop, nil
-}
-
-// freePorts returns n distinct 127.0.0.1 TCP ports that were free a moment
-// ago: all n listeners are open at once, so no two are the same.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // dovecotConf is a complete configuration (nothing from /etc/dovecot), in

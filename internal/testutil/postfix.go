@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -47,6 +46,8 @@ type Postfix struct {
 	Addr      string // 127.0.0.1:port of its smtpd
 	ProxyAddr string // a second smtpd with smtpd_upstream_proxy_protocol = haproxy
 	Dir       string // the instance folder; the log is Dir/maillog
+
+	*daemon
 }
 
 // StartPostfix starts a private Postfix and stops it when the test ends.
@@ -64,51 +65,19 @@ func StartPostfix(t testing.TB) *Postfix {
 		t.Skip("postfix needs root: the postfix command is reserved for the super-user")
 	}
 
-	// Our own folder rather than t.TempDir: the postfix user must be able
-	// to enter it (t.TempDir's parent is 0700), and the unix sockets under
-	// the queue need a short path.
-	dir, err := os.MkdirTemp("", "postfix-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := &Postfix{Dir: dir}
+	dmn := newDaemon(t, "postfix", "maillog")
+	p := &Postfix{Dir: dmn.dir, daemon: dmn}
 	cfg, err := p.setup()
 	if err != nil {
 		t.Fatalf("postfix: %v", err)
 	}
-	// Registered before stop, so it runs after it, on the whole log.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("postfix %s", p.logs())
-		}
-	})
-
-	// The ports were free when we chose them; another process may take one
-	// before the master binds it, so a bind failure gets fresh ports.
-	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(2)
-		if err != nil {
-			t.Fatal(err)
-		}
+	dmn.startOnFreePorts(t, 2, func(ports []int) (stop func(), err error) {
 		cfg.Port, cfg.ProxyPort = ports[0], ports[1]
 		p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		p.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
-
-		stop, err := p.start(cfg)
-		if err == nil {
-			t.Cleanup(stop)
-			return p
-		}
-		if attempt < 3 && p.LogContains("Address already in use") {
-			t.Logf("postfix: port taken, retrying: %v", err)
-			continue
-		}
-		t.Fatalf("postfix: %v", err) // the cleanup above shows the log
-	}
+		return p.start(cfg)
+	})
+	return p
 }
 
 // Messages returns the messages delivered so far, oldest first, each as
@@ -162,21 +131,7 @@ func (p *Postfix) Messages(t testing.TB) [][]byte {
 // LogContains reports whether Postfix's log has s, for example the
 // client=name[addr] that smtpd logs for each message it accepts. The log
 // is written by a separate process, a moment after the event: poll it.
-func (p *Postfix) LogContains(s string) bool {
-	b, _ := os.ReadFile(filepath.Join(p.Dir, "maillog"))
-	return bytes.Contains(b, []byte(s))
-}
-
-// logs returns the postfix command's output and Postfix's log, for
-// failure messages.
-func (p *Postfix) logs() string {
-	var b strings.Builder
-	for _, name := range []string{"stderr.log", "maillog"} {
-		data, _ := os.ReadFile(filepath.Join(p.Dir, name))
-		fmt.Fprintf(&b, "--- %s\n%s", name, data)
-	}
-	return b.String()
-}
+func (p *Postfix) LogContains(s string) bool { return p.logContains(s) }
 
 // postfixConfig fills postfixMain and postfixMaster.
 type postfixConfig struct {
@@ -222,26 +177,10 @@ func (p *Postfix) setup() (*postfixConfig, error) {
 			return nil, err
 		}
 	}
-	var b bytes.Buffer
-	if err := postfixMain.Execute(&b, cfg); err != nil {
-		return nil, err
-	}
-	if err := writeOld(filepath.Join(p.Dir, "etc", "main.cf"), b.Bytes()); err != nil {
+	if err := writeTemplate(filepath.Join(p.Dir, "etc", "main.cf"), postfixMain, cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-// writeOld writes a configuration file with a modification time a minute
-// ago. Postfix does not trust a file changed in the last second (it may
-// be half written): it rereads it every 300ms until it is older, which
-// would add two seconds to every start.
-func writeOld(path string, data []byte) error {
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return err
-	}
-	old := time.Now().Add(-time.Minute)
-	return os.Chtimes(path, old, old)
 }
 
 // mkdirOwned makes a folder with an owner and a mode that the umask does
@@ -260,44 +199,18 @@ func mkdirOwned(path string, uid, gid int, mode fs.FileMode) error {
 // foreground and waits until it has bound its listeners and an smtpd
 // greets. The returned func stops it.
 func (p *Postfix) start(cfg *postfixConfig) (stop func(), err error) {
-	var b bytes.Buffer
-	if err := postfixMaster.Execute(&b, cfg); err != nil {
+	if err := writeTemplate(filepath.Join(p.Dir, "etc", "master.cf"), postfixMaster, cfg); err != nil {
 		return nil, err
 	}
-	if err := writeOld(filepath.Join(p.Dir, "etc", "master.cf"), b.Bytes()); err != nil {
-		return nil, err
-	}
-	// The log starts empty on every attempt. What the postfix command
-	// says before logging works goes to stderr: a file rather than a
-	// pipe, so that Wait returns when the command exits whatever its
-	// children hold.
-	if err := os.Remove(filepath.Join(p.Dir, "maillog")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	stderr, err := os.Create(filepath.Join(p.Dir, "stderr.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer stderr.Close()
-
 	// start-fg checks the configuration, makes the queue folders and runs
 	// the master under a shell that waits for it: the command ends when
 	// the master does. The master makes itself a session leader, so it
 	// and its children are one process group of their own; the shell is
 	// in ours.
-	cmd := exec.Command(postfixBin, "-c", filepath.Join(p.Dir, "etc"), "start-fg")
-	cmd.Dir = p.Dir
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	pr, err := p.run(postfixBin, "-c", filepath.Join(p.Dir, "etc"), "start-fg")
+	if err != nil {
 		return nil, err
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
 	// The master writes its pid (padded with spaces) before it binds the
 	// listeners, and leaves the file when it exits.
 	masterPID := func() int {
@@ -314,45 +227,22 @@ func (p *Postfix) start(cfg *postfixConfig) (stop func(), err error) {
 		// finished their work, and exits; the shell, which waits for it,
 		// then exits too. The master is a process group of its own: it
 		// and its daemons are not in the shell's.
-		groups := []int{-cmd.Process.Pid}
-		select {
-		case <-exited: // the master has gone
-		default:
+		pr.stop(2*time.Second, func() []int {
 			if master := masterPID(); master > 0 {
 				syscall.Kill(master, syscall.SIGTERM)
-				groups = append(groups, -master)
-			} else {
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+				return []int{master}
 			}
-		}
-		select {
-		case <-exited:
-		case <-time.After(2 * time.Second):
-			for _, g := range groups {
-				syscall.Kill(g, syscall.SIGKILL)
-			}
-			<-exited
-		}
-		// Anything of the groups still there after the master: gone.
-		for _, g := range groups {
-			syscall.Kill(g, syscall.SIGKILL)
-		}
+			syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGTERM)
+			return nil
+		})
 	}
 
 	// The master binds every listener before it logs "daemon started" (a
 	// port taken makes it log "fatal: bind ...: Address already in use"
 	// and exit), so the line and a live master mean both ports are ours.
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.LogContains(" daemon started -- ") {
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("%s start-fg exited during start-up: %v", postfixBin, waitErr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, errors.New("no \"daemon started\" in the log after 10s")
-		}
+	if err := p.waitForLog(pr, " daemon started -- "); err != nil {
+		stop()
+		return nil, err
 	}
 	// An smtpd greeting, so that a daemon that fails on its settings
 	// fails here rather than in the test.

@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -73,6 +74,26 @@ func (c *Client) Cmd(cmd, until string) []string {
 func (c *Client) Closed() bool {
 	_, err := c.R.ReadString('\n')
 	return err != nil
+}
+
+// Buffer is a bytes.Buffer that a server (its logs, a program's output)
+// and the test may use at once. The zero value is empty and ready.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // WaitFor polls cond every 10ms until it holds, failing the test after

@@ -1,0 +1,53 @@
+package testutil
+
+import (
+	"log/slog"
+	"net"
+	"testing"
+)
+
+// Server is the life cycle that Serve needs, which the protocol packages'
+// Server types have.
+type Server interface {
+	Serve(l net.Listener) error
+	Close() error
+}
+
+// Serve runs srv on a fresh listener on 127.0.0.1 and returns its address;
+// srv closes when the test ends.
+func Serve(t testing.TB, srv Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// Discard is a logger that drops everything: the default for servers
+// whose logs a test does not read.
+var Discard = slog.New(slog.DiscardHandler)
+
+// Accept listens on 127.0.0.1 and runs handle in a goroutine of its own
+// for every connection, until the test ends: a scripted fake server. The
+// listener's address is the server's.
+func Accept(t testing.TB, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
