@@ -4,11 +4,9 @@
 package imap
 
 import (
-	"context"
 	"net"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -39,9 +37,8 @@ type Server struct {
 	// DefaultClientBuffer.
 	ClientBuffer int
 
-	loop    session.Loop
-	once    sync.Once
-	settled settings
+	session.Serving // Shutdown and Close
+	settled         settings
 }
 
 // settings are a Server's fields with the defaults applied, fixed when it
@@ -56,16 +53,8 @@ type settings struct {
 // Serve accepts IMAP clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.once.Do(s.settle)
-	return s.loop.Serve(l, s.serveConn)
+	return s.Run(l, s.settle, s.serveConn)
 }
-
-// Shutdown stops accepting and waits for the sessions to end, closing them
-// when ctx ends first.
-func (s *Server) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ctx) }
-
-// Close closes the listeners and every session at once.
-func (s *Server) Close() error { return s.loop.Close() }
 
 func (s *Server) settle() {
 	methods := orDefault(s.AuthMethods, DefaultAuthMethods)

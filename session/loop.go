@@ -187,3 +187,25 @@ func (l *Loop) drain(kill bool) {
 		}
 	}
 }
+
+// Serving is the life cycle every protocol server shares: settings fixed
+// when it first serves, the accept loop, Shutdown and Close. A protocol
+// server embeds it and calls Run from its Serve method.
+type Serving struct {
+	loop Loop
+	once sync.Once
+}
+
+// Run calls settle once, on the first call, then serves ln with handle
+// until ln is closed or the server is shut down.
+func (s *Serving) Run(ln net.Listener, settle func(), handle Handler) error {
+	s.once.Do(settle)
+	return s.loop.Serve(ln, handle)
+}
+
+// Shutdown stops accepting and waits for the sessions to end, closing them
+// when ctx ends first.
+func (s *Serving) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ctx) }
+
+// Close closes the listeners and every session at once.
+func (s *Serving) Close() error { return s.loop.Close() }

@@ -5,11 +5,9 @@
 package smtp
 
 import (
-	"context"
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailproxy/mailproxy/session"
@@ -49,9 +47,8 @@ type Server struct {
 	// credentials (proxy_smtp_auth).
 	BackendAuth bool
 
-	loop    session.Loop
-	once    sync.Once
-	settled settings
+	session.Serving // Shutdown and Close
+	settled         settings
 }
 
 // settings are a Server's fields with the defaults applied, fixed when it
@@ -66,16 +63,8 @@ type settings struct {
 // Serve accepts SMTP clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.once.Do(s.settle)
-	return s.loop.Serve(l, s.serveConn)
+	return s.Run(l, s.settle, s.serveConn)
 }
-
-// Shutdown stops accepting and waits for the sessions to end, closing them
-// when ctx ends first.
-func (s *Server) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ctx) }
-
-// Close closes the listeners and every session at once.
-func (s *Server) Close() error { return s.loop.Close() }
 
 func (s *Server) settle() {
 	methods := s.AuthMethods
