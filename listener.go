@@ -181,6 +181,8 @@ type listener struct {
 	addr   net.Addr
 	config ListenConfig
 	once   sync.Once
+	// wrap, when set, wraps each connection (PROXY protocol).
+	wrap func(net.Conn) net.Conn
 }
 
 func newListener(addr net.Addr, lc ListenConfig) *listener {
@@ -190,6 +192,9 @@ func newListener(addr net.Addr, lc ListenConfig) *listener {
 func (l *listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
+		if l.wrap != nil {
+			c = l.wrap(c)
+		}
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed

@@ -33,6 +33,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/session"
@@ -69,6 +70,12 @@ type ServerConfig struct {
 	Listen []ListenConfig
 	// Server is the protocol handler.
 	Server Server
+	// RealIP says whose PROXY protocol headers set the client address
+	// (set_real_ip_from), on listens with ProxyProtocol.
+	RealIP RealIP
+	// HeaderTimeout bounds the wait for a PROXY protocol header; zero
+	// means DefaultHeaderTimeout. The config package sets it to timeout.
+	HeaderTimeout time.Duration
 }
 
 // Proxy runs the Servers of a Config on their sockets.
@@ -198,7 +205,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 	byServer := make([][]*listener, len(cfg.Servers))
 	for key, sp := range plan {
 		s := p.sockets[key]
-		s.setRoutes(sp, byServer)
+		s.setRoutes(sp, cfg, byServer)
 	}
 	for key, s := range p.sockets {
 		if _, ok := plan[key]; !ok {

@@ -159,7 +159,7 @@ func newSocket(sp *socketPlan, ln net.Listener) *socket {
 
 // setRoutes makes new listeners for the routes of sp, appends each to
 // byServer for its server, and retires the listeners they replace.
-func (s *socket) setRoutes(sp *socketPlan, byServer [][]*listener) {
+func (s *socket) setRoutes(sp *socketPlan, cfg *Config, byServer [][]*listener) {
 	routes := make(map[string]*listener, len(sp.routes))
 	served := make([]servedRoute, 0, len(sp.routes))
 	for _, r := range sp.routes {
@@ -168,6 +168,10 @@ func (s *socket) setRoutes(sp *socketPlan, byServer [][]*listener) {
 			addr = tcpAddr(r.addr)
 		}
 		l := newListener(addr, r.config)
+		if r.config.ProxyProtocol {
+			sc := cfg.Servers[r.server]
+			l.wrap = func(c net.Conn) net.Conn { return newProxyConn(c, sc.RealIP, sc.HeaderTimeout) }
+		}
 		routes[r.local] = l
 		served = append(served, servedRoute{r.server, r.order, addr})
 		byServer[r.server] = append(byServer[r.server], l)

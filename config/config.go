@@ -225,7 +225,7 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 		}
 	}
 	warnPending(opts.Logger, ownPending(base.pending, s.pending))
-	sc := mailproxy.ServerConfig{Name: block.Pos(), Listen: s.listen}
+	sc := mailproxy.ServerConfig{Name: block.Pos(), Listen: s.listen, RealIP: s.realIP, HeaderTimeout: s.core.Timeout}
 	if len(s.listen) == 0 {
 		return sc, errorAt(block, "no \"listen\" is defined for server")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"strings"
@@ -99,6 +100,14 @@ func TestLoadDirectives(t *testing.T) {
 				got.Logger, got.Auth = nil, nil
 				if got != want {
 					t.Errorf("got %+v\nwant %+v", got, want)
+				}
+			}},
+		{"PROXY protocol", `server { listen 1143 proxy_protocol; protocol imap; proxy_protocol on; timeout 7s;
+			set_real_ip_from 10.0.0.0/8; set_real_ip_from 2001:db8::1; set_real_ip_from unix:; }`,
+			func(t *testing.T, s mailproxy.ServerConfig) {
+				want := mailproxy.RealIP{From: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}, Unix: true}
+				if !reflect.DeepEqual(s.RealIP, want) || s.HeaderTimeout != 7*time.Second || coreOf(s.Server).SendProxyProtocol != 1 || !s.Listen[0].ProxyProtocol {
+					t.Errorf("got %+v, send %d", s, coreOf(s.Server).SendProxyProtocol)
 				}
 			}},
 		{"max_errors 0 closes at the first error", `server { listen 1143; protocol imap; max_errors 0; }`,
@@ -251,6 +260,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad auth_http", "mail {\nauth_http https://a.example/;\n}\n", `test.conf:2: only http:// is supported in "auth_http" directive`},
 		{"bad auth_http port", "mail {\nauth_http 127.0.0.1:0/x;\n}\n", `test.conf:2: invalid port in "auth_http" directive`},
 		{"bad auth_http_header", "mail {\nauth_http_header \"X: Y\" z;\n}\n", `test.conf:2: invalid header "X: Y" in "auth_http_header" directive`},
+		{"bad set_real_ip_from", "mail {\n" + auth + "server {\nset_real_ip_from 10.0.0.0/33;\n}\n}\n", `test.conf:4: invalid address "10.0.0.0/33" in "set_real_ip_from" directive`},
 		{"top-level pid args", "pid;\nmail {}\n", `test.conf:1: invalid number of arguments in "pid" directive`},
 		{"syntax", "mail {\n", `test.conf:2: unexpected end of file, expecting "}"`},
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ type settings struct {
 	core     session.Config
 	protocol string
 	listen   []mailproxy.ListenConfig
+	realIP   mailproxy.RealIP
 
 	imapCaps, imapAuth []string
 	imapBuffer         int
@@ -75,6 +77,8 @@ func init() {
 		"proxy_timeout":            {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.core.ProxyTimeout })},
 		"proxy_buffer":             {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.core.ProxyBuffer })},
 		"proxy_pass_error_message": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.core.PassErrorMessage })},
+		"proxy_protocol":           {where: anywhere, min: 1, max: 1, set: setProxyProtocol},
+		"set_real_ip_from":         {where: atServer, min: 1, max: 1, multi: true, set: setRealIPFrom},
 
 		"imap_capabilities":   {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.imapCaps })},
 		"imap_auth":           {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.imapAuth }, "login", "plain", "cram-md5", "external")},
@@ -104,10 +108,8 @@ func addLater() {
 	timeArg := pendingCheck(checkEach(func(v string) error { _, err := parseTime(v); return err }))
 	anyArgs := pendingCheck(nil)
 	for name, sp := range map[string]spec{
-		"proxy_protocol":            {min: 1, max: 1, set: onOff},
 		"resolver":                  {min: 1, max: -1, multi: true, set: anyArgs},
 		"resolver_timeout":          {min: 1, max: 1, set: timeArg},
-		"set_real_ip_from":          {where: atServer, min: 1, max: 1, multi: true, set: anyArgs},
 		"error_log":                 {min: 1, max: -1, multi: true, set: anyArgs},
 		"starttls":                  {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "only")))},
 		"ssl_certificate":           {min: 1, max: 1, multi: true, set: anyArgs},
@@ -176,6 +178,36 @@ func (a authHTTP) client(log *slog.Logger) *auth.HTTP {
 		}
 	}
 	return h
+}
+
+// setProxyProtocol reads "proxy_protocol on|off": a version 1 header to the
+// backend.
+func setProxyProtocol(s *settings, d *Directive) error {
+	on, err := parseFlag(d.Args[0])
+	s.core.SendProxyProtocol = 0
+	if on {
+		s.core.SendProxyProtocol = 1
+	}
+	return err
+}
+
+// setRealIPFrom reads "set_real_ip_from address|CIDR|unix:".
+func setRealIPFrom(s *settings, d *Directive) error {
+	v := d.Args[0]
+	if v == "unix:" {
+		s.realIP.Unix = true
+		return nil
+	}
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		a, aerr := netip.ParseAddr(v)
+		if aerr != nil {
+			return fmt.Errorf("invalid address %q", v)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	s.realIP.From = append(s.realIP.From, p.Masked())
+	return nil
 }
 
 // setXClient reads "xclient on|off"; on is the default.

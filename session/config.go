@@ -55,6 +55,10 @@ type Config struct {
 	// PassErrorMessage passes the backend's login error text to the client
 	// (proxy_pass_error_message).
 	PassErrorMessage bool
+	// SendProxyProtocol sends a PROXY protocol header with the client's
+	// addresses to the backend: 1 for version 1 (proxy_protocol on), 2 for
+	// the binary version 2; 0 sends none.
+	SendProxyProtocol int
 }
 
 // WithDefaults returns a copy of c with every zero field set to its default.

@@ -103,6 +103,12 @@ func (c *Conn) skipLine() error {
 // Run reads command lines and calls command for each, until command
 // returns false, the client goes away, ctx ends, or a limit is broken.
 func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
+	if h, ok := c.Conn.(interface{ Handshake() error }); ok {
+		if err := h.Handshake(); err != nil {
+			c.Log.Info("connection refused", "err", err)
+			return
+		}
+	}
 	for ctx.Err() == nil {
 		line, err := c.ReadCommand()
 		switch {

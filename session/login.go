@@ -1,12 +1,15 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 
 	"github.com/mailproxy/mailproxy/auth"
 )
@@ -46,6 +49,13 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	req.Attempt = c.attempts
 	req.ClientAddr, req.LocalAddr = c.RemoteAddr(), c.LocalAddr()
 	req.ServerName = c.cfg.ServerName
+	if p, ok := c.Conn.(interface {
+		ProxyAddrs() (src, dst net.Addr, ok bool)
+	}); ok {
+		if src, dst, ok := p.ProxyAddrs(); ok {
+			req.Proxy = &auth.ProxyInfo{Source: src, Destination: dst}
+		}
+	}
 	log := c.Log.With("proto", req.Protocol, "user", req.User, "method", string(req.Method), "attempt", req.Attempt)
 	res, err := c.ask(ctx, req)
 	switch {
@@ -108,6 +118,13 @@ func (c *Conn) DialBackend(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
 	conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
+	if v := c.cfg.SendProxyProtocol; v != 0 {
+		h := proxyproto.HeaderProxyFromAddrs(byte(v), c.RemoteAddr(), c.LocalAddr())
+		if _, err := h.WriteTo(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("backend %s: PROXY header: %w", addr, err)
+		}
+	}
 	return conn, nil
 }
 
@@ -121,7 +138,14 @@ func (c *Conn) Proxy(ctx context.Context, backend net.Conn, backendPending []byt
 	}
 	c.SetDeadline(time.Time{})
 	backend.SetDeadline(time.Time{})
-	stats, err := Relay(ctx, c.Conn, backend, c.Buffered(), backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
+	client, pending := c.Conn, c.Buffered()
+	if u, ok := client.(interface{ Unwrap() (net.Conn, []byte) }); ok {
+		// A PROXY protocol wrapper: relay the raw socket (splice), after
+		// what the wrapper read past the header.
+		raw, rest := u.Unwrap()
+		client, pending = raw, append(bytes.Clone(pending), rest...)
+	}
+	stats, err := Relay(ctx, client, backend, pending, backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
 	c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient, "reason", endReason(err))
 }
 
