@@ -69,10 +69,7 @@ func (c *Conn) ReadCommand() ([]byte, error) {
 // ReadLine reads a line that is not a command (a SASL response, a
 // literal's continuation) with the same bounds as ReadCommand.
 func (c *Conn) ReadLine() ([]byte, error) {
-	if err := c.Flush(); err != nil {
-		return nil, err
-	}
-	if err := c.SetReadDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
+	if err := c.awaitClient(); err != nil {
 		return nil, err
 	}
 	line, err := c.r.ReadSlice('\n')
@@ -84,6 +81,26 @@ func (c *Conn) ReadLine() ([]byte, error) {
 	}
 	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
 	return line, nil
+}
+
+// ReadLiteral reads exactly n bytes (an IMAP literal) within the server's
+// timeout.
+func (c *Conn) ReadLiteral(n int) ([]byte, error) {
+	if err := c.awaitClient(); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	_, err := io.ReadFull(c.r, buf)
+	return buf, err
+}
+
+// awaitClient sends the queued replies and gives the client the server's
+// timeout for what it sends next.
+func (c *Conn) awaitClient() error {
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(time.Now().Add(c.cfg.Timeout))
 }
 
 // skipLine discards the rest of an over-long line and returns

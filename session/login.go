@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -20,7 +19,6 @@ type Login struct {
 	Backend  string
 	User     string
 	Password string
-	Result   *auth.Result
 }
 
 // Refusal is the error returned by [Conn.Authenticate] when the
@@ -77,7 +75,7 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 		return nil, fmt.Errorf("%w: %v", auth.ErrUnavailable, err)
 	}
 	log.Info("login accepted", "backend", res.Backend)
-	return &Login{Backend: res.Backend, User: user, Password: pass, Result: res}, nil
+	return &Login{Backend: res.Backend, User: user, Password: pass}, nil
 }
 
 // ask calls the Authenticator within the server's timeout.
@@ -154,20 +152,6 @@ func endReason(err error) string {
 		return "closed"
 	}
 	return err.Error()
-}
-
-// ReadLiteral reads exactly n bytes (an IMAP literal) within the server's
-// timeout.
-func (c *Conn) ReadLiteral(n int) ([]byte, error) {
-	if err := c.Flush(); err != nil {
-		return nil, err
-	}
-	if err := c.SetReadDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, n)
-	_, err := io.ReadFull(c.r, buf)
-	return buf, err
 }
 
 // TLS returns the facts of the client's verified certificate, or nil when
