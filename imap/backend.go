@@ -2,7 +2,6 @@ package imap
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -37,20 +36,17 @@ type backend struct {
 // relay. It reports whether the dialogue goes on (after a failed backend
 // login the client may try again).
 func (cl *client) proxy(tag string, login *session.Login) bool {
-	conn, err := cl.c.DialBackend(cl.ctx, login.Backend)
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
+		be := &backend{conn: conn, r: r, w: bufio.NewWriter(conn)}
+		reply, err := be.login(cl, login)
+		if err != nil {
+			return reply, err
+		}
+		return tag + " " + reply, nil
+	})
 	if err != nil {
-		return cl.backendFailed(tag, "", err)
-	}
-	be := &backend{conn: conn, r: bufio.NewReaderSize(conn, 4096), w: bufio.NewWriter(conn)}
-	reply, err := be.login(cl, login)
-	if err != nil {
-		conn.Close()
 		return cl.backendFailed(tag, reply, err)
 	}
-	cl.c.Reply("%s %s", tag, reply)
-	pending, _ := be.r.Peek(be.r.Buffered())
-	cl.proxied = true
-	cl.c.Proxy(cl.ctx, conn, bytes.Clone(pending))
 	return false
 }
 

@@ -28,8 +28,6 @@ type client struct {
 	// id holds the client's ID parameters (RFC 2971), passed on to the
 	// backend.
 	id []idParam
-	// proxied is set once the session was handed to the relay.
-	proxied bool
 }
 
 // serveConn runs the dialogue with one client.

@@ -2,7 +2,6 @@ package pop3
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -11,26 +10,17 @@ import (
 	"github.com/mailproxy/mailproxy/session"
 )
 
-const maxBackendLine = 4 << 10
-
 var errBackendRefused = errors.New("pop3: backend refused the login")
 
 // proxy logs in to the backend with USER and PASS and hands the session to
 // the relay. After a failed backend login the client may try again.
 func (cl *client) proxy(login *session.Login) bool {
-	conn, err := cl.c.DialBackend(cl.ctx, login.Backend)
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
+		return backendLogin(conn, r, login)
+	})
 	if err != nil {
-		return cl.backendFailed("", err)
-	}
-	r := bufio.NewReaderSize(conn, maxBackendLine)
-	reply, err := backendLogin(conn, r, login)
-	if err != nil {
-		conn.Close()
 		return cl.backendFailed(reply, err)
 	}
-	cl.c.Reply("%s", reply)
-	pending, _ := r.Peek(r.Buffered())
-	cl.c.Proxy(cl.ctx, conn, bytes.Clone(pending))
 	return false
 }
 

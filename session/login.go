@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -108,8 +109,34 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// DialBackend connects to a backend within the server's timeout.
-func (c *Conn) DialBackend(ctx context.Context, addr string) (net.Conn, error) {
+// backendBuffer is the reader a backend's login dialogue is read through.
+const backendBuffer = 4 << 10
+
+// ProxyVia connects to the backend at addr and runs login there, reading
+// through r. When login succeeds, its reply goes to the client and the
+// session is relayed until it ends; ProxyVia then returns nil. When it
+// fails, the backend connection is closed and login's reply and error are
+// returned for the protocol to answer.
+func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Conn, r *bufio.Reader) (reply string, err error)) (string, error) {
+	conn, err := c.dialBackend(ctx, addr)
+	if err != nil {
+		return "", err
+	}
+	r := bufio.NewReaderSize(conn, backendBuffer)
+	reply, err := login(conn, r)
+	if err != nil {
+		conn.Close()
+		return reply, err
+	}
+	c.Reply("%s", reply)
+	pending, _ := r.Peek(r.Buffered())
+	c.relay(ctx, conn, bytes.Clone(pending))
+	return "", nil
+}
+
+// dialBackend connects to a backend within the server's timeout, and
+// sends it a PROXY protocol header when configured to.
+func (c *Conn) dialBackend(ctx context.Context, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -126,10 +153,10 @@ func (c *Conn) DialBackend(ctx context.Context, addr string) (net.Conn, error) {
 	return conn, nil
 }
 
-// Proxy relays the session between the client and backend until it ends:
+// relay relays the session between the client and backend until it ends:
 // the step after a successful backend login. backendPending holds what was
 // read from the backend past its login reply.
-func (c *Conn) Proxy(ctx context.Context, backend net.Conn, backendPending []byte) {
+func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byte) {
 	if err := c.Flush(); err != nil {
 		backend.Close()
 		return

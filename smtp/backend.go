@@ -2,7 +2,6 @@ package smtp
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 // Bounds on what a backend may send before the session is relayed.
 const (
-	maxBackendLine  = 4 << 10
 	maxReplyLines   = 100
 	unavailableName = "[UNAVAILABLE]"
 )
@@ -36,36 +34,38 @@ type reply struct {
 	lines []string
 }
 
-// last returns the reply's last line, as a one-line reply to pass on.
-func (r reply) last() string { return r.lines[len(r.lines)-1] }
+// last returns the reply's last line, as a one-line reply to pass on, or
+// "" when nothing was read.
+func (r reply) last() string {
+	if len(r.lines) == 0 {
+		return ""
+	}
+	return r.lines[len(r.lines)-1]
+}
 
 // proxy prepares the backend session (greeting, EHLO, XCLIENT, AUTH, the
 // replayed MAIL and RCPT), answers the client, and relays.
 func (cl *client) proxy(login *session.Login, req *auth.Request, replay []string) bool {
-	conn, err := cl.c.DialBackend(cl.ctx, login.Backend)
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
+		be := &backend{conn: conn, r: r}
+		answer, err := be.prepare(cl, login, req, replay)
+		return answer.last(), err
+	})
 	if err != nil {
-		return cl.backendFailed(reply{}, err)
+		return cl.backendFailed(reply, err)
 	}
-	be := &backend{conn: conn, r: bufio.NewReaderSize(conn, maxBackendLine)}
-	answer, err := be.prepare(cl, login, req, replay)
-	if err != nil {
-		conn.Close()
-		return cl.backendFailed(answer, err)
-	}
-	cl.c.Reply("%s", answer.last())
-	pending, _ := be.r.Peek(be.r.Buffered())
-	cl.c.Proxy(cl.ctx, conn, bytes.Clone(pending))
 	return false
 }
 
 // backendFailed answers a backend that failed before relaying: its own
 // reply with proxy_pass_error_message, else a generic one.
-func (cl *client) backendFailed(r reply, err error) bool {
+func (cl *client) backendFailed(reply string, err error) bool {
 	cl.c.Log.Warn("backend session failed", "err", err)
+	code, _ := replyCode(reply)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
-		return cl.fail(r.last())
-	case errors.Is(err, errBackendRefused) && r.code >= 500:
+		return cl.fail(reply)
+	case errors.Is(err, errBackendRefused) && code >= 500:
 		return cl.fail("535 5.7.8 Authentication failed")
 	}
 	return cl.fail("451 4.3.0 Backend unavailable")
