@@ -56,7 +56,7 @@ func (s *Server) Serve(l net.Listener) error {
 	return s.Run(l, s.settle, s.serveConn)
 }
 
-func (s *Server) settle() {
+func (s *Server) settle() *session.Config {
 	methods := orDefault(s.AuthMethods, DefaultAuthMethods)
 	s.settled = settings{
 		Config:       s.Config.WithDefaults(),
@@ -67,6 +67,7 @@ func (s *Server) settle() {
 	if s.ClientBuffer <= 0 {
 		s.settled.clientBuffer = DefaultClientBuffer
 	}
+	return &s.settled.Config
 }
 
 func orDefault(v, def []string) []string {

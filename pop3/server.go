@@ -55,7 +55,7 @@ func (s *Server) Serve(l net.Listener) error {
 	return s.Run(l, s.settle, s.serveConn)
 }
 
-func (s *Server) settle() {
+func (s *Server) settle() *session.Config {
 	methods := s.AuthMethods
 	if methods == nil {
 		methods = DefaultAuthMethods
@@ -79,6 +79,7 @@ func (s *Server) settle() {
 	}
 	st.capa = capabilities(caps, st.mechanisms, st.userPass)
 	s.settled = st
+	return &s.settled.Config
 }
 
 // capabilities returns the CAPA list: the configured capabilities without

@@ -59,6 +59,10 @@ type Config struct {
 	// addresses to the backend: 1 for version 1 (proxy_protocol on), 2 for
 	// the binary version 2; 0 sends none.
 	SendProxyProtocol int
+
+	// TLS enables implicit TLS listeners and STARTTLS; nil means neither
+	// (a connection on an implicit TLS listener is then closed).
+	TLS *TLS
 }
 
 // WithDefaults returns a copy of c with every zero field set to its default.
@@ -74,6 +78,7 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.TLS = c.TLS.settled()
 	return c
 }
 

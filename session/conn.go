@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/mailproxy/mailproxy/auth"
 )
 
 // Errors returned by [Conn] when a client breaks a limit.
@@ -23,6 +26,10 @@ type Replies struct {
 	LineTooLong     string // a command line was too long; the session goes on
 	TooManyCommands string // sent before closing at max_commands
 	TooManyErrors   string // sent before closing at max_errors
+	// NoClientCert and BadClientCert end a TLS session whose client
+	// certificate is missing or invalid (ssl_verify_client).
+	NoClientCert  string
+	BadClientCert string
 }
 
 // Conn is a client connection during the dialogue before proxying starts.
@@ -39,6 +46,7 @@ type Conn struct {
 	commands int
 	errors   int
 	attempts int // logins asked of the Authenticator
+	tls      *auth.TLSInfo
 }
 
 // NewConn wraps c for a session of a server configured by cfg (with
@@ -120,7 +128,11 @@ func (c *Conn) skipLine() error {
 // Run reads command lines and calls command for each, until command
 // returns false, the client goes away, ctx ends, or a limit is broken.
 func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
-	if h, ok := c.Conn.(interface{ Handshake() error }); ok {
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		if c.startSecure(tc) != nil {
+			return
+		}
+	} else if h, ok := c.Conn.(interface{ Handshake() error }); ok {
 		if err := h.Handshake(); err != nil {
 			c.Log.Info("connection refused", "err", err)
 			return

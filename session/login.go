@@ -48,7 +48,8 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	req.Attempt = c.attempts
 	req.ClientAddr, req.LocalAddr = c.RemoteAddr(), c.LocalAddr()
 	req.ServerName = c.cfg.ServerName
-	if p, ok := c.Conn.(interface {
+	req.TLS = c.TLS()
+	if p, ok := rawConn(c.Conn).(interface {
 		ProxyAddrs() (src, dst net.Addr, ok bool)
 	}); ok {
 		if src, dst, ok := p.ProxyAddrs(); ok {
@@ -180,7 +181,3 @@ func endReason(err error) string {
 	}
 	return err.Error()
 }
-
-// TLS returns the facts of the client's verified certificate, or nil when
-// the client has none (always, until TLS listeners exist).
-func (c *Conn) TLS() *auth.TLSInfo { return nil }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -194,13 +195,36 @@ func (l *Loop) drain(kill bool) {
 type Serving struct {
 	loop Loop
 	once sync.Once
+	cfg  *Config // the settled Config
 }
 
 // Run calls settle once, on the first call, then serves ln with handle
-// until ln is closed or the server is shut down.
-func (s *Serving) Run(ln net.Listener, settle func(), handle Handler) error {
-	s.once.Do(settle)
+// until ln is closed or the server is shut down. settle fixes the server's
+// settings and returns its Config with the defaults applied.
+//
+// When ln says its connections start with a TLS handshake (an
+// ImplicitTLS method returning true, as the listeners of a
+// mailproxy.Proxy for "listen … ssl" have), each connection is wrapped in
+// TLS with the Config's TLS settings before handle sees it; the handshake
+// runs in the session. A *tls.Conn from a listener of crypto/tls is served
+// as it is.
+func (s *Serving) Run(ln net.Listener, settle func() *Config, handle Handler) error {
+	s.once.Do(func() { s.cfg = settle() })
+	if l, ok := ln.(interface{ ImplicitTLS() bool }); ok && l.ImplicitTLS() {
+		handle = s.implicitTLS(handle)
+	}
 	return s.loop.Serve(ln, handle)
+}
+
+// implicitTLS wraps handle for a listener of implicit TLS.
+func (s *Serving) implicitTLS(handle Handler) Handler {
+	return func(ctx context.Context, conn net.Conn) {
+		if s.cfg.TLS == nil {
+			s.cfg.Logger.Error("TLS connection closed: no certificate configured", "client", conn.RemoteAddr().String())
+			return
+		}
+		handle(ctx, tls.Server(conn, s.cfg.TLS.Config))
+	}
 }
 
 // Shutdown stops accepting and waits for the sessions to end, closing them

@@ -61,7 +61,7 @@ func (c *Conn) ReadSASL(protocol, mech string, offered []string, initial []byte,
 	if !slices.Contains(offered, mech) {
 		return nil, ErrMechanism
 	}
-	if mech == auth.SASLExternal && c.TLS() == nil {
+	if mech == auth.SASLExternal && (c.tls == nil || c.tls.Certificate == "") {
 		return nil, ErrNoCertificate
 	}
 	req := &auth.Request{Protocol: protocol, TLS: c.TLS()}

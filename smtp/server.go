@@ -66,7 +66,7 @@ func (s *Server) Serve(l net.Listener) error {
 	return s.Run(l, s.settle, s.serveConn)
 }
 
-func (s *Server) settle() {
+func (s *Server) settle() *session.Config {
 	methods := s.AuthMethods
 	if methods == nil {
 		methods = DefaultAuthMethods
@@ -81,4 +81,5 @@ func (s *Server) settle() {
 		}
 	}
 	s.settled = st
+	return &s.settled.Config
 }
