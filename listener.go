@@ -12,7 +12,8 @@ import (
 
 // Listener is a net.Listener that knows the listen parameters it was opened
 // with. The connections it hands out report the real client address in
-// RemoteAddr and, on TLS listeners, are *tls.Conn.
+// RemoteAddr. On a listener of implicit TLS (SSL) they are plain, and the
+// Server runs the handshake with its own certificates.
 //
 // Any net.Listener can be served by a [Server]; Listener is what [Proxy]
 // passes to them, so that a handler can look at its parameters.
@@ -209,5 +210,9 @@ func (l *listener) Close() error {
 
 func (l *listener) Addr() net.Addr             { return l.addr }
 func (l *listener) ListenConfig() ListenConfig { return l.config }
+
+// ImplicitTLS reports whether the connections start with a TLS handshake
+// (listen … ssl): the protocol servers wrap them in their TLS settings.
+func (l *listener) ImplicitTLS() bool { return l.config.SSL }
 
 var _ Listener = (*listener)(nil)

@@ -18,7 +18,7 @@ func (cl *client) authenticate(tag string, args []token) bool {
 	if len(args) == 2 {
 		initial = []byte(args[1].value)
 	}
-	req, err := cl.c.ReadSASL("imap", args[0].value, cl.srv.settled.mechanisms, initial, "+ ")
+	req, err := cl.c.ReadSASL("imap", args[0].value, cl.srv.settled.mechanisms.For(cl.c), initial, "+ ")
 	if err != nil {
 		return cl.saslFailed(tag, err)
 	}

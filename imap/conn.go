@@ -15,6 +15,8 @@ var replies = session.Replies{
 	LineTooLong:     "* BAD line too long",
 	TooManyCommands: "* BYE too many commands",
 	TooManyErrors:   "* BYE too many invalid commands",
+	NoClientCert:    "* BAD No required SSL certificate was sent",
+	BadClientCert:   "* BAD SSL certificate error",
 }
 
 // maxLiterals bounds the literals of one command.
@@ -33,7 +35,10 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
-	cl.c.Reply("* OK [CAPABILITY %s] IMAP4 ready", s.settled.capabilities)
+	if !cl.c.Open() {
+		return
+	}
+	cl.c.Reply("* OK [CAPABILITY %s] IMAP4 ready", s.settled.capabilities.For(cl.c))
 	cl.c.Run(ctx, cl.command)
 }
 
@@ -60,7 +65,7 @@ func (cl *client) command(line []byte) bool {
 func (cl *client) dispatch(tag, name string, args []token) bool {
 	switch name {
 	case "CAPABILITY":
-		cl.c.Reply("* CAPABILITY %s", cl.srv.settled.capabilities)
+		cl.c.Reply("* CAPABILITY %s", cl.srv.settled.capabilities.For(cl.c))
 		cl.c.Reply("%s OK CAPABILITY completed", tag)
 	case "NOOP":
 		cl.c.Reply("%s OK NOOP completed", tag)
@@ -70,9 +75,16 @@ func (cl *client) dispatch(tag, name string, args []token) bool {
 		return false
 	case "ID":
 		return cl.identify(tag, args)
-	case "LOGIN":
-		return cl.login(tag, args)
-	case "AUTHENTICATE":
+	case "STARTTLS":
+		return cl.startTLS(tag, args)
+	case "LOGIN", "AUTHENTICATE":
+		if cl.c.TLSState() == session.TLSFirst {
+			cl.c.Reply("%s NO [PRIVACYREQUIRED] Run STARTTLS first", tag)
+			return cl.c.Failed()
+		}
+		if name == "LOGIN" {
+			return cl.login(tag, args)
+		}
 		return cl.authenticate(tag, args)
 	default:
 		cl.c.Reply("%s BAD invalid command", tag)

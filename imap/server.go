@@ -45,8 +45,10 @@ type Server struct {
 // starts serving.
 type settings struct {
 	session.Config
-	capabilities string   // the CAPABILITY line before login
-	mechanisms   []string // SASL mechanisms offered, from imap_auth
+	// capabilities is the CAPABILITY line before login, and mechanisms
+	// the SASL mechanisms offered, in each TLS state.
+	capabilities session.Announced[string]
+	mechanisms   session.Announced[[]string]
 	clientBuffer int
 }
 
@@ -57,17 +59,27 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 func (s *Server) settle() *session.Config {
-	methods := orDefault(s.AuthMethods, DefaultAuthMethods)
-	s.settled = settings{
-		Config:       s.Config.WithDefaults(),
-		capabilities: capabilities(orDefault(s.Capabilities, DefaultCapabilities), methods),
-		mechanisms:   upper(methods),
-		clientBuffer: s.ClientBuffer,
-	}
+	s.settled = settings{Config: s.Config.WithDefaults(), clientBuffer: s.ClientBuffer}
 	if s.ClientBuffer <= 0 {
 		s.settled.clientBuffer = DefaultClientBuffer
 	}
+	s.announce(orDefault(s.Capabilities, DefaultCapabilities), upper(orDefault(s.AuthMethods, DefaultAuthMethods)))
 	return &s.settled.Config
+}
+
+// announce fixes the capabilities and mechanisms of each TLS state: EXTERNAL
+// only over TLS; STARTTLS while it is offered; with starttls only, no AUTH=
+// and LOGINDISABLED before TLS (RFC 9051).
+func (s *Server) announce(caps, mechanisms []string) {
+	st := &s.settled
+	st.mechanisms = session.Mechanisms(mechanisms)
+	var startTLS []string
+	if st.StartTLSOffered() {
+		startTLS = []string{"STARTTLS"}
+	}
+	st.capabilities[session.Plain] = capabilities(caps, st.mechanisms[session.Plain], startTLS...)
+	st.capabilities[session.TLSFirst] = capabilities(caps, nil, "STARTTLS", "LOGINDISABLED")
+	st.capabilities[session.Secure] = capabilities(caps, mechanisms)
 }
 
 func orDefault(v, def []string) []string {
@@ -77,16 +89,19 @@ func orDefault(v, def []string) []string {
 	return v
 }
 
-// capabilities returns the CAPABILITY list before login: the configured
-// capabilities, what the proxy itself implements (ID, SASL-IR, LITERAL+
-// for the commands it reads), and an AUTH= entry for each SASL method.
-func capabilities(caps, methods []string) string {
+// capabilities returns a CAPABILITY list: the configured capabilities,
+// what the proxy itself implements (ID, SASL-IR, LITERAL+ for the commands
+// it reads), an AUTH= entry for each SASL mechanism, then extra.
+func capabilities(caps, mechanisms []string, extra ...string) string {
 	list := slices.Clone(caps)
 	for _, c := range []string{"ID", "SASL-IR", "LITERAL+"} {
 		list = appendNew(list, c)
 	}
-	for _, m := range methods {
-		list = appendNew(list, "AUTH="+strings.ToUpper(m))
+	for _, m := range mechanisms {
+		list = appendNew(list, "AUTH="+m)
+	}
+	for _, c := range extra {
+		list = appendNew(list, c)
 	}
 	return strings.Join(list, " ")
 }

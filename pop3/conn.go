@@ -15,6 +15,8 @@ var replies = session.Replies{
 	LineTooLong:     "-ERR line too long",
 	TooManyCommands: "-ERR too many commands",
 	TooManyErrors:   "-ERR too many invalid commands",
+	NoClientCert:    "-ERR No required SSL certificate was sent",
+	BadClientCert:   "-ERR SSL certificate error",
 }
 
 // client is one POP3 client in the dialogue before proxying.
@@ -29,6 +31,9 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, maxLine, replies), ctx: ctx}
+	if !cl.c.Open() {
+		return
+	}
 	if s.settled.apop {
 		cl.salt = auth.Challenge(s.settled.ServerName)
 		cl.c.Reply("+OK POP3 ready %s", cl.salt)
@@ -44,7 +49,7 @@ func (cl *client) command(line []byte) bool {
 	switch strings.ToUpper(string(name)) {
 	case "CAPA":
 		cl.c.Reply("+OK Capability list follows")
-		for _, capa := range cl.srv.settled.capa {
+		for _, capa := range cl.srv.settled.capa.For(cl.c) {
 			cl.c.Reply("%s", capa)
 		}
 		cl.c.Reply(".")
@@ -53,18 +58,44 @@ func (cl *client) command(line []byte) bool {
 	case "QUIT":
 		cl.c.Close("+OK")
 		return false
+	case "STLS":
+		return cl.startTLS(arg)
+	case "USER", "PASS", "APOP", "AUTH":
+		if cl.c.TLSState() == session.TLSFirst {
+			return cl.fail("-ERR Run STLS first")
+		}
+		return cl.login(strings.ToUpper(string(name)), arg)
+	default:
+		return cl.fail("-ERR invalid command")
+	}
+	return true
+}
+
+// login runs the login commands.
+func (cl *client) login(name string, arg []byte) bool {
+	switch name {
 	case "USER":
 		return cl.userCommand(string(arg))
 	case "PASS":
 		return cl.pass(string(arg))
 	case "APOP":
 		return cl.apop(string(arg))
-	case "AUTH":
-		return cl.auth(arg)
-	default:
-		return cl.fail("-ERR invalid command")
 	}
-	return true
+	return cl.auth(arg)
+}
+
+// startTLS runs "STLS" (RFC 2595): the go-ahead, then the TLS handshake.
+// What the client sent after the command is discarded, and so is a USER
+// given before it.
+func (cl *client) startTLS(arg []byte) bool {
+	switch {
+	case !cl.c.CanStartTLS():
+		return cl.fail("-ERR invalid command")
+	case len(arg) != 0:
+		return cl.fail("-ERR invalid arguments")
+	}
+	cl.user = ""
+	return cl.c.StartTLS("+OK Begin TLS negotiation") == nil
 }
 
 // fail answers a protocol error and counts it.
@@ -112,7 +143,7 @@ func (cl *client) apop(arg string) bool {
 func (cl *client) auth(arg []byte) bool {
 	if len(arg) == 0 {
 		cl.c.Reply("+OK methods supported:")
-		for _, m := range cl.srv.settled.mechanisms {
+		for _, m := range cl.srv.settled.mechanisms.For(cl.c) {
 			cl.c.Reply("%s", m)
 		}
 		cl.c.Reply(".")
@@ -122,7 +153,7 @@ func (cl *client) auth(arg []byte) bool {
 	if !hasInitial {
 		initial = nil
 	}
-	req, err := cl.c.ReadSASL("pop3", string(mech), cl.srv.settled.mechanisms, initial, "+ ")
+	req, err := cl.c.ReadSASL("pop3", string(mech), cl.srv.settled.mechanisms.For(cl.c), initial, "+ ")
 	switch {
 	case err == nil:
 		return cl.finishLogin(req)

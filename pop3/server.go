@@ -43,9 +43,11 @@ type Server struct {
 // starts serving.
 type settings struct {
 	session.Config
-	capa       []string // the CAPA list
-	mechanisms []string // SASL mechanisms offered
-	userPass   bool     // USER/PASS allowed
+	// capa is the CAPA list, and mechanisms the SASL mechanisms offered,
+	// in each TLS state.
+	capa       session.Announced[[]string]
+	mechanisms session.Announced[[]string]
+	userPass   bool // USER/PASS allowed
 	apop       bool
 }
 
@@ -69,22 +71,31 @@ func (s *Server) settle() *session.Config {
 		userPass: slices.Contains(methods, "plain"),
 		apop:     slices.Contains(methods, "apop"),
 	}
+	var mechanisms []string
 	for _, m := range methods {
 		switch m {
 		case "plain":
-			st.mechanisms = append(st.mechanisms, "PLAIN", "LOGIN")
+			mechanisms = append(mechanisms, "PLAIN", "LOGIN")
 		case "cram-md5", "external":
-			st.mechanisms = append(st.mechanisms, strings.ToUpper(m))
+			mechanisms = append(mechanisms, strings.ToUpper(m))
 		}
 	}
-	st.capa = capabilities(caps, st.mechanisms, st.userPass)
+	st.mechanisms = session.Mechanisms(mechanisms)
+	var stls []string
+	if st.StartTLSOffered() {
+		stls = []string{"STLS"}
+	}
+	st.capa[session.Plain] = capabilities(caps, st.mechanisms[session.Plain], st.userPass, stls...)
+	st.capa[session.TLSFirst] = capabilities(caps, nil, false, "STLS")
+	st.capa[session.Secure] = capabilities(caps, mechanisms, st.userPass)
 	s.settled = st
 	return &s.settled.Config
 }
 
-// capabilities returns the CAPA list: the configured capabilities without
-// USER when USER/PASS is not allowed, and a SASL line for the mechanisms.
-func capabilities(caps, mechanisms []string, userPass bool) []string {
+// capabilities returns a CAPA list: the configured capabilities without
+// USER when USER/PASS is not allowed, a SASL line for the mechanisms, then
+// extra.
+func capabilities(caps, mechanisms []string, userPass bool, extra ...string) []string {
 	var list []string
 	for _, c := range caps {
 		if !strings.EqualFold(c, "USER") || userPass {
@@ -94,5 +105,5 @@ func capabilities(caps, mechanisms []string, userPass bool) []string {
 	if len(mechanisms) > 0 {
 		list = append(list, "SASL "+strings.Join(mechanisms, " "))
 	}
-	return list
+	return append(list, extra...)
 }

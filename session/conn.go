@@ -125,19 +125,26 @@ func (c *Conn) skipLine() error {
 	}
 }
 
+// Open runs what comes before the greeting: the PROXY protocol header
+// and, on an implicit TLS connection, the TLS handshake and client
+// certificate check. It reports whether the session goes on; when not,
+// the connection has been answered and closed.
+func (c *Conn) Open() bool {
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		return c.startSecure(tc) == nil
+	}
+	if h, ok := c.Conn.(interface{ Handshake() error }); ok {
+		if err := h.Handshake(); err != nil {
+			c.Log.Info("connection refused", "err", err)
+			return false
+		}
+	}
+	return true
+}
+
 // Run reads command lines and calls command for each, until command
 // returns false, the client goes away, ctx ends, or a limit is broken.
 func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		if c.startSecure(tc) != nil {
-			return
-		}
-	} else if h, ok := c.Conn.(interface{ Handshake() error }); ok {
-		if err := h.Handshake(); err != nil {
-			c.Log.Info("connection refused", "err", err)
-			return
-		}
-	}
 	for ctx.Err() == nil {
 		line, err := c.ReadCommand()
 		switch {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
@@ -233,23 +234,41 @@ func opensslReason(err error, leaf *x509.Certificate) string {
 	return "certificate signature failure"
 }
 
-// IsTLS reports whether the session runs over TLS.
-func (c *Conn) IsTLS() bool {
-	_, ok := c.Conn.(*tls.Conn)
-	return ok
+// TLSState is where a session stands with TLS, which decides what a
+// server announces and allows.
+type TLSState int
+
+// TLSState values.
+const (
+	Plain    TLSState = iota // no TLS; STARTTLS offered or not
+	TLSFirst                 // no TLS, and no login before STARTTLS (starttls only)
+	Secure                   // TLS is active
+	numTLSStates
+)
+
+// TLSState returns where the session stands with TLS.
+func (c *Conn) TLSState() TLSState {
+	switch {
+	case c.tls != nil:
+		return Secure
+	case c.cfg.TLS != nil && c.cfg.TLS.StartTLS == StartTLSOnly:
+		return TLSFirst
+	}
+	return Plain
 }
 
 // CanStartTLS reports whether STARTTLS (or STLS) is offered now: the
 // server has a certificate and starttls, and TLS is not active yet.
 func (c *Conn) CanStartTLS() bool {
-	return c.cfg.TLS != nil && c.cfg.TLS.StartTLS != StartTLSOff && !c.IsTLS()
+	return c.cfg.StartTLSOffered() && c.tls == nil
 }
 
-// NeedsTLS reports whether logins are refused until the client starts TLS
-// (starttls only).
-func (c *Conn) NeedsTLS() bool {
-	return c.cfg.TLS != nil && c.cfg.TLS.StartTLS == StartTLSOnly && !c.IsTLS()
-}
+// Announced holds what a server announces (a capability list, the SASL
+// mechanisms) in each TLS state.
+type Announced[T any] [numTLSStates]T
+
+// For returns what is announced to the session c.
+func (a *Announced[T]) For(c *Conn) T { return a[c.TLSState()] }
 
 // StartTLS sends reply (the go-ahead), then runs the TLS handshake on the
 // connection. Whatever the client sent after the command, before the
@@ -274,6 +293,10 @@ func (c *Conn) StartTLS(reply string) error {
 // failed certificate check; other failures close the connection silently.
 func (c *Conn) startSecure(tc *tls.Conn) error {
 	err := c.handshake(tc)
+	if err != nil {
+		c.w.Reset(tc) // nothing queued before goes out now
+		c.tls = nil
+	}
 	switch {
 	case errors.Is(err, ErrNoClientCert):
 		c.Log.Info("session refused", "err", err)
@@ -298,4 +321,20 @@ func rawConn(c net.Conn) net.Conn {
 		return tc.NetConn()
 	}
 	return c
+}
+
+// Mechanisms returns the SASL mechanisms to offer in each TLS state, from
+// the configured ones (SASL names): EXTERNAL only over TLS, and none while
+// TLS must come first.
+func Mechanisms(all []string) Announced[[]string] {
+	var a Announced[[]string]
+	a[Plain] = slices.DeleteFunc(slices.Clone(all), func(m string) bool { return m == auth.SASLExternal })
+	a[Secure] = all
+	return a
+}
+
+// StartTLSOffered reports whether the settled Config offers STARTTLS on
+// plain connections.
+func (c *Config) StartTLSOffered() bool {
+	return c.TLS != nil && c.TLS.StartTLS != StartTLSOff
 }

@@ -10,8 +10,11 @@ import (
 
 // auth runs "AUTH mechanism [initial-response]" (RFC 4954).
 func (cl *client) auth(arg []byte) bool {
+	mechanisms := cl.srv.settled.mechanisms.For(cl.c)
 	switch {
-	case len(cl.srv.settled.mechanisms) == 0:
+	case cl.c.TLSState() == session.TLSFirst:
+		return cl.fail(mustStartTLS)
+	case len(mechanisms) == 0:
 		return cl.fail("503 5.5.1 AUTH not available")
 	case cl.helo == "":
 		return cl.fail("503 5.5.1 Send EHLO first")
@@ -22,7 +25,7 @@ func (cl *client) auth(arg []byte) bool {
 	if !hasInitial {
 		initial = nil
 	}
-	req, err := cl.c.ReadSASL("smtp", string(mech), cl.srv.settled.mechanisms, initial, "334 ")
+	req, err := cl.c.ReadSASL("smtp", string(mech), mechanisms, initial, "334 ")
 	switch {
 	case err == nil:
 		return cl.finishLogin(req, nil)

@@ -15,7 +15,12 @@ var replies = session.Replies{
 	LineTooLong:     "500 5.5.6 Line too long",
 	TooManyCommands: "421 4.7.0 Too many commands",
 	TooManyErrors:   "421 4.7.0 Too many errors",
+	NoClientCert:    "421 4.7.1 No required SSL certificate was sent",
+	BadClientCert:   "421 4.7.1 SSL certificate error",
 }
+
+// mustStartTLS refuses a login before TLS with starttls only (RFC 3207).
+const mustStartTLS = "530 5.7.0 Must issue a STARTTLS command first"
 
 // client is one SMTP client in the dialogue before proxying.
 type client struct {
@@ -30,6 +35,9 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
+	if !cl.c.Open() {
+		return
+	}
 	if s.GreetingDelay > 0 && cl.c.SendsWithin(s.GreetingDelay) {
 		cl.c.Log.Info("client talked before the greeting")
 		cl.c.Close("554 5.5.0 Improper use of SMTP command pipelining")
@@ -61,12 +69,28 @@ func (cl *client) command(line []byte) bool {
 	case "QUIT":
 		cl.c.Close("221 2.0.0 Bye")
 		return false
-	case "STARTTLS", "DATA", "VRFY", "EXPN", "BDAT", "ETRN", "HELP":
+	case "STARTTLS":
+		if cl.c.CanStartTLS() {
+			return cl.startTLS(arg)
+		}
+		return cl.fail("502 5.5.1 Command not available before authentication")
+	case "DATA", "VRFY", "EXPN", "BDAT", "ETRN", "HELP":
 		return cl.fail("502 5.5.1 Command not available before authentication")
 	default:
 		return cl.fail("500 5.5.1 Invalid command")
 	}
 	return true
+}
+
+// startTLS runs "STARTTLS" (RFC 3207): the go-ahead, then the TLS
+// handshake. What the client sent after the command is discarded, and so
+// is what it said before: it must say EHLO again.
+func (cl *client) startTLS(arg []byte) bool {
+	if len(arg) != 0 {
+		return cl.fail("501 5.5.4 Syntax error (no parameters allowed)")
+	}
+	cl.helo, cl.ehlo, cl.from = "", false, ""
+	return cl.c.StartTLS("220 2.0.0 Start TLS") == nil
 }
 
 // fail answers a protocol error and counts it.
@@ -88,8 +112,11 @@ func (cl *client) hello(name string, ehlo bool) bool {
 		return true
 	}
 	lines := append([]string{st.ServerName}, cl.srv.Capabilities...)
-	if len(st.mechanisms) > 0 {
-		lines = append(lines, "AUTH "+strings.Join(st.mechanisms, " "))
+	if cl.c.CanStartTLS() {
+		lines = append(lines, "STARTTLS")
+	}
+	if mechanisms := st.mechanisms.For(cl.c); len(mechanisms) > 0 {
+		lines = append(lines, "AUTH "+strings.Join(mechanisms, " "))
 	}
 	for i, l := range lines {
 		sep := "-"

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/session"
 )
 
 // mail takes "MAIL FROM:<address> [parameters]" with smtp_auth none; the
@@ -12,6 +13,8 @@ func (cl *client) mail(line string) bool {
 	switch {
 	case !cl.srv.settled.none:
 		return cl.fail("530 5.7.0 Authentication required")
+	case cl.c.TLSState() == session.TLSFirst:
+		return cl.fail(mustStartTLS)
 	case cl.helo == "":
 		return cl.fail("503 5.5.1 Send HELO/EHLO first")
 	case cl.from != "":
@@ -31,6 +34,8 @@ func (cl *client) rcpt(line string) bool {
 	switch {
 	case !cl.srv.settled.none:
 		return cl.fail("530 5.7.0 Authentication required")
+	case cl.c.TLSState() == session.TLSFirst:
+		return cl.fail(mustStartTLS)
 	case cl.from == "":
 		return cl.fail("503 5.5.1 Need MAIL before RCPT")
 	case !hasPathPrefix(line, "RCPT TO:"):

@@ -55,8 +55,8 @@ type Server struct {
 // starts serving.
 type settings struct {
 	session.Config
-	mechanisms   []string // SASL mechanisms offered
-	none         bool     // smtp_auth none
+	mechanisms   session.Announced[[]string] // SASL mechanisms offered in each TLS state
+	none         bool                        // smtp_auth none
 	clientBuffer int
 }
 
@@ -75,11 +75,13 @@ func (s *Server) settle() *session.Config {
 	if st.clientBuffer <= 0 {
 		st.clientBuffer = DefaultClientBuffer
 	}
+	var mechanisms []string
 	for _, m := range methods {
 		if m != "none" {
-			st.mechanisms = append(st.mechanisms, strings.ToUpper(m))
+			mechanisms = append(mechanisms, strings.ToUpper(m))
 		}
 	}
+	st.mechanisms = session.Mechanisms(mechanisms)
 	s.settled = st
 	return &s.settled.Config
 }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -216,4 +217,31 @@ func FuzzDialogue(t *testing.T, input string, serve func(net.Listener) error, sh
 	if err := shutdown(ctx); err != nil {
 		t.Fatalf("session did not end: %v", err)
 	}
+}
+
+// StartTLS runs a TLS handshake on the connection, as a client does after
+// the server's go-ahead to STARTTLS. Nothing may be buffered from the
+// server beyond the go-ahead: a server that sent more in clear text fails
+// the test.
+func (c *Client) StartTLS(cfg *tls.Config) *tls.ConnectionState {
+	c.t.Helper()
+	if n := c.R.Buffered(); n > 0 {
+		b, _ := c.R.Peek(n)
+		c.t.Fatalf("server sent %q in clear text after the go-ahead", b)
+	}
+	tc := tls.Client(c.Conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("TLS handshake: %v", err)
+	}
+	c.Conn, c.R = tc, bufio.NewReader(tc)
+	state := tc.ConnectionState()
+	return &state
+}
+
+// DialTLS connects to addr with implicit TLS, as Dial does.
+func DialTLS(t testing.TB, addr string, cfg *tls.Config) *Client {
+	t.Helper()
+	c := Dial(t, "tcp", addr)
+	c.StartTLS(cfg)
+	return c
 }

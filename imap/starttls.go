@@ -1,0 +1,15 @@
+package imap
+
+// startTLS runs "STARTTLS" (RFC 9051 6.2.1): the go-ahead, then the TLS
+// handshake. What the client sent after the command is discarded.
+func (cl *client) startTLS(tag string, args []token) bool {
+	switch {
+	case !cl.c.CanStartTLS():
+		cl.c.Reply("%s BAD invalid command", tag)
+		return cl.c.Failed()
+	case len(args) != 0:
+		cl.c.Reply("%s BAD invalid arguments", tag)
+		return cl.c.Failed()
+	}
+	return cl.c.StartTLS(tag+" OK Begin TLS negotiation now") == nil
+}
