@@ -79,15 +79,17 @@ func distinguishedName(der []byte) string {
 		return ""
 	}
 	var b strings.Builder
+	// OpenSSL keeps a name as one list of attributes and prints it
+	// backwards, so the attributes of a multi-valued RDN come reversed too.
 	for i := len(rdns) - 1; i >= 0; i-- {
-		for j, atv := range rdns[i] {
+		for j := len(rdns[i]) - 1; j >= 0; j-- {
 			switch {
-			case j > 0:
+			case j < len(rdns[i])-1:
 				b.WriteByte('+')
 			case i < len(rdns)-1:
 				b.WriteByte(',')
 			}
-			writeAttribute(&b, atv)
+			writeAttribute(&b, rdns[i][j])
 		}
 	}
 	return b.String()
