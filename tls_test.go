@@ -120,10 +120,11 @@ func startBackends(t *testing.T) *tlsBackends {
 	return &b
 }
 
-// routeAuth accepts alice/secret (and any EXTERNAL login), routes to one
+// routeAuth accepts alice/secret or what check allows (and any EXTERNAL login), routes to one
 // backend and keeps the requests.
 type routeAuth struct {
 	backend string
+	check   func(user, pass string) bool // nil accepts alice/secret
 	mu      sync.Mutex
 	reqs    []auth.Request
 }
@@ -132,7 +133,11 @@ func (a *routeAuth) Authenticate(_ context.Context, req *auth.Request) (*auth.Re
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reqs = append(a.reqs, *req)
-	if req.Method != auth.MethodExternal && (req.User != "alice" || req.Password != "secret") {
+	good := req.User == "alice" && req.Password == "secret"
+	if a.check != nil {
+		good = a.check(req.User, req.Password)
+	}
+	if req.Method != auth.MethodExternal && !good {
 		return &auth.Result{Error: "Invalid login", Wait: 1}, nil
 	}
 	return &auth.Result{Backend: a.backend, User: "alice", Password: "secret"}, nil
