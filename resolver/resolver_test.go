@@ -1,0 +1,498 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// clock is a settable time for the cache tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// newTestResolver builds a Resolver on a fake clock, closed when the test
+// ends. A zero Timeout becomes 2s.
+func newTestResolver(t testing.TB, cfg Config) (*Resolver, *clock) {
+	t.Helper()
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	r, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{now: time.Unix(1e9, 0)}
+	r.now = c.Now
+	t.Cleanup(func() { r.Close() })
+	return r, c
+}
+
+var addr = netip.MustParseAddr
+
+func TestClientHost(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: 300 * time.Millisecond})
+	tests := []struct {
+		name string
+		ip   netip.Addr
+		want string
+		err  error
+	}{
+		{"PTR and A", addr("192.0.2.1"), "good.example", nil},
+		{"IPv4-mapped", addr("::ffff:192.0.2.1"), "good.example", nil},
+		{"PTR and AAAA", addr("2001:db8::1"), "good6.example", nil},
+		{"zone ignored", addr("2001:db8::1%eth0"), "good6.example", nil},
+		{"NXDOMAIN", addr("192.0.2.2"), Unavailable, ErrNotFound},
+		{"SERVFAIL", addr("192.0.2.3"), TempUnavailable, ErrTemporary},
+		{"forward mismatch", addr("192.0.2.4"), Unavailable, ErrNotFound},
+		{"slow", addr("192.0.2.5"), TempUnavailable, ErrTemporary},
+		{"truncated, then TCP", addr("192.0.2.6"), "tcp.example", nil},
+		{"spoofed packets first", addr("192.0.2.7"), "spoofed.example", nil},
+		{"second PTR confirms", addr("192.0.2.8"), "second.example", nil},
+		{"invalid host names", addr("192.0.2.9"), Unavailable, ErrNotFound},
+		{"CNAME to PTR, mixed case", addr("192.0.2.10"), "mixed.case.example", nil},
+		{"NODATA for A", addr("192.0.2.12"), Unavailable, ErrNotFound},
+		{"invalid address", netip.Addr{}, Unavailable, ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := r.ClientHost(t.Context(), tt.ip); got != tt.want {
+				t.Errorf("ClientHost = %q, want %q", got, tt.want)
+			}
+			host, err := r.LookupHost(t.Context(), tt.ip)
+			if !errors.Is(err, tt.err) || tt.err == nil && host != tt.want {
+				t.Errorf("LookupHost = %q, %v; want %v", host, err, tt.err)
+			}
+		})
+	}
+	if s.total(true) == 0 {
+		t.Error("the truncated answer was not asked again over TCP")
+	}
+}
+
+func TestIPv6NameServer(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t, onHost("::1"))
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}})
+	for _, ip := range []netip.Addr{addr("192.0.2.1"), addr("2001:db8::1"), addr("192.0.2.6")} {
+		if _, err := r.LookupHost(t.Context(), ip); err != nil {
+			t.Errorf("%s: %v", ip, err)
+		}
+	}
+}
+
+func TestIPFamilies(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	v4, v6 := addr("192.0.2.1"), addr("2001:db8::1")
+	tests := []struct {
+		name         string
+		cfg          Config
+		want4, want6 string
+		forward      int // A and AAAA queries
+	}{
+		{"both", Config{}, "good.example", "good6.example", 2},
+		{"ipv4=off", Config{NoIPv4: true}, Unavailable, "good6.example", 1},
+		{"ipv6=off", Config{NoIPv6: true}, "good.example", Unavailable, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Servers = []string{s.addr}
+			tt.cfg.CacheSize = -1
+			r, _ := newTestResolver(t, tt.cfg)
+			before := s.count("good.example.", dns.TypeA) + s.count("good6.example.", dns.TypeAAAA)
+			if got := r.ClientHost(t.Context(), v4); got != tt.want4 {
+				t.Errorf("IPv4 client: %q, want %q", got, tt.want4)
+			}
+			if got := r.ClientHost(t.Context(), v6); got != tt.want6 {
+				t.Errorf("IPv6 client: %q, want %q", got, tt.want6)
+			}
+			after := s.count("good.example.", dns.TypeA) + s.count("good6.example.", dns.TypeAAAA)
+			if after-before != tt.forward {
+				t.Errorf("%d forward queries, want %d", after-before, tt.forward)
+			}
+		})
+	}
+}
+
+func TestNoBothFamiliesOff(t *testing.T) {
+	_, err := New(t.Context(), Config{Servers: []string{"127.0.0.1"}, NoIPv4: true, NoIPv6: true})
+	if err == nil {
+		t.Fatal("New accepted ipv4=off ipv6=off")
+	}
+}
+
+func TestFailover(t *testing.T) {
+	checkGoroutines(t)
+	good := newTestServer(t)
+	refusing := newTestServer(t, refusing)
+	closed, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	tests := []struct {
+		name  string
+		first string
+	}{
+		{"silent", deadServer(t)},
+		{"REFUSED", refusing.addr},
+		{"port closed", closed.LocalAddr().String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newTestResolver(t, Config{Servers: []string{tt.first, good.addr}, Timeout: time.Second})
+			before := good.count("1.2.0.192.in-addr.arpa.", dns.TypePTR)
+			start := time.Now()
+			host, err := r.LookupHost(t.Context(), addr("192.0.2.1"))
+			if err != nil || host != "good.example" {
+				t.Fatalf("LookupHost = %q, %v", host, err)
+			}
+			if good.count("1.2.0.192.in-addr.arpa.", dns.TypePTR) != before+1 {
+				t.Error("the good server was not asked the PTR")
+			}
+			t.Logf("took %v", time.Since(start))
+		})
+	}
+}
+
+func TestRoundRobin(t *testing.T) {
+	checkGoroutines(t)
+	a, b := newTestServer(t), newTestServer(t)
+	r, _ := newTestResolver(t, Config{Servers: []string{a.addr, b.addr}, CacheSize: -1})
+	const lookups = 10
+	for range lookups {
+		if host := r.ClientHost(t.Context(), addr("192.0.2.1")); host != "good.example" {
+			t.Fatalf("ClientHost = %q", host)
+		}
+	}
+	if a.total(false) != lookups || b.total(false) != lookups {
+		t.Errorf("queries: %d and %d, want %d each", a.total(false), b.total(false), lookups)
+	}
+}
+
+func TestCache(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	// Each step advances the clock, looks ip up and checks whether
+	// queries were sent.
+	type step struct {
+		advance time.Duration
+		queried bool
+	}
+	tests := []struct {
+		name  string
+		valid time.Duration
+		ip    netip.Addr
+		want  string
+		steps []step
+	}{
+		{"hit", 0, addr("192.0.2.1"), "good.example", []step{{0, true}, {0, false}, {59 * time.Second, false}}},
+		{"TTL", 0, addr("192.0.2.11"), "short.example", []step{{0, true}, {9 * time.Second, false}, {time.Second, true}, {time.Second, false}}},
+		{"valid longer than TTL", time.Hour, addr("192.0.2.11"), "short.example", []step{{0, true}, {59 * time.Minute, false}, {time.Minute, true}}},
+		{"valid shorter than TTL", time.Second, addr("192.0.2.1"), "good.example", []step{{0, true}, {999 * time.Millisecond, false}, {time.Millisecond, true}}},
+		{"NXDOMAIN for the SOA minimum", 0, addr("192.0.2.2"), Unavailable, []step{{0, true}, {4 * time.Second, false}, {time.Second, true}}},
+		{"mismatch", 0, addr("192.0.2.4"), Unavailable, []step{{0, true}, {0, false}}},
+		{"SERVFAIL not kept", 0, addr("192.0.2.3"), TempUnavailable, []step{{0, true}, {0, true}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, clock := newTestResolver(t, Config{Servers: []string{s.addr}, Valid: tt.valid})
+			for i, step := range tt.steps {
+				clock.Advance(step.advance)
+				before := s.total(false)
+				if got := r.ClientHost(t.Context(), tt.ip); got != tt.want {
+					t.Errorf("step %d: ClientHost = %q, want %q", i, got, tt.want)
+				}
+				if queried := s.total(false) > before; queried != step.queried {
+					t.Errorf("step %d: queried %v, want %v", i, queried, step.queried)
+				}
+			}
+		})
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, CacheSize: 3})
+	for _, ip := range []string{"192.0.2.1", "192.0.2.4", "192.0.2.8", "192.0.2.2"} {
+		r.ClientHost(t.Context(), addr(ip))
+		if n := r.cache.len(); n > 3 {
+			t.Fatalf("after %s, %d entries in a cache of 3", ip, n)
+		}
+	}
+	before := s.total(false)
+	if host := r.ClientHost(t.Context(), addr("192.0.2.1")); host != "good.example" {
+		t.Fatalf("ClientHost = %q", host)
+	}
+	if s.total(false) == before {
+		t.Error("the oldest answers were not evicted")
+	}
+}
+
+func TestCacheLRU(t *testing.T) {
+	c := newCache(2)
+	now := time.Unix(1e9, 0)
+	a, b, d := cacheKey{"a.", 1}, cacheKey{"b.", 1}, cacheKey{"d.", 1}
+	c.put(a, &answer{}, now.Add(time.Minute))
+	c.put(b, &answer{}, now.Add(time.Minute))
+	if _, ok := c.get(a, now); !ok { // a is now the most recent
+		t.Fatal("a missing")
+	}
+	c.put(d, &answer{}, now.Add(time.Minute))
+	if _, ok := c.get(b, now); ok {
+		t.Error("b, the least recently used, was kept")
+	}
+	if _, ok := c.get(a, now); !ok {
+		t.Error("a was evicted")
+	}
+	if _, ok := c.get(d, now.Add(time.Minute)); ok {
+		t.Error("d was returned after it expired")
+	}
+	if c.len() != 1 {
+		t.Errorf("len = %d after one expiry, want 1", c.len())
+	}
+}
+
+func TestSingleflight(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t, slowBy(200*time.Millisecond))
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}})
+	const n = 20
+	hosts := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { hosts <- r.ClientHost(t.Context(), addr("192.0.2.5")) })
+	}
+	wg.Wait()
+	close(hosts)
+	for host := range hosts {
+		if host != "slow.example" {
+			t.Errorf("ClientHost = %q", host)
+		}
+	}
+	if got := s.count(slowName, dns.TypePTR); got != 1 {
+		t.Errorf("%d PTR queries for %d concurrent lookups, want 1", got, n)
+	}
+}
+
+func TestClose(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: 10 * time.Second})
+	result := make(chan error, 1)
+	go func() {
+		_, err := r.LookupHost(context.Background(), addr("192.0.2.5"))
+		result <- err
+	}()
+	for i := 0; s.count(slowName, dns.TypePTR) == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the query never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	r.Close()
+	if err := <-result; !errors.Is(err, ErrTemporary) {
+		t.Errorf("lookup in flight: %v, want ErrTemporary", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("Close took %v", time.Since(start))
+	}
+	if _, err := r.LookupHost(t.Context(), addr("192.0.2.1")); !errors.Is(err, ErrTemporary) {
+		t.Errorf("lookup after Close: %v, want ErrTemporary", err)
+	}
+}
+
+func TestCallerDeadline(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := r.LookupHost(ctx, addr("192.0.2.5"))
+	if !errors.Is(err, ErrTemporary) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("LookupHost = %v, want ErrTemporary and DeadlineExceeded", err)
+	}
+}
+
+func TestParseServers(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" for an error
+	}{
+		{"127.0.0.53", "127.0.0.53:53"},
+		{"127.0.0.1:5353", "127.0.0.1:5353"},
+		{"[::1]:5353", "[::1]:5353"},
+		{"[::1]", "[::1]:53"},
+		{"::1", "[::1]:53"},
+		{"::ffff:127.0.0.1", "127.0.0.1:53"},
+		{"127.0.0.1:0", ""},
+		{"127.0.0.1:65536", ""},
+		{"127.0.0.1:x", ""},
+		{"", ""},
+		{"[::1", ""},
+		{"no-such-host.invalid", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseServers(t.Context(), []string{tt.in})
+			switch {
+			case tt.want == "" && err == nil:
+				t.Errorf("parsed as %v, want an error", got)
+			case tt.want != "" && (err != nil || len(got) != 1 || got[0].String() != tt.want):
+				t.Errorf("got %v, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := parseServers(t.Context(), nil); err == nil {
+		t.Error("no servers accepted")
+	}
+}
+
+func TestParseServerName(t *testing.T) {
+	got, err := parseServers(t.Context(), []string{"localhost:5353"})
+	if err != nil {
+		t.Skipf("localhost does not resolve here: %v", err)
+	}
+	for _, s := range got {
+		if !s.Addr().IsLoopback() || s.Port() != 5353 {
+			t.Errorf("localhost:5353 gave %s", s)
+		}
+	}
+}
+
+func TestReverseName(t *testing.T) {
+	for _, ip := range []string{"192.0.2.1", "10.0.0.255", "2001:db8::1", "::1", "fe80::1:2:3:4"} {
+		want, err := dns.ReverseAddr(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reverseName(addr(ip)); got != want {
+			t.Errorf("%s: %q, want %q", ip, got, want)
+		}
+	}
+}
+
+func TestHostName(t *testing.T) {
+	long := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 'a'
+		}
+		return string(b)
+	}
+	tests := []struct {
+		in, want string
+	}{
+		{"Mail.Example.ORG.", "mail.example.org"},
+		{"mail-1.example", "mail-1.example"},
+		{"localhost.", "localhost"},
+		{"123.example.", "123.example"},
+		{long(63) + ".example.", long(63) + ".example"},
+		{long(63) + "." + long(63) + "." + long(63) + "." + long(61) + ".", long(63) + "." + long(63) + "." + long(63) + "." + long(61)},
+		{long(64) + ".example.", ""},
+		{long(63) + "." + long(63) + "." + long(63) + "." + long(62) + ".", ""},
+		{"", ""},
+		{".", ""},
+		{"a..b.", ""},
+		{".a.", ""},
+		{"a.b..", ""},
+		{"bad_name.example.", ""},
+		{`bad\032name.example.`, ""},
+		{"bad name.example.", ""},
+		{"crlf\r\n.example.", ""},
+		{"-lead.example.", ""},
+		{"trail-.example.", ""},
+		{"ünicode.example.", ""},
+		{"*.example.", ""},
+	}
+	for _, tt := range tests {
+		got, ok := hostName(tt.in)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("hostName(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+}
+
+func TestParseAnswer(t *testing.T) {
+	q := dns.Question{Name: "1.2.0.192.in-addr.arpa.", Qtype: dns.TypePTR, Qclass: dns.ClassINET}
+	reply := func(edit func(*dns.Msg), rrs ...string) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion(q.Name, q.Qtype)
+		m.Id = 42
+		m.Response = true
+		for _, s := range rrs {
+			rr, err := dns.NewRR(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Answer = append(m.Answer, rr)
+		}
+		if edit != nil {
+			edit(m)
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name  string
+		raw   []byte
+		err   error
+		names int
+		ttl   uint32
+	}{
+		{"PTR", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "1.2.0.192.IN-ADDR.ARPA. 200 IN PTR b.example."), nil, 2, 200},
+		{"other owners ignored", reply(nil, "2.2.0.192.in-addr.arpa. 300 IN PTR a.example."), nil, 0, defNegativeTTL},
+		{"huge TTL capped", reply(nil, "1.2.0.192.in-addr.arpa. 4000000000 IN PTR a.example."), nil, 1, maxTTL},
+		{"CNAME chain", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN PTR a.example."), nil, 1, 100},
+		{"CNAME loop", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN CNAME 1.2.0.192.in-addr.arpa."), nil, 0, defNegativeTTL},
+		{"wrong ID", reply(func(m *dns.Msg) { m.Id = 43 }), errMismatch, 0, 0},
+		{"not a response", reply(func(m *dns.Msg) { m.Response = false }), errMismatch, 0, 0},
+		{"wrong class", reply(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), errMismatch, 0, 0},
+		{"wrong opcode", reply(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), errMismatch, 0, 0},
+		{"no question", reply(func(m *dns.Msg) { m.Question = nil }), errMismatch, 0, 0},
+		{"two questions", reply(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), errMismatch, 0, 0},
+		{"garbage", []byte("\x00\x2a\x80"), errMalformed, 0, 0},
+		{"empty", nil, errMalformed, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ans, err := parseAnswer(tt.raw, 42, q)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			if len(ans.names) != tt.names || ans.ttl != tt.ttl {
+				t.Errorf("got %d names, TTL %d; want %d, %d", len(ans.names), ans.ttl, tt.names, tt.ttl)
+			}
+		})
+	}
+}
