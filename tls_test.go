@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
@@ -447,4 +448,57 @@ func TestTLSExternal(t *testing.T) {
 	if req.Method != auth.MethodExternal || req.User != "alice" || req.TLS.Verify != "SUCCESS" || req.TLS.Subject != "CN=alice" {
 		t.Fatalf("request %+v, TLS %+v", req, req.TLS)
 	}
+}
+
+// A reload with a new certificate serves new sessions with it, while a
+// session of the old one goes on undisturbed.
+func TestTLSReloadCertificate(t *testing.T) {
+	f := newTLSFixture(t)
+	next := f.ca.Issue(t, testutil.CertOptions{})
+	addr := testutil.FreeAddr(t)
+	config := func(cert tls.Certificate) *mailproxy.Config {
+		settings := &session.TLS{Config: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		return &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+			Name: "imap", Listen: []mailproxy.ListenConfig{{Address: addr, SSL: true}},
+			Server: dialogues[0].server(session.Config{Logger: testutil.Discard, TLS: settings}),
+		}}}
+	}
+	p := start(t, config(f.server))
+	old := testutil.DialTLS(t, addr, f.client)
+	old.Line()
+	if err := p.Reload(t.Context(), config(next.TLS())); err != nil {
+		t.Fatal(err)
+	}
+	c := testutil.Dial(t, "tcp", addr)
+	state := c.StartTLS(f.client)
+	if got := state.PeerCertificates[0].SerialNumber; got.Cmp(next.Cert.SerialNumber) != 0 {
+		t.Errorf("new session got serial %x, want the new certificate's %x", got, next.Cert.SerialNumber)
+	}
+	if got := old.Cmd("c CAPABILITY", "c OK"); len(got) != 2 {
+		t.Errorf("old session after reload: %q", got)
+	}
+}
+
+// The handshake is bounded by the server's timeout: a client that opens
+// an implicit TLS connection and says nothing is dropped.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	f := newTLSFixture(t)
+	var logs testutil.Buffer
+	settings := &session.TLS{Config: &tls.Config{Certificates: []tls.Certificate{f.server}}}
+	p := start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+		Name: "imap", Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0", SSL: true}},
+		Server: dialogues[0].server(session.Config{Timeout: 100 * time.Millisecond, TLS: settings,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))}),
+	}}})
+	c := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
+	start := time.Now()
+	if !c.Closed() {
+		t.Fatal("connection still open")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("closed after %v", d)
+	}
+	testutil.WaitFor(t, "the log line", func() bool {
+		return strings.Contains(logs.String(), "level=INFO msg=\"TLS handshake failed\"") && strings.Contains(logs.String(), "timeout")
+	})
 }
