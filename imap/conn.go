@@ -35,7 +35,7 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
-	if !cl.c.Open() {
+	if !cl.c.Open(ctx) {
 		return
 	}
 	cl.c.Reply("* OK [CAPABILITY %s] IMAP4 ready", s.settled.capabilities.For(cl.c))

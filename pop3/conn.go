@@ -31,7 +31,7 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, maxLine, replies), ctx: ctx}
-	if !cl.c.Open() {
+	if !cl.c.Open(ctx) {
 		return
 	}
 	if s.settled.apop {

@@ -8,7 +8,9 @@
 package session
 
 import (
+	"context"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -63,6 +65,19 @@ type Config struct {
 	// TLS enables implicit TLS listeners and STARTTLS; nil means neither
 	// (a connection on an implicit TLS listener is then closed).
 	TLS *TLS
+
+	// Resolver finds the client's host name for the Authenticator
+	// (Client-Host) and SMTP's XCLIENT NAME (resolver). The lookup starts
+	// with the session and runs alongside the dialogue. Nil looks up
+	// nothing.
+	Resolver HostResolver
+}
+
+// HostResolver finds a client's host name, confirmed by a forward lookup,
+// or "[UNAVAILABLE]" / "[TEMPUNAVAIL]" as nginx says: *resolver.Resolver
+// is one.
+type HostResolver interface {
+	ClientHost(ctx context.Context, ip netip.Addr) string
 }
 
 // WithDefaults returns a copy of c with every zero field set to its default.

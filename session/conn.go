@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
@@ -47,6 +48,8 @@ type Conn struct {
 	errors   int
 	attempts int // logins asked of the Authenticator
 	tls      *auth.TLSInfo
+	host     chan string // the resolver's answer, once asked
+	hostName string
 }
 
 // NewConn wraps c for a session of a server configured by cfg (with
@@ -127,19 +130,42 @@ func (c *Conn) skipLine() error {
 
 // Open runs what comes before the greeting: the PROXY protocol header
 // and, on an implicit TLS connection, the TLS handshake and client
-// certificate check. It reports whether the session goes on; when not,
-// the connection has been answered and closed.
-func (c *Conn) Open() bool {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return c.startSecure(tc) == nil
-	}
-	if h, ok := c.Conn.(interface{ Handshake() error }); ok {
+// certificate check; it starts the lookup of the client's host name. It
+// reports whether the session goes on; when not, the connection has been
+// answered and closed.
+func (c *Conn) Open(ctx context.Context) bool {
+	if h, ok := rawConn(c.Conn).(interface{ Handshake() error }); ok {
 		if err := h.Handshake(); err != nil {
 			c.Log.Info("connection refused", "err", err)
 			return false
 		}
 	}
+	c.lookupHost(ctx)
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		return c.startSecure(tc) == nil
+	}
 	return true
+}
+
+// lookupHost starts the resolver on the client's address, when there is
+// a resolver and the client has an IP address.
+func (c *Conn) lookupHost(ctx context.Context) {
+	addr, ok := c.RemoteAddr().(*net.TCPAddr)
+	if c.cfg.Resolver == nil || !ok {
+		return
+	}
+	ip, _ := netip.AddrFromSlice(addr.IP)
+	c.host = make(chan string, 1)
+	go func() { c.host <- c.cfg.Resolver.ClientHost(ctx, ip.Unmap()) }()
+}
+
+// ClientHost returns the client's host name as the resolver found it,
+// waiting for the lookup if it is still running; "" without a resolver.
+func (c *Conn) ClientHost() string {
+	if c.host != nil {
+		c.hostName, c.host = <-c.host, nil
+	}
+	return c.hostName
 }
 
 // Run reads command lines and calls command for each, until command

@@ -49,6 +49,7 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	req.ClientAddr, req.LocalAddr = c.RemoteAddr(), c.LocalAddr()
 	req.ServerName = c.cfg.ServerName
 	req.TLS = c.TLS()
+	req.ClientHost = c.ClientHost()
 	if p, ok := rawConn(c.Conn).(interface {
 		ProxyAddrs() (src, dst net.Addr, ok bool)
 	}); ok {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/resolver"
 	"github.com/mailproxy/mailproxy/session"
 	"github.com/mailproxy/mailproxy/smtp"
 )
@@ -110,5 +111,49 @@ func TestPostfixSwaks(t *testing.T) {
 	out, err := exec.Command(swaks, "--server", mx, "--from", "a@example.test", "--to", "someone@elsewhere.test", "--timeout", "10").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "554 5.7.1 Relay access denied") {
 		t.Fatalf("MX front accepted a foreign recipient: %v\n%s", err, out)
+	}
+}
+
+// With a resolver, the client's confirmed host name goes to the
+// Authenticator (Client-Host) and to Postfix in XCLIENT NAME; a client
+// without one is [UNAVAILABLE].
+func TestPostfixResolvedName(t *testing.T) {
+	pf := testutil.StartPostfix(t)
+	ns := testutil.StartDNS(t,
+		"2.0.0.127.in-addr.arpa. 60 IN PTR client.example.test.",
+		"client.example.test. 60 IN A 127.0.0.2",
+	)
+	r, err := resolver.New(t.Context(), resolver.Config{Servers: []string{ns}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, tt := range []struct{ from, name string }{
+		{"127.0.0.2", "client.example.test"},
+		{"127.0.0.3", "[UNAVAILABLE]"},
+	} {
+		t.Run(tt.from, func(t *testing.T) {
+			hosts := make(chan string, 1)
+			a := auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+				hosts <- req.ClientHost
+				return table(pf.Addr).Authenticate(ctx, req)
+			})
+			addr := serve(t, &smtp.Server{Config: session.Config{Auth: a, Resolver: r}})
+			conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tt.from)}, Timeout: 5 * time.Second}).Dial("tcp", addr)
+			if err != nil {
+				t.Skipf("cannot use %s here: %v", tt.from, err)
+			}
+			c := gosmtp.NewClient(conn)
+			defer c.Close()
+			submit(t, c, "helo.example", "Subject: resolved "+tt.from+"\r\n\r\nbody\r\n")
+			if host := <-hosts; host != tt.name {
+				t.Errorf("Client-Host %q, want %q", host, tt.name)
+			}
+			logged := "client=" + tt.name + "[" + tt.from + "], sasl_method=XCLIENT"
+			if tt.name == "[UNAVAILABLE]" {
+				logged = "client=unknown[" + tt.from + "], sasl_method=XCLIENT"
+			}
+			testutil.WaitFor(t, "Postfix's log of "+logged, func() bool { return pf.LogContains(logged) })
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -322,4 +323,44 @@ func TestGreetingDelay(t *testing.T) {
 	if took := time.Since(start); took < 150*time.Millisecond {
 		t.Errorf("greeting after %v, before the delay", took)
 	}
+}
+
+// blockingResolver answers name once release is closed.
+type blockingResolver struct {
+	release chan struct{}
+	name    string
+}
+
+func (r *blockingResolver) ClientHost(ctx context.Context, _ netip.Addr) string {
+	select {
+	case <-r.release:
+		return r.name
+	case <-ctx.Done():
+		return "[TEMPUNAVAIL]"
+	}
+}
+
+// The lookup runs alongside the dialogue: the greeting and EHLO do not
+// wait for it, the login does.
+func TestResolverRunsAlongside(t *testing.T) {
+	r := &blockingResolver{release: make(chan struct{}), name: "client.example"}
+	hosts := make(chan string, 1)
+	a := auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+		hosts <- req.ClientHost
+		return &auth.Result{Error: "recorded", Wait: time.Millisecond}, nil
+	})
+	c := testutil.Dial(t, "tcp", serve(t, &smtp.Server{Config: session.Config{Auth: a, Resolver: r}}))
+	c.Exchange("", "220 ")
+	c.Exchange("EHLO client.test\r\n", "…250 ")
+	c.Send("AUTH PLAIN AGFsaWNlAHNlY3JldA==")
+	select {
+	case h := <-hosts:
+		t.Fatalf("login went on before the lookup ended, with %q", h)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(r.release)
+	if h := <-hosts; h != "client.example" {
+		t.Fatalf("Client-Host %q", h)
+	}
+	c.Exchange("", "535 5.7.8 recorded")
 }
