@@ -19,6 +19,7 @@ import (
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/pop3"
+	"github.com/mailproxy/mailproxy/resolver"
 	"github.com/mailproxy/mailproxy/smtp"
 )
 
@@ -158,7 +159,7 @@ func errorAt(d *Directive, msg string) error {
 // loadMail applies the mail block: its own directives are read first, so
 // that every server inherits them wherever they stand in the block.
 func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
-	base := &settings{seen: map[string]bool{}}
+	base := &settings{seen: map[string]bool{}, resolvers: map[string]*resolver.Resolver{}}
 	var servers []*Directive
 	for _, d := range mail.Block {
 		if d.Name == "server" {
@@ -237,6 +238,9 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 		return sc, errorAt(block, err.Error())
 	}
 	s.core.Auth = authn
+	if err := s.useResolver(opts.Logger); err != nil {
+		return sc, errorAt(block, err.Error())
+	}
 	s.core.Logger = opts.Logger.With("proto", s.protocol, "server", block.Pos())
 	sc.Server = s.server()
 	return sc, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/resolver"
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/session"
@@ -53,6 +54,10 @@ type settings struct {
 	// authHTTP holds the auth_http settings; its URL is empty without
 	// auth_http.
 	authHTTP authHTTP
+	resolver resolverSettings
+	// resolvers holds the Resolvers made so far in this Load, shared by
+	// every server (the map is the same in each copy of the settings).
+	resolvers map[string]*resolver.Resolver
 	// pending are directives accepted and checked, whose effect comes in
 	// a later version: Load warns about each.
 	pending []*Directive
@@ -79,6 +84,8 @@ func init() {
 		"proxy_pass_error_message": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.core.PassErrorMessage })},
 		"proxy_protocol":           {where: anywhere, min: 1, max: 1, set: setProxyProtocol},
 		"set_real_ip_from":         {where: atServer, min: 1, max: 1, multi: true, set: setRealIPFrom},
+		"resolver":                 {where: anywhere, min: 1, max: -1, set: setResolver},
+		"resolver_timeout":         {where: anywhere, min: 1, max: 1, set: setResolverTimeout},
 
 		"imap_capabilities":   {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.imapCaps })},
 		"imap_auth":           {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.imapAuth }, "login", "plain", "cram-md5", "external")},
@@ -108,8 +115,6 @@ func addLater() {
 	timeArg := pendingCheck(checkEach(func(v string) error { _, err := parseTime(v); return err }))
 	anyArgs := pendingCheck(nil)
 	for name, sp := range map[string]spec{
-		"resolver":                  {min: 1, max: -1, multi: true, set: anyArgs},
-		"resolver_timeout":          {min: 1, max: 1, set: timeArg},
 		"error_log":                 {min: 1, max: -1, multi: true, set: anyArgs},
 		"starttls":                  {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "only")))},
 		"ssl_certificate":           {min: 1, max: 1, multi: true, set: anyArgs},
