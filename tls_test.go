@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
@@ -501,4 +503,29 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	testutil.WaitFor(t, "the log line", func() bool {
 		return strings.Contains(logs.String(), "level=INFO msg=\"TLS handshake failed\"") && strings.Contains(logs.String(), "timeout")
 	})
+}
+
+// PROXY protocol and implicit TLS on one listener: the header comes
+// first, then the handshake, and the client address is the header's.
+func TestTLSBehindProxyProtocol(t *testing.T) {
+	f, backends := newTLSFixture(t), startBackends(t)
+	a := &routeAuth{backend: backends.imap.Addr}
+	settings := &session.TLS{Config: &tls.Config{Certificates: []tls.Certificate{f.server}}}
+	p := start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+		Name: "imap", Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0", SSL: true, ProxyProtocol: true}}, RealIP: loopback,
+		Server: dialogues[0].server(session.Config{Auth: a, Logger: testutil.Discard, TLS: settings}),
+	}}})
+	c := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
+	if _, err := c.Conn.Write(header(2, proxyproto.PROXY)); err != nil {
+		t.Fatal(err)
+	}
+	c.StartTLS(f.client)
+	c.Line()
+	if got := say(c, dialogues[0].login...); !loggedIn(got) {
+		t.Fatalf("login: %q", got)
+	}
+	req := a.requests()[0]
+	if req.ClientAddr.String() != "192.0.2.7:5555" || req.TLS == nil {
+		t.Fatalf("client %v, TLS %v", req.ClientAddr, req.TLS)
+	}
 }
