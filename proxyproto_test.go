@@ -26,10 +26,20 @@ type recordingAuth struct {
 }
 
 func (r *recordingAuth) Authenticate(_ context.Context, req *auth.Request) (*auth.Result, error) {
+	r.record(req)
+	return &auth.Result{Error: "recorded"}, nil
+}
+
+func (r *recordingAuth) record(req *auth.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reqs = append(r.reqs, *req)
-	return &auth.Result{Error: "recorded"}, nil
+}
+
+func (r *recordingAuth) requests() []auth.Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]auth.Request(nil), r.reqs...)
 }
 
 func (r *recordingAuth) last() auth.Request {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -123,19 +122,16 @@ func startBackends(t *testing.T) *tlsBackends {
 	return &b
 }
 
-// routeAuth accepts alice/secret or what check allows (and any EXTERNAL login), routes to one
-// backend and keeps the requests.
+// routeAuth accepts alice/secret or what check allows (and any EXTERNAL
+// login), routes to one backend and keeps the requests.
 type routeAuth struct {
+	recordingAuth
 	backend string
 	check   func(user, pass string) bool // nil accepts alice/secret
-	mu      sync.Mutex
-	reqs    []auth.Request
 }
 
 func (a *routeAuth) Authenticate(_ context.Context, req *auth.Request) (*auth.Result, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.reqs = append(a.reqs, *req)
+	a.record(req)
 	good := req.User == "alice" && req.Password == "secret"
 	if a.check != nil {
 		good = a.check(req.User, req.Password)
@@ -144,12 +140,6 @@ func (a *routeAuth) Authenticate(_ context.Context, req *auth.Request) (*auth.Re
 		return &auth.Result{Error: "Invalid login", Wait: 1}, nil
 	}
 	return &auth.Result{Backend: a.backend, User: "alice", Password: "secret"}, nil
-}
-
-func (a *routeAuth) requests() []auth.Request {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]auth.Request(nil), a.reqs...)
 }
 
 // tlsFixture is a CA, the proxy's certificate and the client's view.
@@ -182,6 +172,30 @@ func (f *tlsFixture) serve(tb *testing.T, d dialogue, a auth.Authenticator, lc m
 	return p.ServerAddrs(0)[0].String()
 }
 
+// eachProtocol runs test, in a subtest per protocol, on a new connection
+// (not yet greeted) to a server of that protocol with the TLS settings
+// (copied; nil for none) on a listener like lc, routed to backends.
+func (f *tlsFixture) eachProtocol(t *testing.T, backends *tlsBackends, lc mailproxy.ListenConfig, settings *session.TLS, test func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth)) {
+	for _, d := range dialogues {
+		t.Run(d.name, func(t *testing.T) {
+			a := &routeAuth{}
+			if backends != nil {
+				a.backend = d.backendOf(backends)
+			}
+			var st *session.TLS
+			if settings != nil {
+				copied := *settings
+				st = &copied
+			}
+			c := testutil.Dial(t, "tcp", f.serve(t, d, a, lc, st))
+			if lc.SSL {
+				c.StartTLS(f.client)
+			}
+			test(t, d, c, a)
+		})
+	}
+}
+
 // say runs exchanges and returns the last reply line of the last one.
 func say(c *testutil.Client, xs ...exchange) string {
 	last := ""
@@ -201,107 +215,89 @@ func loggedIn(reply string) bool {
 // it (Auth-SSL: on).
 func TestTLSImplicit(t *testing.T) {
 	f, backends := newTLSFixture(t), startBackends(t)
-	for _, d := range dialogues {
-		t.Run(d.name, func(t *testing.T) {
-			a := &routeAuth{backend: d.backendOf(backends)}
-			addr := f.serve(t, d, a, mailproxy.ListenConfig{SSL: true}, &session.TLS{StartTLS: session.StartTLSOn})
-			c := testutil.DialTLS(t, addr, f.client)
-			if got := c.Line(); !strings.HasPrefix(got, d.greeting) {
-				t.Fatalf("greeting %q", got)
-			}
-			caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n")
-			if strings.Contains(caps, d.offer) {
-				t.Errorf("STARTTLS offered over TLS:\n%s", caps)
-			}
-			if reply := say(c, d.login...); !loggedIn(reply) {
-				t.Fatalf("login: %q", reply)
-			}
-			reqs := a.requests()
-			if len(reqs) != 1 || reqs[0].TLS == nil {
-				t.Fatalf("Authenticator saw %d requests, TLS %v", len(reqs), reqs)
-			}
-		})
-	}
+	f.eachProtocol(t, backends, mailproxy.ListenConfig{SSL: true}, &session.TLS{StartTLS: session.StartTLSOn}, func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth) {
+		if got := c.Line(); !strings.HasPrefix(got, d.greeting) {
+			t.Fatalf("greeting %q", got)
+		}
+		caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n")
+		if strings.Contains(caps, d.offer) {
+			t.Errorf("STARTTLS offered over TLS:\n%s", caps)
+		}
+		if reply := say(c, d.login...); !loggedIn(reply) {
+			t.Fatalf("login: %q", reply)
+		}
+		reqs := a.requests()
+		if len(reqs) != 1 || reqs[0].TLS == nil {
+			t.Fatalf("Authenticator saw %d requests, TLS %v", len(reqs), reqs)
+		}
+	})
 }
 
 // STARTTLS is offered while TLS is not active; after the upgrade the
 // capabilities are those of a TLS session, and the login runs through TLS.
 func TestSTARTTLS(t *testing.T) {
 	f, backends := newTLSFixture(t), startBackends(t)
-	for _, d := range dialogues {
-		t.Run(d.name, func(t *testing.T) {
-			a := &routeAuth{backend: d.backendOf(backends)}
-			addr := f.serve(t, d, a, mailproxy.ListenConfig{}, &session.TLS{StartTLS: session.StartTLSOn})
-			c := testutil.Dial(t, "tcp", addr)
-			c.Line()
-			if caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n"); !strings.Contains(caps, d.offer) {
-				t.Fatalf("STARTTLS not offered:\n%s", caps)
-			}
-			say(c, d.startTLS)
-			c.StartTLS(f.client)
-			if caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n"); strings.Contains(caps, d.offer) {
-				t.Errorf("STARTTLS still offered after TLS:\n%s", caps)
-			}
-			if reply := say(c, d.login...); !loggedIn(reply) {
-				t.Fatalf("login: %q", reply)
-			}
-			if reqs := a.requests(); len(reqs) != 1 || reqs[0].TLS == nil {
-				t.Fatalf("Authenticator saw %v", reqs)
-			}
-		})
-	}
+	f.eachProtocol(t, backends, mailproxy.ListenConfig{}, &session.TLS{StartTLS: session.StartTLSOn}, func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth) {
+		c.Line()
+		if caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n"); !strings.Contains(caps, d.offer) {
+			t.Fatalf("STARTTLS not offered:\n%s", caps)
+		}
+		say(c, d.startTLS)
+		c.StartTLS(f.client)
+		if caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n"); strings.Contains(caps, d.offer) {
+			t.Errorf("STARTTLS still offered after TLS:\n%s", caps)
+		}
+		if reply := say(c, d.login...); !loggedIn(reply) {
+			t.Fatalf("login: %q", reply)
+		}
+		if reqs := a.requests(); len(reqs) != 1 || reqs[0].TLS == nil {
+			t.Fatalf("Authenticator saw %v", reqs)
+		}
+	})
 }
 
 // Without a certificate nothing is offered and the command is an error.
 func TestSTARTTLSNotConfigured(t *testing.T) {
 	f := newTLSFixture(t)
-	for _, d := range dialogues {
-		t.Run(d.name, func(t *testing.T) {
-			c := testutil.Dial(t, "tcp", f.serve(t, d, nil, mailproxy.ListenConfig{}, nil))
-			c.Line()
-			say(c, d.hello...)
-			if caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n"); strings.Contains(caps, d.offer) {
-				t.Fatalf("STARTTLS offered without a certificate:\n%s", caps)
-			}
-			c.Send("%s", d.startTLS.send)
-			if got := c.Line(); strings.HasPrefix(got, d.startTLS.until) {
-				t.Fatalf("STARTTLS accepted: %q", got)
-			}
-		})
-	}
+	f.eachProtocol(t, nil, mailproxy.ListenConfig{}, nil, func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth) {
+		c.Line()
+		say(c, d.hello...)
+		if caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n"); strings.Contains(caps, d.offer) {
+			t.Fatalf("STARTTLS offered without a certificate:\n%s", caps)
+		}
+		c.Send("%s", d.startTLS.send)
+		if got := c.Line(); strings.HasPrefix(got, d.startTLS.until) {
+			t.Fatalf("STARTTLS accepted: %q", got)
+		}
+	})
 }
 
 // With starttls only, logins are refused until TLS is active (IMAP
 // announces LOGINDISABLED), and allowed after.
 func TestSTARTTLSOnly(t *testing.T) {
 	f, backends := newTLSFixture(t), startBackends(t)
-	for _, d := range dialogues {
-		t.Run(d.name, func(t *testing.T) {
-			a := &routeAuth{backend: d.backendOf(backends)}
-			addr := f.serve(t, d, a, mailproxy.ListenConfig{}, &session.TLS{StartTLS: session.StartTLSOnly})
-			c := testutil.Dial(t, "tcp", addr)
-			greeting := c.Line()
-			if d.name == "imap" && !strings.Contains(greeting, "STARTTLS LOGINDISABLED]") {
-				t.Errorf("greeting %q lacks STARTTLS LOGINDISABLED", greeting)
-			}
-			caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n")
-			if strings.Contains(caps, "AUTH") || strings.Contains(caps, "SASL ") {
-				t.Errorf("login methods offered before TLS:\n%s", caps)
-			}
-			login := d.login[len(d.login)-1]
-			if d.name == "pop3" {
-				login = d.login[0]
-			}
-			if got := say(c, exchange{login.send, ""}); got != d.tlsFirst {
-				t.Errorf("login before TLS: %q, want %q", got, d.tlsFirst)
-			}
-			say(c, d.startTLS)
-			c.StartTLS(f.client)
-			if reply := say(c, d.login...); !loggedIn(reply) {
-				t.Fatalf("login after TLS: %q", reply)
-			}
-		})
-	}
+	f.eachProtocol(t, backends, mailproxy.ListenConfig{}, &session.TLS{StartTLS: session.StartTLSOnly}, func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth) {
+		greeting := c.Line()
+		if d.name == "imap" && !strings.Contains(greeting, "STARTTLS LOGINDISABLED]") {
+			t.Errorf("greeting %q lacks STARTTLS LOGINDISABLED", greeting)
+		}
+		caps := strings.Join(c.Cmd(d.caps.send, d.caps.until), "\n")
+		if strings.Contains(caps, "AUTH") || strings.Contains(caps, "SASL ") {
+			t.Errorf("login methods offered before TLS:\n%s", caps)
+		}
+		login := d.login[len(d.login)-1]
+		if d.name == "pop3" {
+			login = d.login[0]
+		}
+		if got := say(c, exchange{login.send, ""}); got != d.tlsFirst {
+			t.Errorf("login before TLS: %q, want %q", got, d.tlsFirst)
+		}
+		say(c, d.startTLS)
+		c.StartTLS(f.client)
+		if reply := say(c, d.login...); !loggedIn(reply) {
+			t.Fatalf("login after TLS: %q", reply)
+		}
+	})
 }
 
 // A client (or a man in the middle) that pipelines commands after
@@ -310,28 +306,23 @@ func TestSTARTTLSOnly(t *testing.T) {
 // the go-ahead.
 func TestSTARTTLSInjection(t *testing.T) {
 	f, backends := newTLSFixture(t), startBackends(t)
-	for _, d := range dialogues {
-		t.Run(d.name, func(t *testing.T) {
-			a := &routeAuth{backend: d.backendOf(backends)}
-			addr := f.serve(t, d, a, mailproxy.ListenConfig{}, &session.TLS{StartTLS: session.StartTLSOn})
-			c := testutil.Dial(t, "tcp", addr)
-			c.Line()
-			say(c, d.hello...)
-			injected := d.startTLS.send + "\r\n"
-			for _, x := range d.login {
-				injected += x.send + "\r\n"
-			}
-			c.Exchange(injected, d.startTLS.until)
-			c.StartTLS(f.client) // fails on anything sent in clear text
-			// The first reply in TLS answers the first command sent in TLS.
-			if first := c.Cmd(d.caps.send, d.caps.until)[0]; !strings.HasPrefix(first, d.capsFirst) {
-				t.Fatalf("an injected command ran: %q", first)
-			}
-			if reqs := a.requests(); len(reqs) != 0 {
-				t.Fatalf("the injected login reached the Authenticator: %v", reqs)
-			}
-		})
-	}
+	f.eachProtocol(t, backends, mailproxy.ListenConfig{}, &session.TLS{StartTLS: session.StartTLSOn}, func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth) {
+		c.Line()
+		say(c, d.hello...)
+		injected := d.startTLS.send + "\r\n"
+		for _, x := range d.login {
+			injected += x.send + "\r\n"
+		}
+		c.Exchange(injected, d.startTLS.until)
+		c.StartTLS(f.client) // fails on anything sent in clear text
+		// The first reply in TLS answers the first command sent in TLS.
+		if first := c.Cmd(d.caps.send, d.caps.until)[0]; !strings.HasPrefix(first, d.capsFirst) {
+			t.Fatalf("an injected command ran: %q", first)
+		}
+		if reqs := a.requests(); len(reqs) != 0 {
+			t.Fatalf("the injected login reached the Authenticator: %v", reqs)
+		}
+	})
 }
 
 // Client certificates are checked after the handshake, as nginx does: the
