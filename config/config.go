@@ -159,7 +159,7 @@ func errorAt(d *Directive, msg string) error {
 // loadMail applies the mail block: its own directives are read first, so
 // that every server inherits them wherever they stand in the block.
 func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
-	base := &settings{seen: map[string]bool{}, resolvers: map[string]*resolver.Resolver{}}
+	base := &settings{seen: map[string]bool{}, resolvers: map[string]*resolver.Resolver{}, tlsLoad: newTLSLoad(opts)}
 	var servers []*Directive
 	for _, d := range mail.Block {
 		if d.Name == "server" {
@@ -240,6 +240,9 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 	s.core.Auth = authn
 	if err := s.useResolver(opts.Logger); err != nil {
 		return sc, errorAt(block, err.Error())
+	}
+	if s.core.TLS, err = s.buildTLS(block); err != nil {
+		return sc, err
 	}
 	s.core.Logger = opts.Logger.With("proto", s.protocol, "server", block.Pos())
 	sc.Server = s.server()

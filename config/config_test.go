@@ -70,8 +70,10 @@ func TestLoadFullNginxConf(t *testing.T) {
 	if im.ServerName != "mail.example.org" || !im.PassErrorMessage {
 		t.Errorf("inherited settings not applied: %+v", im.Config)
 	}
-	if !servers[1].Listen[0].SSL {
-		t.Error("listen 993 ssl lost its ssl flag")
+	for _, s := range servers {
+		if coreOf(s.Server).TLS != nil {
+			t.Errorf("server %s has TLS settings without a certificate", s.Name)
+		}
 	}
 	last := servers[4].Server.(*smtp.Server)
 	if want := []string{"SIZE 10485760", "AUTH=LOGIN PLAIN", "PIPELINING"}; !reflect.DeepEqual(last.Capabilities, want) {
@@ -86,6 +88,7 @@ func TestLoadFullNginxConf(t *testing.T) {
 }
 
 func TestLoadDirectives(t *testing.T) {
+	cert := inlineCertificate(t)
 	tests := []struct {
 		name  string
 		body  string
@@ -148,7 +151,7 @@ func TestLoadDirectives(t *testing.T) {
 					t.Errorf("got %+v", sm)
 				}
 			}},
-		{"listen parameters", `server { protocol imap;
+		{"listen parameters", `server { protocol imap; ` + cert + `
 			listen 127.0.0.1:1143 ssl proxy_protocol backlog=100 rcvbuf=64k sndbuf=1m bind ipv6only=off reuseport so_keepalive=30m::10 multipath;
 			listen unix:/run/mail.sock; listen [::1]:1143 so_keepalive=on; listen 1144 so_keepalive=off; listen 1145 so_keepalive=:75s:; }`,
 			func(t *testing.T, s mailproxy.ServerConfig) {
@@ -341,14 +344,14 @@ func TestPendingDirectivesWarn(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	src := `mail {
 		auth_http 127.0.0.1:9000/auth;
-		ssl_certificate a.pem;
-		server { listen 1143; protocol imap; starttls on; }
+		error_log mail.log;
+		server { listen 1143; protocol imap; error_log imap.log; }
 		server { listen 1144; protocol imap; }
 	}`
 	if _, err := LoadBytes("w.conf", []byte(src), t.TempDir(), Options{Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"directive=ssl_certificate at=w.conf:3", "directive=starttls at=w.conf:4"} {
+	for _, want := range []string{"directive=error_log at=w.conf:3", "directive=error_log at=w.conf:4"} {
 		if n := strings.Count(logs.String(), want); n != 1 {
 			t.Errorf("%d warnings with %q, want 1:\n%s", n, want, logs.String())
 		}

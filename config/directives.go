@@ -55,6 +55,11 @@ type settings struct {
 	// auth_http.
 	authHTTP authHTTP
 	resolver resolverSettings
+	// ssl holds starttls and the ssl_* directives (ssl.go).
+	ssl sslSettings
+	// tlsLoad holds what the servers' TLS settings share in this Load
+	// (the same in each copy of the settings).
+	tlsLoad *tlsLoad
 	// resolvers holds the Resolvers made so far in this Load, shared by
 	// every server (the map is the same in each copy of the settings).
 	resolvers map[string]*resolver.Resolver
@@ -105,36 +110,15 @@ func init() {
 		"auth_http_pass_client_cert": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.authHTTP.PassClientCert })},
 	}
 	addLater()
+	addSSL()
 }
 
 // addLater registers the directives that are checked and accepted now and
-// take effect in a later version (TLS, PROXY protocol, resolver, auth_http
-// details, SMTP backend options).
+// take effect in a later version (error_log in the mail block).
 func addLater() {
-	onOff := pendingCheck(checkEach(parseFlagErr))
-	timeArg := pendingCheck(checkEach(func(v string) error { _, err := parseTime(v); return err }))
 	anyArgs := pendingCheck(nil)
 	for name, sp := range map[string]spec{
-		"error_log":                 {min: 1, max: -1, multi: true, set: anyArgs},
-		"starttls":                  {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "only")))},
-		"ssl_certificate":           {min: 1, max: 1, multi: true, set: anyArgs},
-		"ssl_certificate_key":       {min: 1, max: 1, multi: true, set: anyArgs},
-		"ssl_password_file":         {min: 1, max: 1, set: anyArgs},
-		"ssl_protocols":             {min: 1, max: -1, set: pendingCheck(checkEach(oneOf("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")))},
-		"ssl_ciphers":               {min: 1, max: 1, set: anyArgs},
-		"ssl_prefer_server_ciphers": {min: 1, max: 1, set: onOff},
-		"ssl_ecdh_curve":            {min: 1, max: 1, set: anyArgs},
-		"ssl_dhparam":               {min: 1, max: 1, set: anyArgs},
-		"ssl_conf_command":          {min: 2, max: 2, multi: true, set: anyArgs},
-		"ssl_session_cache":         {min: 1, max: 2, set: anyArgs},
-		"ssl_session_timeout":       {min: 1, max: 1, set: timeArg},
-		"ssl_session_tickets":       {min: 1, max: 1, set: onOff},
-		"ssl_session_ticket_key":    {min: 1, max: 1, multi: true, set: anyArgs},
-		"ssl_verify_client":         {min: 1, max: 1, set: pendingCheck(checkEach(oneOf("on", "off", "optional", "optional_no_ca")))},
-		"ssl_verify_depth":          {min: 1, max: 1, set: pendingCheck(checkEach(func(v string) error { _, err := parseCount(v); return err }))},
-		"ssl_client_certificate":    {min: 1, max: 1, set: anyArgs},
-		"ssl_trusted_certificate":   {min: 1, max: 1, set: anyArgs},
-		"ssl_crl":                   {min: 1, max: 1, set: anyArgs},
+		"error_log": {min: 1, max: -1, multi: true, set: anyArgs},
 	} {
 		if sp.where == 0 {
 			sp.where = anywhere
@@ -312,11 +296,6 @@ func oneOf(allowed ...string) func(string) error {
 		}
 		return nil
 	}
-}
-
-func parseFlagErr(v string) error {
-	_, err := parseFlag(v)
-	return err
 }
 
 func checkEach(check func(string) error) func([]string) error {

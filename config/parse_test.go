@@ -465,7 +465,7 @@ func TestParseFullConfig(t *testing.T) {
 		}
 		want := []string{
 			path + ":87 imap [143]",
-			path + ":94 imap [993 ssl]",
+			path + ":94 imap [993]",
 			path + ":99 pop3 [110]",
 			path + ":105 smtp [25]",
 			path + ":113 smtp [587]",

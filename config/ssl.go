@@ -1,0 +1,764 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailproxy/mailproxy/session"
+)
+
+// This file maps starttls and the ssl_* directives onto session.TLS and
+// its tls.Config, per server, inherited from the mail block as nginx
+// merges them: a server's own directive replaces the mail block's, and
+// the first of a repeatable one (ssl_certificate, ssl_certificate_key,
+// ssl_session_ticket_key, ssl_conf_command) replaces the whole inherited
+// list. Certificates and other files are read when the configuration is
+// loaded. What crypto/tls cannot do is accepted and named in a warning.
+//
+//	directive                  tls.Config / session.TLS
+//	ssl_certificate(_key)      Certificates (one per pair; crypto/tls picks the one the client supports)
+//	ssl_password_file          passphrases for encrypted keys
+//	ssl_protocols              MinVersion, MaxVersion
+//	ssl_ciphers                CipherSuites (TLS 1.0–1.2; see ciphers.go)
+//	ssl_prefer_server_ciphers  always on in crypto/tls
+//	ssl_ecdh_curve             CurvePreferences
+//	ssl_dhparam                checked, unused (no finite-field DHE)
+//	ssl_session_*              WrapSession, UnwrapSession, SetSessionTicketKeys, SessionTicketsDisabled (see tickets.go)
+//	ssl_verify_client          TLS.Verify
+//	ssl_verify_depth           TLS.VerifyDepth
+//	ssl_client_certificate     TLS.ClientCAs
+//	ssl_trusted_certificate    TLS.TrustedCAs
+//	ssl_crl                    TLS.CRLs
+//	ssl_conf_command           the above, applied after the directives
+//	starttls                   TLS.StartTLS
+
+// sslSettings are the TLS directives in force for a block.
+type sslSettings struct {
+	startTLS   session.StartTLS
+	startTLSAt *Directive
+
+	certs, keys  []*Directive
+	passwordFile *Directive
+
+	protocols   uint8 // protoSSLv2… bits; 0 means nginx's default
+	protocolsAt *Directive
+	ciphers     []uint16      // nil means the default, crypto/tls's own
+	curves      []tls.CurveID // nil means auto, crypto/tls's own
+	dhparam     *Directive
+	commands    []confCommand
+
+	cache      sessionCacheSpec
+	timeout    time.Duration // 0 means 5m
+	ticketsOff bool
+	ticketKeys []*Directive
+
+	verify                       session.VerifyClient
+	verifyAt                     *Directive
+	verifyDepth                  int
+	verifyDepthSet               bool
+	clientCert, trustedCert, crl *Directive
+}
+
+// addSSL registers starttls and the ssl_* directives.
+func addSSL() {
+	for name, sp := range map[string]spec{
+		"starttls":                  {min: 1, max: 1, set: setStartTLS},
+		"ssl_certificate":           {min: 1, max: 1, multi: true, set: sslList(func(t *sslSettings) *[]*Directive { return &t.certs })},
+		"ssl_certificate_key":       {min: 1, max: 1, multi: true, set: sslList(func(t *sslSettings) *[]*Directive { return &t.keys })},
+		"ssl_password_file":         {min: 1, max: 1, set: func(s *settings, d *Directive) error { s.ssl.passwordFile = d; return nil }},
+		"ssl_protocols":             {min: 1, max: -1, set: setSSLProtocols},
+		"ssl_ciphers":               {min: 1, max: 1, set: setSSLCiphers},
+		"ssl_prefer_server_ciphers": {min: 1, max: 1, set: setPreferServerCiphers},
+		"ssl_ecdh_curve":            {min: 1, max: 1, set: setECDHCurve},
+		"ssl_dhparam":               {min: 1, max: 1, set: setDHParam},
+		"ssl_conf_command":          {min: 2, max: 2, multi: true, set: setConfCommand},
+		"ssl_session_cache":         {min: 1, max: 2, set: func(s *settings, d *Directive) error { return parseSessionCache(&s.ssl.cache, d) }},
+		"ssl_session_timeout":       {min: 1, max: 1, set: setSessionTimeout},
+		"ssl_session_tickets":       {min: 1, max: 1, set: setSessionTickets},
+		"ssl_session_ticket_key":    {min: 1, max: 1, multi: true, set: sslList(func(t *sslSettings) *[]*Directive { return &t.ticketKeys })},
+		"ssl_verify_client":         {min: 1, max: 1, set: setVerifyClient},
+		"ssl_verify_depth":          {min: 1, max: 1, set: setVerifyDepth},
+		"ssl_client_certificate":    {min: 1, max: 1, set: func(s *settings, d *Directive) error { s.ssl.clientCert = d; return nil }},
+		"ssl_trusted_certificate":   {min: 1, max: 1, set: func(s *settings, d *Directive) error { s.ssl.trustedCert = d; return nil }},
+		"ssl_crl":                   {min: 1, max: 1, set: func(s *settings, d *Directive) error { s.ssl.crl = d; return nil }},
+	} {
+		sp.where = anywhere
+		directives[name] = sp
+	}
+}
+
+// sslList keeps a repeatable directive; the first in a block replaces the
+// inherited ones.
+func sslList(field func(*sslSettings) *[]*Directive) func(*settings, *Directive) error {
+	return func(s *settings, d *Directive) error {
+		list := field(&s.ssl)
+		if !s.seen[d.Name] {
+			*list = nil
+		}
+		*list = append(slices.Clip(*list), d)
+		return nil
+	}
+}
+
+func setStartTLS(s *settings, d *Directive) error {
+	modes := map[string]session.StartTLS{"off": session.StartTLSOff, "on": session.StartTLSOn, "only": session.StartTLSOnly}
+	mode, ok := modes[d.Args[0]]
+	if !ok {
+		return fmt.Errorf("invalid value %q", d.Args[0])
+	}
+	s.ssl.startTLS, s.ssl.startTLSAt = mode, d
+	return nil
+}
+
+// Protocol versions as bits, in order.
+const (
+	protoSSLv2 uint8 = 1 << iota
+	protoSSLv3
+	protoTLS10
+	protoTLS11
+	protoTLS12
+	protoTLS13
+
+	protoDefault = protoTLS12 | protoTLS13
+	protoGo      = protoTLS10 | protoTLS11 | protoTLS12 | protoTLS13
+)
+
+var protocolNames = []struct {
+	name    string
+	bit     uint8
+	version uint16
+}{
+	{"SSLv2", protoSSLv2, 0},
+	{"SSLv3", protoSSLv3, 0},
+	{"TLSv1", protoTLS10, tls.VersionTLS10},
+	{"TLSv1.1", protoTLS11, tls.VersionTLS11},
+	{"TLSv1.2", protoTLS12, tls.VersionTLS12},
+	{"TLSv1.3", protoTLS13, tls.VersionTLS13},
+}
+
+func protocolBit(name string) (uint8, bool) {
+	for _, p := range protocolNames {
+		if p.name == name {
+			return p.bit, true
+		}
+	}
+	return 0, false
+}
+
+// protocolList names the versions of mask.
+func protocolList(mask uint8) string {
+	var names []string
+	for _, p := range protocolNames {
+		if mask&p.bit != 0 {
+			names = append(names, p.name)
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+func setSSLProtocols(s *settings, d *Directive) error {
+	var mask uint8
+	for _, v := range d.Args {
+		bit, ok := protocolBit(v)
+		if !ok {
+			return fmt.Errorf("invalid value %q", v)
+		}
+		mask |= bit
+	}
+	if old := mask & (protoSSLv2 | protoSSLv3); old != 0 {
+		s.tlsLoad.warn(d, "SSL versions are never offered: crypto/tls has only TLS", "ignored", protocolList(old))
+	}
+	s.ssl.protocols, s.ssl.protocolsAt = mask, d
+	return nil
+}
+
+// warnCiphers names what a cipher string asks that crypto/tls will not do.
+func (ld *tlsLoad) warnCiphers(d *Directive, l cipherList) {
+	if len(l.Unsupported) > 0 {
+		ld.warn(d, "ciphers crypto/tls does not have are left out", "ciphers", strings.Join(l.Unsupported, " "))
+	}
+	if len(l.Insecure) > 0 {
+		ld.warn(d, "insecure ciphers are left out unless named one by one", "ciphers", strings.Join(l.Insecure, " "))
+	}
+	if l.SecLevel >= 0 {
+		ld.warn(d, "@SECLEVEL is not applied: crypto/tls has its own key and signature policy", "seclevel", l.SecLevel)
+	}
+}
+
+// setSSLCiphers reads an OpenSSL cipher string. nginx's default,
+// HIGH:!aNULL:!MD5, is what crypto/tls enables by default, so it leaves
+// CipherSuites nil.
+func setSSLCiphers(s *settings, d *Directive) error {
+	l, err := parseCipherString(d.Args[0])
+	if err != nil {
+		return err
+	}
+	s.tlsLoad.warnCiphers(d, l)
+	s.ssl.ciphers = l.IDs
+	if d.Args[0] == defaultCiphers {
+		s.ssl.ciphers = nil
+	}
+	return nil
+}
+
+const noClientPreference = "the client's cipher preference is not followed: crypto/tls always chooses by its own order"
+
+// setPreferServerCiphers reads ssl_prefer_server_ciphers: crypto/tls
+// always chooses the cipher itself, so "on" is what it does anyway (by
+// its own preference order, not by the order of ssl_ciphers).
+func setPreferServerCiphers(s *settings, d *Directive) error {
+	on, err := parseFlag(d.Args[0])
+	if err == nil && !on {
+		s.tlsLoad.warn(d, noClientPreference)
+	}
+	return err
+}
+
+// curveNames are the OpenSSL group names of the curves crypto/tls has,
+// lowercase.
+var curveNames = map[string]tls.CurveID{
+	"x25519":             tls.X25519,
+	"p-256":              tls.CurveP256,
+	"prime256v1":         tls.CurveP256,
+	"secp256r1":          tls.CurveP256,
+	"p-384":              tls.CurveP384,
+	"secp384r1":          tls.CurveP384,
+	"p-521":              tls.CurveP521,
+	"secp521r1":          tls.CurveP521,
+	"x25519mlkem768":     tls.X25519MLKEM768,
+	"secp256r1mlkem768":  tls.SecP256r1MLKEM768,
+	"secp384r1mlkem1024": tls.SecP384r1MLKEM1024,
+}
+
+// parseCurves reads an OpenSSL group list such as
+// "X25519:prime256v1:secp384r1". "auto" gives nil: crypto/tls's own list.
+// Names crypto/tls does not have are returned apart. crypto/tls chooses
+// among the curves by its own preference order, not the list's.
+func parseCurves(v string) (curves []tls.CurveID, unknown []string, err error) {
+	if v == "auto" {
+		return nil, nil, nil
+	}
+	for _, name := range strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == '/' }) {
+		id, ok := curveNames[strings.ToLower(strings.TrimLeft(name, "?*"))]
+		switch {
+		case !ok:
+			unknown = append(unknown, name)
+		case !slices.Contains(curves, id):
+			curves = append(curves, id)
+		}
+	}
+	if len(curves) == 0 {
+		return nil, unknown, fmt.Errorf("no curve crypto/tls supports in %q", v)
+	}
+	return curves, unknown, nil
+}
+
+func (ld *tlsLoad) warnCurves(d *Directive, unknown []string) {
+	if len(unknown) > 0 {
+		ld.warn(d, "curves crypto/tls does not have are left out", "curves", strings.Join(unknown, " "))
+	}
+}
+
+func setECDHCurve(s *settings, d *Directive) error {
+	curves, unknown, err := parseCurves(d.Args[0])
+	if err != nil {
+		return err
+	}
+	s.tlsLoad.warnCurves(d, unknown)
+	s.ssl.curves = curves
+	return nil
+}
+
+func setDHParam(s *settings, d *Directive) error {
+	s.tlsLoad.warn(d, "DH parameters are not used: crypto/tls has no finite-field DHE")
+	s.ssl.dhparam = d
+	return nil
+}
+
+// maxSessionLifetime is how long crypto/tls lets a session be resumed.
+const maxSessionLifetime = 7 * 24 * time.Hour
+
+func setSessionTimeout(s *settings, d *Directive) error {
+	v, err := parseTime(d.Args[0])
+	if err != nil {
+		return err
+	}
+	if v > maxSessionLifetime {
+		s.tlsLoad.warn(d, "sessions are resumed for at most 7 days: crypto/tls refuses older ones")
+	}
+	s.ssl.timeout = v
+	if v == 0 {
+		s.ssl.timeout = time.Nanosecond // expired at once, as in OpenSSL
+	}
+	return nil
+}
+
+func setSessionTickets(s *settings, d *Directive) error {
+	on, err := parseFlag(d.Args[0])
+	s.ssl.ticketsOff = !on
+	return err
+}
+
+func setVerifyClient(s *settings, d *Directive) error {
+	modes := map[string]session.VerifyClient{"off": session.VerifyOff, "on": session.VerifyOn,
+		"optional": session.VerifyOptional, "optional_no_ca": session.VerifyOptionalNoCA}
+	mode, ok := modes[d.Args[0]]
+	if !ok {
+		return fmt.Errorf("invalid value %q", d.Args[0])
+	}
+	s.ssl.verify, s.ssl.verifyAt = mode, d
+	return nil
+}
+
+func setVerifyDepth(s *settings, d *Directive) error {
+	n, err := parseCount(d.Args[0])
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		s.tlsLoad.warn(d, "a depth of 0 is taken as 1: the client's certificate and its issuer")
+		n = 1
+	}
+	s.ssl.verifyDepth, s.ssl.verifyDepthSet = n, true
+	return nil
+}
+
+// tlsLoad is what the servers of one Load share: the certificates read,
+// the shared session caches, the warnings logged.
+type tlsLoad struct {
+	opts   Options
+	pairs  map[[3]string]tls.Certificate // by certificate, key and password file
+	zones  map[string]*sessionCache
+	warned map[string]bool
+}
+
+func newTLSLoad(opts Options) *tlsLoad {
+	return &tlsLoad{opts: opts, pairs: map[[3]string]tls.Certificate{}, zones: map[string]*sessionCache{}, warned: map[string]bool{}}
+}
+
+// warn logs what a directive asks that is not honoured, once per Load.
+func (ld *tlsLoad) warn(d *Directive, msg string, attrs ...any) {
+	key := fmt.Sprint(d.Pos(), d.Name, msg, attrs)
+	if ld.warned[key] {
+		return
+	}
+	ld.warned[key] = true
+	ld.opts.Logger.Warn(msg, append([]any{"directive", d.Name, "at", d.Pos()}, attrs...)...)
+}
+
+// firstListenSSL returns the first "listen … ssl" of a server block.
+func firstListenSSL(block *Directive) *Directive {
+	for _, d := range block.Block {
+		if d.Name == "listen" && slices.Contains(d.Args[1:], "ssl") {
+			return d
+		}
+	}
+	return nil
+}
+
+// buildTLS returns the TLS settings of a server: nil when it has no
+// certificate, which is an error if it has a "listen … ssl" or starttls.
+func (s *settings) buildTLS(block *Directive) (*session.TLS, error) {
+	t, ld := &s.ssl, s.tlsLoad
+	if len(t.certs) == 0 {
+		if d := firstListenSSL(block); d != nil {
+			return nil, errorAt(d, `no "ssl_certificate" is defined for the "listen ... ssl" directive`)
+		}
+		if t.startTLS != session.StartTLSOff {
+			return nil, errorAt(t.startTLSAt, `no "ssl_certificate" is defined for the "starttls" directive`)
+		}
+		for _, k := range t.keys {
+			ld.warn(k, "not used: no ssl_certificate goes with it")
+		}
+		return nil, nil
+	}
+	b := &tlsBuild{ld: ld, t: t, cfg: &tls.Config{}, protocols: t.protocols, ciphers: t.ciphers, curves: t.curves, tickets: !t.ticketsOff}
+	if b.protocols == 0 {
+		b.protocols = protoDefault
+	}
+	steps := []func() error{b.certificates, b.commands, b.versions, b.verify, b.files, b.sessions}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	b.cfg.CipherSuites = b.ciphers
+	b.cfg.CurvePreferences = b.curves
+	b.tls.Config = b.cfg
+	b.tls.StartTLS = t.startTLS
+	return &b.tls, nil
+}
+
+// tlsBuild holds a server's TLS settings while they are built.
+type tlsBuild struct {
+	ld  *tlsLoad
+	t   *sslSettings
+	cfg *tls.Config
+	tls session.TLS
+
+	protocols    uint8
+	minProto     uint8 // MinProtocol, MaxProtocol bits; 0 means none
+	maxProto     uint8
+	minAt, maxAt *Directive
+	ciphers      []uint16
+	curves       []tls.CurveID
+	tickets      bool
+	passwords    []string
+	pwFile       string
+}
+
+// certificates loads the ssl_certificate and ssl_certificate_key pairs.
+func (b *tlsBuild) certificates() error {
+	t := b.t
+	if t.passwordFile != nil {
+		pws, err := readPasswords(b.ld.opts, t.passwordFile.Args[0])
+		if err != nil {
+			return errorAt(t.passwordFile, fmt.Sprintf("cannot read password file: %v", err))
+		}
+		b.passwords, b.pwFile = pws, t.passwordFile.Args[0]
+	}
+	if len(t.keys) < len(t.certs) { // nginx names the last certificate
+		c := t.certs[len(t.certs)-1]
+		return errorAt(c, fmt.Sprintf(`no "ssl_certificate_key" is defined for certificate "%s"`, fileLabel(c.Args[0])))
+	}
+	for i, c := range t.certs {
+		if err := b.addPair(c, c.Args[0], t.keys[i], t.keys[i].Args[0]); err != nil {
+			return err
+		}
+	}
+	for _, k := range t.keys[len(t.certs):] {
+		b.ld.warn(k, "not used: no ssl_certificate goes with it")
+	}
+	return nil
+}
+
+// addPair loads a certificate and its key, once per Load.
+func (b *tlsBuild) addPair(certAt *Directive, certV string, keyAt *Directive, keyV string) error {
+	cacheKey := [3]string{certV, keyV, b.pwFile}
+	if pair, ok := b.ld.pairs[cacheKey]; ok {
+		b.cfg.Certificates = append(b.cfg.Certificates, pair)
+		return nil
+	}
+	chain, err := loadCertChain(b.ld.opts, certV)
+	if err != nil {
+		return errorAt(certAt, err.Error())
+	}
+	key, err := loadPrivateKey(b.ld.opts, keyV, b.passwords, b.pwFile)
+	if err != nil {
+		return errorAt(keyAt, err.Error())
+	}
+	pair, err := keyPair(chain, key, certV, keyV)
+	if err != nil {
+		return errorAt(keyAt, err.Error())
+	}
+	b.ld.pairs[cacheKey] = pair
+	b.cfg.Certificates = append(b.cfg.Certificates, pair)
+	return nil
+}
+
+// versions sets MinVersion and MaxVersion from ssl_protocols, narrowed by
+// MinProtocol and MaxProtocol.
+func (b *tlsBuild) versions() error {
+	mask := b.protocols
+	if b.minProto != 0 {
+		mask &^= b.minProto - 1
+	}
+	if b.maxProto != 0 {
+		mask &= b.maxProto<<1 - 1
+	}
+	at := b.t.protocolsAt
+	for _, d := range []*Directive{b.minAt, b.maxAt} {
+		if at == nil {
+			at = d
+		}
+	}
+	goMask := mask & protoGo
+	if goMask == 0 {
+		msg := "no TLS version is enabled"
+		if mask != 0 {
+			msg += " (only " + protocolList(mask) + ")"
+		}
+		return errorAt(at, msg)
+	}
+	lo := goMask & -goMask
+	hi := uint8(1) << (7 - bits.LeadingZeros8(goMask))
+	for _, p := range protocolNames {
+		if p.bit == lo {
+			b.cfg.MinVersion = p.version
+		}
+		if p.bit == hi {
+			b.cfg.MaxVersion = p.version
+		}
+	}
+	if span := (hi<<1 - 1) &^ (lo - 1); span != goMask {
+		b.ld.warn(at, "crypto/tls takes a range of versions: the versions between are enabled too", "enabled", protocolList(span))
+	}
+	return nil
+}
+
+// verify sets the client certificate check.
+func (b *tlsBuild) verify() error {
+	t := b.t
+	b.tls.Verify = t.verify
+	b.tls.VerifyDepth = 1
+	if t.verifyDepthSet {
+		b.tls.VerifyDepth = t.verifyDepth
+	}
+	if t.verify == session.VerifyOff {
+		return nil
+	}
+	if t.verify != session.VerifyOptionalNoCA && t.clientCert == nil && t.trustedCert == nil {
+		return errorAt(t.verifyAt, "no ssl_client_certificate or ssl_trusted_certificate for ssl_verify_client")
+	}
+	var err error
+	if d := t.clientCert; d != nil {
+		if b.tls.ClientCAs, err = loadCAs(b.ld.opts, d.Args[0]); err != nil {
+			return errorAt(d, err.Error())
+		}
+	}
+	if d := t.trustedCert; d != nil {
+		if b.tls.TrustedCAs, err = loadCAs(b.ld.opts, d.Args[0]); err != nil {
+			return errorAt(d, err.Error())
+		}
+	}
+	if d := t.crl; d != nil {
+		if b.tls.CRLs, err = loadCRLs(b.ld.opts, d.Args[0]); err != nil {
+			return errorAt(d, err.Error())
+		}
+	}
+	return nil
+}
+
+// files checks ssl_dhparam.
+func (b *tlsBuild) files() error {
+	if d := b.t.dhparam; d != nil {
+		if err := checkDHParam(b.ld.opts, d.Args[0]); err != nil {
+			return errorAt(d, err.Error())
+		}
+	}
+	return nil
+}
+
+// sessions sets resumption (see tickets.go).
+func (b *tlsBuild) sessions() error {
+	t := b.t
+	m := sessionMode{tickets: b.tickets, timeout: t.timeout}
+	if m.timeout == 0 {
+		m.timeout = defaultSessionTimeout
+	}
+	for _, d := range t.ticketKeys {
+		key, err := readTicketKey(b.ld.opts, d.Args[0])
+		if err != nil {
+			return errorAt(d, err.Error())
+		}
+		m.keys = append(m.keys, key)
+	}
+	var zone *sessionCache
+	if c := t.cache; c.zone != "" {
+		zone = b.ld.zones[c.zone]
+		switch {
+		case zone == nil:
+			zone = newSessionCache(max(c.size/sharedBytesPerSession, 1))
+			zone.size = c.size
+			b.ld.zones[c.zone] = zone
+		case zone.size != c.size:
+			return errorAt(c.at, fmt.Sprintf("the size %d of shared memory zone %q conflicts with already declared size %d", c.size, c.zone, zone.size))
+		}
+	}
+	if !m.tickets && t.cache.enabled() {
+		m.cache = zone
+		if m.cache == nil {
+			m.cache = newSessionCache(t.cache.builtin)
+		}
+	}
+	m.apply(b.cfg)
+	return nil
+}
+
+// A confCommand is one ssl_conf_command, read when the directive is.
+type confCommand struct {
+	at      *Directive
+	name    string // as OpenSSL spells it
+	ciphers []uint16
+	proto   uint8 // MinProtocol, MaxProtocol; 0 for None
+	curves  []tls.CurveID
+	tickets int8 // Options: 1 for +SessionTicket, -1 for -SessionTicket
+	file    string
+	keyFile string     // for a Certificate: its PrivateKey command's file
+	keyAt   *Directive // and that command
+}
+
+// opensslCommands are the names SSL_CONF_cmd knows in configuration
+// files (SSL_CONF_FLAG_FILE), with OpenSSL's spelling; case does not
+// matter.
+var opensslCommands = []string{
+	"SignatureAlgorithms", "ClientSignatureAlgorithms", "Curves", "Groups", "ECDHParameters",
+	"CipherString", "Ciphersuites", "Protocol", "MinProtocol", "MaxProtocol", "Options", "VerifyMode",
+	"Certificate", "PrivateKey", "ServerInfoFile", "ChainCAPath", "ChainCAFile", "ChainCAStore",
+	"VerifyCAPath", "VerifyCAFile", "VerifyCAStore", "RequestCAFile", "ClientCAFile", "RequestCAPath",
+	"ClientCAPath", "RequestCAStore", "DHParameters", "RecordPadding", "NumTickets",
+}
+
+// opensslOptions are OpenSSL's Options names, each with what crypto/tls
+// does: the values it honours ("+" set, "-" clear, "" neither).
+var opensslOptions = map[string]string{
+	"SessionTicket":               "+-",
+	"ServerPreference":            "+", // always server preference
+	"PrioritizeChaCha":            "+", // crypto/tls does it
+	"Compression":                 "-", // never compresses
+	"NoRenegotiation":             "+", // a crypto/tls server never renegotiates
+	"UnsafeLegacyRenegotiation":   "-",
+	"UnsafeLegacyServerConnect":   "-",
+	"NoResumptionOnRenegotiation": "+",
+	"ExtendedMasterSecret":        "+",
+	"MiddleboxCompat":             "+",
+	"EncryptThenMac":              "-", // crypto/tls has no encrypt-then-MAC
+	"EmptyFragments":              "",
+	"Bugs":                        "",
+	"DHSingle":                    "+", // no DHE at all
+	"ECDHSingle":                  "+", // fresh ECDHE keys every time
+	"AllowNoDHEKEX":               "-",
+	"AntiReplay":                  "+", // no 0-RTT on a crypto/tls server
+	"CANames":                     "",
+	"KTLS":                        "-",
+	"StrictCertCheck":             "",
+	"TxCertificateCompression":    "-",
+	"RxCertificateCompression":    "-",
+	"IgnoreUnexpectedEOF":         "",
+	"ClientRenegotiation":         "-",
+	"LegacyServerConnect":         "-",
+}
+
+// goTLS13Suites are the TLS 1.3 suites crypto/tls always enables.
+var goTLS13Suites = []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+
+func setConfCommand(s *settings, d *Directive) error {
+	if !s.seen[d.Name] {
+		s.ssl.commands = nil
+	}
+	c, err := parseConfCommand(s.tlsLoad, d)
+	if err != nil {
+		return err
+	}
+	s.ssl.commands = append(slices.Clip(s.ssl.commands), c)
+	return nil
+}
+
+// parseConfCommand reads one ssl_conf_command. A name OpenSSL does not
+// know, or a value it would refuse, is an error, as in nginx; a command
+// crypto/tls cannot honour is accepted with a warning.
+func parseConfCommand(ld *tlsLoad, d *Directive) (confCommand, error) {
+	name, value := d.Args[0], d.Args[1]
+	i := slices.IndexFunc(opensslCommands, func(c string) bool { return strings.EqualFold(c, name) })
+	if i < 0 {
+		return confCommand{}, fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: unknown cmd name", name, value)
+	}
+	c := confCommand{at: d, name: opensslCommands[i]}
+	bad := fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: bad value", name, value)
+	switch c.name {
+	case "CipherString":
+		l, err := parseCipherString(value)
+		if err != nil {
+			return c, fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: %w", name, value, err)
+		}
+		ld.warnCiphers(d, l)
+		c.ciphers = l.IDs
+	case "Ciphersuites":
+		names := strings.Split(value, ":")
+		if !slices.Equal(slices.Sorted(slices.Values(names)), goTLS13Suites) {
+			ld.warn(d, "TLS 1.3 suites cannot be chosen: crypto/tls always enables "+strings.Join(goTLS13Suites, " "), "ciphersuites", value)
+		}
+	case "MinProtocol", "MaxProtocol":
+		if value != "None" {
+			bit, ok := protocolBit(value)
+			if !ok || bit == protoSSLv2 {
+				return c, bad
+			}
+			c.proto = bit
+		}
+	case "Groups", "Curves":
+		curves, unknown, err := parseCurves(value)
+		if err != nil || value == "auto" {
+			return c, bad
+		}
+		ld.warnCurves(d, unknown)
+		c.curves = curves
+	case "Options":
+		var ignored []string
+		for _, opt := range strings.Split(value, ",") {
+			opt = strings.TrimSpace(opt)
+			sign := "+"
+			if strings.HasPrefix(opt, "+") || strings.HasPrefix(opt, "-") {
+				sign, opt = opt[:1], opt[1:]
+			}
+			var honoured string
+			var known bool
+			for o, h := range opensslOptions {
+				if strings.EqualFold(o, opt) {
+					opt, honoured, known = o, h, true
+				}
+			}
+			switch {
+			case !known:
+				return c, bad
+			case opt == "SessionTicket" && sign == "+":
+				c.tickets = 1
+			case opt == "SessionTicket":
+				c.tickets = -1
+			case !strings.Contains(honoured, sign):
+				ignored = append(ignored, sign+opt)
+			}
+		}
+		if len(ignored) > 0 {
+			ld.warn(d, "OpenSSL options not honoured by crypto/tls", "options", strings.Join(ignored, " "))
+		}
+	case "Certificate", "PrivateKey":
+		c.file = value
+	default:
+		ld.warn(d, "OpenSSL command not honoured by crypto/tls", "command", c.name)
+	}
+	return c, nil
+}
+
+// commands applies the ssl_conf_command list after the directives, as
+// OpenSSL applies them last.
+func (b *tlsBuild) commands() error {
+	var certs []confCommand // Certificate commands, keys paired
+	for _, c := range b.t.commands {
+		switch c.name {
+		case "CipherString":
+			b.ciphers = c.ciphers
+		case "MinProtocol":
+			b.minProto, b.minAt = c.proto, c.at
+		case "MaxProtocol":
+			b.maxProto, b.maxAt = c.proto, c.at
+		case "Groups", "Curves":
+			b.curves = c.curves
+		case "Options":
+			if c.tickets != 0 {
+				b.tickets = c.tickets > 0
+			}
+		case "Certificate":
+			certs = append(certs, c)
+		case "PrivateKey":
+			if len(certs) == 0 || certs[len(certs)-1].keyFile != "" {
+				return errorAt(c.at, fmt.Sprintf("SSL_CONF_cmd(%q, %q) failed: no Certificate command before it", c.name, c.file))
+			}
+			certs[len(certs)-1].keyFile, certs[len(certs)-1].keyAt = c.file, c.at
+		}
+	}
+	for _, c := range certs {
+		key, keyAt := c.keyFile, c.keyAt
+		if key == "" {
+			key, keyAt = c.file, c.at // OpenSSL then looks for the key in the certificate file
+		}
+		if err := b.addPair(c.at, c.file, keyAt, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
