@@ -25,8 +25,10 @@ import (
 
 // Options tune Load.
 type Options struct {
-	// Prefix is the folder that relative paths (pid, error_log) are taken
-	// from (nginx's -p). Empty means the configuration file's folder.
+	// Prefix is the folder that relative paths (pid, error_log, and the
+	// certificates, keys and other files of the ssl_* directives) are
+	// taken from (nginx's -p). Empty means the configuration file's
+	// folder.
 	Prefix string
 	// Globals are extra top-level directives (nginx's -g), such as
 	// "pid /run/mail.pid; daemon off;".
