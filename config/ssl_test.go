@@ -689,3 +689,41 @@ func TestTLSThroughProxy(t *testing.T) {
 		t.Errorf("capabilities after TLS %q", caps)
 	}
 }
+
+// Resumption through a Proxy's implicit TLS listener, as the directives
+// set it up: by ticket, by the session cache, and not at all.
+func TestSessionResumptionThroughProxy(t *testing.T) {
+	dir := tlsDir(t)
+	for _, tt := range []struct {
+		name, body string
+		resumed    bool
+	}{
+		{"tickets", "", true},
+		{"session cache", "ssl_session_tickets off; ssl_session_cache shared:S:1m;", true},
+		{"neither", "ssl_session_tickets off; ssl_session_cache off;", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "mail {\n" + pair + tt.body + "\nserver { listen 127.0.0.1:0 ssl; protocol imap; }\n}"
+			cfg, err := LoadBytes("proxy.conf", []byte(src), dir, Options{Logger: quiet(), Auth: auth.Static{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: quiet()}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			client := clientConfig(t)
+			client.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			for i := range 2 {
+				c := testutil.DialTLS(t, p.ServerAddrs(0)[0].String(), client)
+				c.Line() // the greeting: a TLS 1.3 ticket comes before it
+				resumed := c.Conn.(*tls.Conn).ConnectionState().DidResume
+				if want := tt.resumed && i == 1; resumed != want {
+					t.Fatalf("connection %d: resumed %v, want %v", i, resumed, want)
+				}
+				c.Conn.Close()
+			}
+		})
+	}
+}
