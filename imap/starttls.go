@@ -1,7 +1,8 @@
 package imap
 
 // startTLS runs "STARTTLS" (RFC 9051 6.2.1): the go-ahead, then the TLS
-// handshake. What the client sent after the command is discarded.
+// handshake. What the client sent after the command is discarded, and so
+// is the ID it gave before.
 func (cl *client) startTLS(tag string, args []token) bool {
 	switch {
 	case !cl.c.CanStartTLS():
@@ -11,5 +12,6 @@ func (cl *client) startTLS(tag string, args []token) bool {
 		cl.c.Reply("%s BAD invalid arguments", tag)
 		return cl.c.Failed()
 	}
+	cl.id = nil
 	return cl.c.StartTLS(tag+" OK Begin TLS negotiation now") == nil
 }

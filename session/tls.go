@@ -281,10 +281,9 @@ func (c *Conn) StartTLS(reply string) error {
 	if err := c.Flush(); err != nil {
 		return err
 	}
-	c.r.Reset(nil) // the injected bytes go with the old reader
 	tc := tls.Server(c.Conn, c.cfg.TLS.Config)
 	c.Conn = tc
-	c.r.Reset(tc)
+	c.r.Reset(tc) // drops what was read past the command: the injected bytes
 	c.w.Reset(tc)
 	return c.startSecure(tc)
 }
