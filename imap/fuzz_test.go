@@ -60,9 +60,12 @@ func FuzzSession(f *testing.F) {
 	}
 	f.Add("a LOGIN {3}\r\nabc {2}\r\nxy\r\n")
 	f.Add("a AUTHENTICATE PLAIN\r\n*\r\n")
+	f.Add("s STARTTLS\r\na LOGIN x y\r\n")
+	tlsConfig := testutil.ServerTLS(f)
 	f.Fuzz(func(t *testing.T, input string) {
 		srv := &Server{
-			Config:       session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)},
+			Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler),
+				TLS: &session.TLS{Config: tlsConfig, StartTLS: session.StartTLSOn}},
 			AuthMethods:  []string{"plain", "login", "cram-md5", "external"},
 			ClientBuffer: 256,
 		}

@@ -25,9 +25,12 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	f.Add("STLS\r\nUSER x\r\n")
+	tlsConfig := testutil.ServerTLS(f)
 	f.Fuzz(func(t *testing.T, input string) {
 		srv := &Server{
-			Config:      session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)},
+			Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler),
+				TLS: &session.TLS{Config: tlsConfig, StartTLS: session.StartTLSOn}},
 			AuthMethods: []string{"plain", "apop", "cram-md5", "external"},
 		}
 		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)

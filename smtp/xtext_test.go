@@ -77,9 +77,12 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	f.Add("EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AHgAeQ==\r\n")
+	tlsConfig := testutil.ServerTLS(f)
 	f.Fuzz(func(t *testing.T, input string) {
 		srv := &Server{
-			Config:      session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)},
+			Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler),
+				TLS: &session.TLS{Config: tlsConfig, StartTLS: session.StartTLSOn}},
 			AuthMethods: []string{"login", "plain", "cram-md5", "external", "none"},
 		}
 		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)

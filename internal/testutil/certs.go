@@ -177,3 +177,10 @@ func Pool(certs ...*Cert) *x509.CertPool {
 	}
 	return p
 }
+
+// ServerTLS returns a server configuration with a certificate of a new
+// test CA, for servers that only need to be able to run a handshake.
+func ServerTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	return &tls.Config{Certificates: []tls.Certificate{NewCA(t, "test CA").Issue(t, CertOptions{}).TLS()}}
+}
