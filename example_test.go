@@ -3,6 +3,7 @@ package mailproxy_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"net"
@@ -65,4 +66,37 @@ func ExampleProxy_Reload() {
 	}
 	fmt.Println("same socket:", before.String() == p.ServerAddrs(0)[0].String())
 	// Output: same socket: true
+}
+
+// lookupCertificate stands for a program's certificate store.
+func lookupCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return nil, fmt.Errorf("no certificate for %q in this example", hello.ServerName)
+}
+
+// TLS: STARTTLS required before any login on 143 (starttls only), implicit
+// TLS on 993 (listen 993 ssl), and client certificates checked when given
+// (ssl_verify_client optional).
+func ExampleProxy_tls() {
+	p := &mailproxy.Proxy{Config: &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+		Name:   "imap",
+		Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0"}, {Address: "127.0.0.1:0", SSL: true}},
+		Server: &imap.Server{Config: session.Config{TLS: &session.TLS{
+			Config:   &tls.Config{GetCertificate: lookupCertificate},
+			StartTLS: session.StartTLSOnly,
+			Verify:   session.VerifyOptional,
+		}}},
+	}}}}
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	c, err := net.Dial("tcp", p.ServerAddrs(0)[0].String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	greeting, _ := bufio.NewReader(c).ReadString('\n')
+	fmt.Print(greeting)
+	// Output: * OK [CAPABILITY IMAP4 IMAP4rev1 UIDPLUS ID SASL-IR LITERAL+ STARTTLS LOGINDISABLED] IMAP4 ready
 }
