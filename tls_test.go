@@ -335,6 +335,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	good := f.ca.Issue(t, testutil.CertOptions{Client: true, Subject: pkix.Name{CommonName: "alice", Organization: []string{"Example, Inc."}}})
 	expired := f.ca.Issue(t, testutil.CertOptions{Client: true, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
 	stranger := other.Issue(t, testutil.CertOptions{Client: true})
+	selfSigned := testutil.NewCA(t, "myself")
 	deep := inter.Issue(t, testutil.CertOptions{Client: true})
 	revoked := f.ca.Issue(t, testutil.CertOptions{Client: true})
 	crl := revocationList(t, f.ca, revoked)
@@ -357,7 +358,8 @@ func TestTLSClientCertificates(t *testing.T) {
 		{"optional, none", session.VerifyOptional, 0, nil, "* OK", "NONE"},
 		{"optional, expired", session.VerifyOptional, 0, []*testutil.Cert{expired}, dialogues[0].badCert, ""},
 		{"optional_no_ca, unknown CA", session.VerifyOptionalNoCA, 0, []*testutil.Cert{stranger}, "* OK", "FAILED:unable to get local issuer certificate"},
-		{"optional_no_ca, expired", session.VerifyOptionalNoCA, 0, []*testutil.Cert{expired}, "* OK", "FAILED:certificate has expired"},
+		{"optional_no_ca, self-signed", session.VerifyOptionalNoCA, 0, []*testutil.Cert{selfSigned}, "* OK", "FAILED:self-signed certificate"},
+		{"optional_no_ca, expired", session.VerifyOptionalNoCA, 0, []*testutil.Cert{expired}, dialogues[0].badCert, ""},
 		{"off, valid", session.VerifyOff, 0, []*testutil.Cert{good}, "* OK", ""},
 	}
 	d := dialogues[0]

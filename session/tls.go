@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
@@ -132,17 +133,29 @@ func (t *TLS) clientInfo(chain []*x509.Certificate) *auth.TLSInfo {
 }
 
 // refuse returns the error that ends a session after the certificate
-// check verify, or nil when the session goes on.
+// check verify, or nil when the session goes on. As in nginx,
+// optional_no_ca forgives only a chain that does not reach a trusted CA.
 func (t *TLS) refuse(chain []*x509.Certificate, verify string) error {
+	reason, failed := strings.CutPrefix(verify, "FAILED:")
 	switch {
-	case t.Verify == VerifyOff || t.Verify == VerifyOptionalNoCA:
+	case t.Verify == VerifyOff:
 		return nil
+	case failed && !(t.Verify == VerifyOptionalNoCA && issuerUnknown[reason]):
+		return fmt.Errorf("%w: %s", ErrBadClientCert, reason)
 	case len(chain) == 0 && t.Verify == VerifyOn:
 		return ErrNoClientCert
-	case len(chain) > 0 && verify != "SUCCESS":
-		return fmt.Errorf("%w: %s", ErrBadClientCert, verify)
 	}
 	return nil
+}
+
+// issuerUnknown are the verification failures that optional_no_ca
+// forgives (nginx's ngx_ssl_verify_error_optional).
+var issuerUnknown = map[string]bool{
+	"self-signed certificate":                      true,
+	"self-signed certificate in certificate chain": true,
+	"unable to get issuer certificate":             true,
+	"unable to get local issuer certificate":       true,
+	"unable to verify the first certificate":       true,
 }
 
 // verify checks a client chain (the client's certificate first, then the
