@@ -654,15 +654,7 @@ func TestTLSThroughProxy(t *testing.T) {
 		server { listen 127.0.0.1:0 ssl; protocol imap; }
 		server { listen 127.0.0.1:0; protocol imap; starttls only; }
 	}`
-	cfg, err := LoadBytes("proxy.conf", []byte(src), dir, Options{Logger: quiet(), Auth: auth.Static{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: quiet()}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := startProxy(t, dir, src)
 
 	c := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
 	tc := tls.Client(c.Conn, clientConfig(t))
@@ -690,6 +682,22 @@ func TestTLSThroughProxy(t *testing.T) {
 	}
 }
 
+// startProxy loads src, with its files in dir, and runs it until the
+// test ends.
+func startProxy(t *testing.T, dir, src string) *mailproxy.Proxy {
+	t.Helper()
+	cfg, err := LoadBytes("proxy.conf", []byte(src), dir, Options{Logger: quiet(), Auth: auth.Static{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: quiet()}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
 // Resumption through a Proxy's implicit TLS listener, as the directives
 // set it up: by ticket, by the session cache, and not at all.
 func TestSessionResumptionThroughProxy(t *testing.T) {
@@ -704,15 +712,7 @@ func TestSessionResumptionThroughProxy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := "mail {\n" + pair + tt.body + "\nserver { listen 127.0.0.1:0 ssl; protocol imap; }\n}"
-			cfg, err := LoadBytes("proxy.conf", []byte(src), dir, Options{Logger: quiet(), Auth: auth.Static{}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: quiet()}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
+			p := startProxy(t, dir, src)
 			client := clientConfig(t)
 			client.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 			for i := range 2 {

@@ -6,33 +6,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailproxy/mailproxy/internal/testutil"
 )
-
-// fakeClock is a server clock the test moves.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // resumes connects twice with one client session cache and reports
 // whether the second connection resumed the first one's session. The
 // clock, when set, moves by wait between the two.
-func resumes(t *testing.T, first, second *tls.Config, version uint16, clock *fakeClock, wait time.Duration) bool {
+func resumes(t *testing.T, first, second *tls.Config, version uint16, clock *testutil.Clock, wait time.Duration) bool {
 	t.Helper()
 	client := clientConfig(t)
 	client.MaxVersion = version
@@ -45,7 +28,7 @@ func resumes(t *testing.T, first, second *tls.Config, version uint16, clock *fak
 		t.Fatal("the first connection resumed")
 	}
 	if clock != nil {
-		clock.Add(wait)
+		clock.Advance(wait)
 	}
 	st, err = dialTLS(t, serveTLS(t, second), client)
 	if err != nil {
@@ -81,7 +64,7 @@ func TestSessionResumption(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tls.VersionName(version)+"/"+tt.name, func(t *testing.T) {
 				cfg := mustTLS(t, dir, pair+tt.body+"\nserver { listen 993 ssl; }")[0].Config
-				clock := &fakeClock{now: time.Now()}
+				clock := testutil.NewClock(time.Now())
 				cfg.Time = clock.Now
 				if got := resumes(t, cfg, cfg, version, clock, tt.wait); got != tt.resumed {
 					t.Errorf("resumed %v, want %v", got, tt.resumed)

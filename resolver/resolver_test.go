@@ -10,29 +10,11 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailproxy/mailproxy/internal/testutil"
 )
 
-// clock is a settable time for the cache tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// newTestResolver builds a Resolver on a fake clock, closed when the test
-// ends. A zero Timeout becomes 2s.
-func newTestResolver(t testing.TB, cfg Config) (*Resolver, *clock) {
+func newTestResolver(t testing.TB, cfg Config) (*Resolver, *testutil.Clock) {
 	t.Helper()
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Second
@@ -41,7 +23,7 @@ func newTestResolver(t testing.TB, cfg Config) (*Resolver, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{now: time.Unix(1e9, 0)}
+	c := testutil.NewClock(time.Unix(1e9, 0))
 	r.now = c.Now
 	t.Cleanup(func() { r.Close() })
 	return r, c
