@@ -2,12 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
@@ -80,8 +88,13 @@ func (d *demo) authenticate(_ context.Context, req *auth.Request) (*auth.Result,
 
 // config builds the demo proxy in Go, as a program embedding the library
 // would.
-func (d *demo) config() *mailproxy.Config {
-	core := session.Config{ServerName: "mailproxy.demo", Auth: auth.AuthenticatorFunc(d.authenticate), Logger: d.log}
+func (d *demo) config() (*mailproxy.Config, error) {
+	cert, err := selfSigned("mailproxy.demo")
+	if err != nil {
+		return nil, err
+	}
+	core := session.Config{ServerName: "mailproxy.demo", Auth: auth.AuthenticatorFunc(d.authenticate), Logger: d.log,
+		TLS: &session.TLS{Config: &tls.Config{Certificates: []tls.Certificate{cert}}, StartTLS: session.StartTLSOn}}
 	listen := func(port int) []mailproxy.ListenConfig {
 		return []mailproxy.ListenConfig{{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}}
 	}
@@ -89,7 +102,28 @@ func (d *demo) config() *mailproxy.Config {
 		{Name: "demo imap", Listen: listen(d.ports[0]), Server: &imap.Server{Config: core}},
 		{Name: "demo pop3", Listen: listen(d.ports[1]), Server: &pop3.Server{Config: core}},
 		{Name: "demo smtp", Listen: listen(d.ports[2]), Server: &smtp.Server{Config: core, Capabilities: []string{"8BITMIME"}}},
-	}}
+	}}, nil
+}
+
+// selfSigned makes the demo's certificate, for STARTTLS: a new ECDSA key
+// and a self-signed certificate for name, localhost and 127.0.0.1, valid
+// for a day. Clients must be told not to verify it (curl -k).
+func selfSigned(name string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name, "localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, err
 }
 
 // banner tells a person where the demo listens and how to try it.
@@ -104,6 +138,7 @@ try:
   curl -v imap://%s/ -u %s:%s
   curl -v pop3://%s/1 -u %s:%s
   curl -v smtp://%s/ --mail-from demo@example.org --mail-rcpt demo@example.org -T message.txt -u %s:%s
+STARTTLS (STLS) is offered with a self-signed certificate: add --ssl-reqd -k
 stop with Ctrl-C
 `, addr(0), addr(1), addr(2), demoUser, demoPassword,
 		addr(0), demoUser, demoPassword, addr(1), demoUser, demoPassword, addr(2), demoUser, demoPassword)

@@ -172,9 +172,14 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		return 1
 	}
 	defer d.Close()
-	p := &mailproxy.Proxy{Config: d.config(), Logger: log}
+	cfg, err := d.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "mailproxy: [emerg] demo certificate: %v\n", err)
+		return 1
+	}
+	p := &mailproxy.Proxy{Config: cfg, Logger: log}
 	started := func() { d.banner(stdout, p) }
-	return serve(p, func() (*mailproxy.Config, error) { return d.config(), nil }, log, sigs, started)
+	return serve(p, d.config, log, sigs, started)
 }
 
 // serve starts p, calls started, and then serves until a signal stops it
