@@ -159,7 +159,8 @@ func TestSessionCacheBounds(t *testing.T) {
 	}
 }
 
-// The openssl command resumes a session with -sess_out then -sess_in.
+// The openssl command resumes a session with -sess_out then -sess_in,
+// through a Proxy's implicit TLS listener.
 func TestOpenSSLResumption(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl is not installed")
@@ -172,7 +173,8 @@ func TestOpenSSLResumption(t *testing.T) {
 		{"cache TLS 1.3", "ssl_session_tickets off; ssl_session_cache shared:S:1m;", "-tls1_3"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := serveTLS(t, mustTLS(t, dir, pair+tt.body+"\nserver { listen 993 ssl; }")[0].Config)
+			p := startProxy(t, dir, "mail {\n"+pair+tt.body+"\nserver { listen 127.0.0.1:0 ssl; protocol imap; }\n}")
+			addr := p.ServerAddrs(0)[0].String()
 			sess := filepath.Join(t.TempDir(), "session.pem")
 			run := func(args ...string) string {
 				cmd := exec.Command("openssl", append([]string{"s_client", "-connect", addr, "-servername", "localhost",
