@@ -36,14 +36,19 @@ func ExampleProxy() {
 	}
 	defer p.Close()
 
-	c, err := net.Dial("tcp", p.ServerAddrs(0)[0].String())
+	printGreeting(p.ServerAddrs(0)[0].String())
+	// Output: * OK [CAPABILITY IMAP4rev1 IDLE ID SASL-IR LITERAL+ AUTH=PLAIN] IMAP4 ready
+}
+
+// printGreeting connects to addr and prints the first line it gets.
+func printGreeting(addr string) {
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 	greeting, _ := bufio.NewReader(c).ReadString('\n')
 	fmt.Print(greeting)
-	// Output: * OK [CAPABILITY IMAP4rev1 IDLE ID SASL-IR LITERAL+ AUTH=PLAIN] IMAP4 ready
 }
 
 // Reload replaces the configuration while sessions go on.
@@ -91,12 +96,6 @@ func ExampleProxy_tls() {
 	}
 	defer p.Close()
 
-	c, err := net.Dial("tcp", p.ServerAddrs(0)[0].String())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
-	greeting, _ := bufio.NewReader(c).ReadString('\n')
-	fmt.Print(greeting)
+	printGreeting(p.ServerAddrs(0)[0].String())
 	// Output: * OK [CAPABILITY IMAP4 IMAP4rev1 UIDPLUS ID SASL-IR LITERAL+ STARTTLS LOGINDISABLED] IMAP4 ready
 }
