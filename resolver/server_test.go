@@ -115,20 +115,33 @@ func newTestServer(t testing.TB, opts ...serverOption) *testServer {
 		k := zoneKey(rr.Header().Name, rr.Header().Rrtype)
 		s.zone[k] = append(s.zone[k], rr)
 	}
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(s.host, "0"))
-	if err != nil {
-		t.Skipf("no UDP on %s: %v", s.host, err)
-	}
+	pc, l := listenUDPAndTCP(t, s.host)
 	s.addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
 	s.serve(t, &dns.Server{PacketConn: pc})
 	s.serve(t, &dns.Server{Listener: l})
 	t.Cleanup(func() { close(s.done) })
 	return s
+}
+
+// listenUDPAndTCP opens a UDP and a TCP socket on one free port of host.
+// The kernel picks the UDP port, which may be taken for TCP: then it tries
+// another, a few times.
+func listenUDPAndTCP(t testing.TB, host string) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var err error
+	for range 20 {
+		pc, perr := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+		if perr != nil {
+			t.Skipf("no UDP on %s: %v", host, perr)
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, l
+		}
+		pc.Close()
+	}
+	t.Fatal(err)
+	return nil, nil
 }
 
 // serve runs srv until the test ends.
