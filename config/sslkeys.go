@@ -81,14 +81,24 @@ func readPasswords(opts Options, v string) ([]string, error) {
 // loadCertChain reads a certificate file: the server's certificate, then
 // the intermediates of its chain.
 func loadCertChain(opts Options, v string) ([]*x509.Certificate, error) {
-	b, err := readSSLFile(opts, v, true)
+	return readCertificates(opts, v, true, "certificate")
+}
+
+// readCertificates reads the certificates of a file (or, with data, of a
+// "data:" value), naming what they are in the error.
+func readCertificates(opts Options, v string, data bool, what string) ([]*x509.Certificate, error) {
+	b, err := readSSLFile(opts, v, data)
 	if err == nil {
 		var certs []*x509.Certificate
 		if certs, err = parseCertificates(b); err == nil {
 			return certs, nil
 		}
 	}
-	return nil, fmt.Errorf("cannot load certificate %q: %w", fileLabel(v), err)
+	label := v
+	if data {
+		label = fileLabel(v)
+	}
+	return nil, fmt.Errorf("cannot load %s %q: %w", what, label, err)
 }
 
 // loadPrivateKey reads a key file, decrypting the key with the passwords
@@ -371,14 +381,7 @@ func unpad(b []byte, size int) ([]byte, error) {
 // loadCAs reads the certificates of ssl_client_certificate or
 // ssl_trusted_certificate.
 func loadCAs(opts Options, v string) ([]*x509.Certificate, error) {
-	b, err := readSSLFile(opts, v, false)
-	if err == nil {
-		var certs []*x509.Certificate
-		if certs, err = parseCertificates(b); err == nil {
-			return certs, nil
-		}
-	}
-	return nil, fmt.Errorf("cannot load CA certificates %q: %w", v, err)
+	return readCertificates(opts, v, false, "CA certificates")
 }
 
 // loadCRLs reads the X509 CRL blocks of an ssl_crl file.
