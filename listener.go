@@ -8,17 +8,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailproxy/mailproxy/session"
 )
 
-// Listener is a net.Listener that knows the listen parameters it was opened
-// with. The connections it hands out report the real client address in
-// RemoteAddr. On a listener of implicit TLS (SSL) they are plain, and the
-// Server runs the handshake with its own certificates.
+// Listener is what a [Proxy] passes to a [Server]: the connections
+// accepted for one listen directive, which knows its parameters.
 //
-// Any net.Listener can be served by a [Server]; Listener is what [Proxy]
-// passes to them, so that a handler can look at its parameters.
+// It is a session.Listener, the interface through which the protocol
+// servers learn how the connections start: with a PROXY protocol header
+// (ProxyProtocol) or a TLS handshake (ImplicitTLS). The connections are
+// handed out as accepted, and the Server reads the header and runs the
+// handshake with its own settings (RealIP, TLS) in the session. Any
+// net.Listener can be served by a Server; a plain one serves plain
+// connections.
 type Listener interface {
-	net.Listener
+	session.Listener
 	// ListenConfig returns the parameters of the listen directive.
 	ListenConfig() ListenConfig
 }
@@ -182,8 +187,6 @@ type listener struct {
 	addr   net.Addr
 	config ListenConfig
 	once   sync.Once
-	// wrap, when set, wraps each connection (PROXY protocol).
-	wrap func(net.Conn) net.Conn
 }
 
 func newListener(addr net.Addr, lc ListenConfig) *listener {
@@ -193,9 +196,6 @@ func newListener(addr net.Addr, lc ListenConfig) *listener {
 func (l *listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
-		if l.wrap != nil {
-			c = l.wrap(c)
-		}
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed
@@ -212,7 +212,11 @@ func (l *listener) Addr() net.Addr             { return l.addr }
 func (l *listener) ListenConfig() ListenConfig { return l.config }
 
 // ImplicitTLS reports whether the connections start with a TLS handshake
-// (listen … ssl): the protocol servers wrap them in their TLS settings.
+// (listen … ssl).
 func (l *listener) ImplicitTLS() bool { return l.config.SSL }
+
+// ProxyProtocol reports whether the connections start with a PROXY
+// protocol header (listen … proxy_protocol).
+func (l *listener) ProxyProtocol() bool { return l.config.ProxyProtocol }
 
 var _ Listener = (*listener)(nil)

@@ -33,7 +33,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/session"
@@ -57,9 +56,33 @@ type Server interface {
 // after Shutdown or Close.
 var ErrProxyClosed = errors.New("mailproxy: proxy closed")
 
-// Config is a whole proxy: every server block.
+// Config is a whole proxy: every server block, and what they share.
 type Config struct {
 	Servers []ServerConfig
+	// Resources are what the Servers share and must be closed after them,
+	// such as the connection pool of an auth.HTTP. A Proxy closes them
+	// when it is done with the Config: after a Reload replaced it, once
+	// its sessions have ended (keeping those the new Config lists too),
+	// and after Shutdown or Close. The config package puts here what Load
+	// creates.
+	Resources []io.Closer
+}
+
+// Close closes the Resources of a Config that no Proxy runs: one that
+// failed Check, Start or Reload, or was only checked.
+func (c *Config) Close() error {
+	return closeResources(c.Resources, nil)
+}
+
+// closeResources closes each of rs that keep does not list.
+func closeResources(rs, keep []io.Closer) error {
+	var errs []error
+	for _, r := range rs {
+		if !slices.Contains(keep, r) {
+			errs = append(errs, r.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ServerConfig is one server block: a protocol handler and where it listens.
@@ -68,14 +91,10 @@ type ServerConfig struct {
 	Name string
 	// Listen lists the listen directives; at least one is needed.
 	Listen []ListenConfig
-	// Server is the protocol handler.
+	// Server is the protocol handler. It reads the PROXY protocol headers
+	// of listens with ProxyProtocol, and runs the handshakes of those with
+	// SSL, with its own settings.
 	Server Server
-	// RealIP says whose PROXY protocol headers set the client address
-	// (set_real_ip_from), on listens with ProxyProtocol.
-	RealIP RealIP
-	// HeaderTimeout bounds the wait for a PROXY protocol header; zero
-	// means DefaultHeaderTimeout. The config package sets it to timeout.
-	HeaderTimeout time.Duration
 }
 
 // Proxy runs the Servers of a Config on their sockets.
@@ -92,12 +111,16 @@ type Proxy struct {
 	sockets map[string]*socket
 	servers []Server // the current generation
 	retired []Server // previous generations, still draining
-	started bool
-	closed  bool
-	done    chan struct{}
-	serving sync.WaitGroup
-	errOnce sync.Once
-	err     error
+	// draining counts the previous generations whose Resources are not
+	// closed yet.
+	draining sync.WaitGroup
+	released sync.Once // the running Config's Resources are closed
+	started  bool
+	closed   bool
+	done     chan struct{}
+	serving  sync.WaitGroup
+	errOnce  sync.Once
+	err      error
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -167,22 +190,32 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) error {
 	if !p.started || p.closed {
 		return errors.New("mailproxy: proxy not running")
 	}
-	old := p.servers
+	old, oldServers := p.Config, p.servers
 	if err := p.apply(ctx, cfg); err != nil {
 		return err
 	}
 	p.Config = cfg
-	p.retire(old)
+	p.retire(old, oldServers)
 	return nil
 }
 
 // retire shuts the old Servers down in the background: they stop accepting
-// at once and drain until their sessions end.
-func (p *Proxy) retire(old []Server) {
-	p.retired = append(p.retired, old...)
-	for _, s := range old {
-		go s.Shutdown(context.Background())
-	}
+// at once and drain until their sessions end. Then the old Config's
+// Resources are closed, but for those the running Config has too. The
+// caller holds p.mu.
+func (p *Proxy) retire(old *Config, servers []Server) {
+	p.retired = append(p.retired, servers...)
+	keep := p.Config.Resources
+	p.draining.Go(func() {
+		var g sync.WaitGroup
+		for _, s := range servers {
+			g.Go(func() { s.Shutdown(context.Background()) })
+		}
+		g.Wait()
+		if err := closeResources(old.Resources, keep); err != nil {
+			p.logger().Warn("closing the resources of a replaced configuration", "err", err)
+		}
+	})
 }
 
 // apply opens the sockets of cfg that are not open yet, routes every socket
@@ -205,7 +238,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 	byServer := make([][]*listener, len(cfg.Servers))
 	for key, sp := range plan {
 		s := p.sockets[key]
-		s.setRoutes(sp, cfg, byServer)
+		s.setRoutes(sp, byServer)
 	}
 	for key, s := range p.sockets {
 		if _, ok := plan[key]; !ok {
@@ -281,8 +314,25 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		g.Go(func() { errs[i] = s.Shutdown(ctx) })
 	}
 	g.Wait()
+	return errors.Join(append(errs, p.release())...)
+}
+
+// release waits for the accept loops and the previous generations to end,
+// and closes the running Config's Resources: the last step of Shutdown
+// and Close, once every Server has ended.
+func (p *Proxy) release() error {
 	p.serving.Wait()
-	return errors.Join(errs...)
+	p.draining.Wait()
+	var err error
+	p.released.Do(func() {
+		p.mu.Lock()
+		cfg, started := p.Config, p.started
+		p.mu.Unlock()
+		if started {
+			err = cfg.Close()
+		}
+	})
+	return err
 }
 
 // Close closes every socket and session at once. Servers that implement
@@ -299,8 +349,7 @@ func (p *Proxy) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	p.serving.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, p.release())...)
 }
 
 // stop closes the sockets and returns every Server, old and current.

@@ -22,9 +22,9 @@ func TestProxyProtocolToDovecot(t *testing.T) {
 	d := testutil.StartDovecot(t)
 	lc := mailproxy.ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true}
 	p := start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
-		Name: "pp", Listen: []mailproxy.ListenConfig{lc}, RealIP: loopback,
+		Name: "pp", Listen: []mailproxy.ListenConfig{lc},
 		Server: &imap.Server{Config: session.Config{
-			SendProxyProtocol: 1, Logger: testutil.Discard,
+			SendProxyProtocol: 1, Logger: testutil.Discard, RealIP: loopback,
 			Auth: auth.Static{d.User: {Password: d.Password, Backend: d.IMAPProxyAddr}},
 		}},
 	}}})

@@ -38,7 +38,7 @@ import (
 const clientSource = "127.0.0.2"
 
 // haproxyOnly trusts HAProxy's address, 127.0.0.1, and no other.
-var haproxyOnly = mailproxy.RealIP{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+var haproxyOnly = session.RealIP{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
 
 // protocols has what the tests need of each protocol: its server, and a
 // login that recordingAuth refuses (none for SMTP, which these tests only
@@ -110,10 +110,11 @@ func TestHAProxyClientAddress(t *testing.T) {
 	frontends := make([]testutil.HAProxyFrontend, len(tests))
 	for i, tt := range tests {
 		recs[i] = &recordingAuth{}
-		blocks[i] = mailproxy.ServerConfig{Server: protocols[tt.proto].server(session.Config{Auth: recs[i], Logger: testutil.Discard})}
+		cfg := session.Config{Auth: recs[i], Logger: testutil.Discard}
 		if tt.trusted {
-			blocks[i].RealIP = haproxyOnly
+			cfg.RealIP = haproxyOnly
 		}
+		blocks[i] = mailproxy.ServerConfig{Server: protocols[tt.proto].server(cfg)}
 		frontends[i] = testutil.HAProxyFrontend{Options: tt.send}
 	}
 	h := behindHAProxy(t, blocks, frontends)
@@ -149,7 +150,7 @@ func TestHAProxyHealthCheck(t *testing.T) {
 	blocks := make([]mailproxy.ServerConfig, len(backends))
 	frontends := make([]testutil.HAProxyFrontend, len(backends))
 	for i, b := range backends {
-		blocks[i] = mailproxy.ServerConfig{RealIP: haproxyOnly, Server: protocols[b.proto].server(session.Config{Auth: rec, Logger: testutil.Discard})}
+		blocks[i] = mailproxy.ServerConfig{Server: protocols[b.proto].server(session.Config{Auth: rec, Logger: testutil.Discard, RealIP: haproxyOnly})}
 		if len(checks[b.name]) == 0 {
 			t.Fatalf("no tcp-check lines in backend %s of the example", b.name)
 		}
@@ -258,14 +259,14 @@ func writeSelfSigned(t *testing.T, path string) {
 // (proxy_protocol on), and Dovecot logs it.
 func TestHAProxyToDovecot(t *testing.T) {
 	d := testutil.StartDovecot(t)
-	cfg := session.Config{SendProxyProtocol: 1, Logger: testutil.Discard}
+	cfg := session.Config{SendProxyProtocol: 1, Logger: testutil.Discard, RealIP: haproxyOnly}
 	imapCfg, pop3Cfg := cfg, cfg
 	imapCfg.Auth = auth.Static{d.User: {Password: d.Password, Backend: d.IMAPProxyAddr}}
 	pop3Cfg.Auth = auth.Static{d.User: {Password: d.Password, Backend: d.POP3ProxyAddr}}
 	h := behindHAProxy(t,
 		[]mailproxy.ServerConfig{
-			{RealIP: haproxyOnly, Server: &imap.Server{Config: imapCfg}},
-			{RealIP: haproxyOnly, Server: &pop3.Server{Config: pop3Cfg}},
+			{Server: &imap.Server{Config: imapCfg}},
+			{Server: &pop3.Server{Config: pop3Cfg}},
 		},
 		[]testutil.HAProxyFrontend{{Options: "send-proxy-v2"}, {Options: "send-proxy"}})
 

@@ -48,12 +48,12 @@ func (r *recordingAuth) last() auth.Request {
 	return r.reqs[len(r.reqs)-1]
 }
 
-func proxyProtocolServer(t *testing.T, a auth.Authenticator, realIP mailproxy.RealIP, headerTimeout time.Duration) string {
+func proxyProtocolServer(t *testing.T, a auth.Authenticator, realIP session.RealIP, timeout time.Duration) string {
 	t.Helper()
 	lc := mailproxy.ListenConfig{Address: "127.0.0.1:0", ProxyProtocol: true}
 	p := start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
-		Name: "pp", Listen: []mailproxy.ListenConfig{lc}, RealIP: realIP, HeaderTimeout: headerTimeout,
-		Server: &imap.Server{Config: session.Config{Auth: a, Logger: testutil.Discard}},
+		Name: "pp", Listen: []mailproxy.ListenConfig{lc},
+		Server: &imap.Server{Config: session.Config{Auth: a, Logger: testutil.Discard, RealIP: realIP, Timeout: timeout}},
 	}}})
 	return p.ServerAddrs(0)[0].String()
 }
@@ -66,7 +66,7 @@ func header(version byte, command proxyproto.ProtocolVersionAndCommand) []byte {
 	return b
 }
 
-var loopback = mailproxy.RealIP{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+var loopback = session.RealIP{From: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 
 // The header's address becomes the client's only from a trusted peer
 // (set_real_ip_from); the auth service gets the header's addresses either
@@ -75,13 +75,13 @@ func TestProxyProtocolClientAddress(t *testing.T) {
 	tests := []struct {
 		name       string
 		header     []byte
-		realIP     mailproxy.RealIP
+		realIP     session.RealIP
 		wantClient string
 		wantProxy  string // the header's source, "" for none
 	}{
 		{"v1 from a trusted peer", header(1, proxyproto.PROXY), loopback, "192.0.2.7:5555", "192.0.2.7:5555"},
 		{"v2 from a trusted peer", header(2, proxyproto.PROXY), loopback, "192.0.2.7:5555", "192.0.2.7:5555"},
-		{"v2 from an untrusted peer", header(2, proxyproto.PROXY), mailproxy.RealIP{}, "127.0.0.1", "192.0.2.7:5555"},
+		{"v2 from an untrusted peer", header(2, proxyproto.PROXY), session.RealIP{}, "127.0.0.1", "192.0.2.7:5555"},
 		{"v2 LOCAL keeps the peer", header(2, proxyproto.LOCAL), loopback, "127.0.0.1", ""},
 	}
 	for _, tt := range tests {

@@ -505,8 +505,8 @@ func TestTLSBehindProxyProtocol(t *testing.T) {
 	a := &routeAuth{backend: backends.imap.Addr}
 	settings := &session.TLS{Config: &tls.Config{Certificates: []tls.Certificate{f.server}}}
 	p := start(t, &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
-		Name: "imap", Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0", SSL: true, ProxyProtocol: true}}, RealIP: loopback,
-		Server: dialogues[0].server(session.Config{Auth: a, Logger: testutil.Discard, TLS: settings}),
+		Name: "imap", Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0", SSL: true, ProxyProtocol: true}},
+		Server: dialogues[0].server(session.Config{Auth: a, Logger: testutil.Discard, TLS: settings, RealIP: loopback}),
 	}}})
 	c := testutil.Dial(t, "tcp", p.ServerAddrs(0)[0].String())
 	if _, err := c.Conn.Write(header(2, proxyproto.PROXY)); err != nil {

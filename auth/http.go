@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/mailproxy/mailproxy/internal/clock"
 )
 
 // DefaultHTTPTimeout is the default auth_http_timeout.
@@ -55,6 +58,7 @@ type HTTP struct {
 	target *target
 	err    error
 	client *http.Client
+	closed atomic.Bool
 }
 
 var _ Authenticator = (*HTTP)(nil)
@@ -128,6 +132,22 @@ func (h *HTTP) init() {
 	}
 }
 
+// Close closes the connections kept open to the service. A request made
+// after Close, or still running then, closes its connection when it is
+// done: a closed HTTP keeps nothing open.
+func (h *HTTP) Close() error {
+	h.closed.Store(true)
+	h.closeIdle()
+	return nil
+}
+
+// closeIdle closes the idle connections kept for reuse.
+func (h *HTTP) closeIdle() {
+	if h.Check() == nil {
+		h.client.CloseIdleConnections()
+	}
+}
+
 func (h *HTTP) logger() *slog.Logger {
 	if h.Logger == nil {
 		return slog.Default()
@@ -158,23 +178,11 @@ func (h *HTTP) Authenticate(ctx context.Context, req *Request) (*Result, error) 
 		if !wait {
 			return res, nil
 		}
-		if err := sleep(ctx, res.Wait); err != nil {
+		if err := clock.Sleep(ctx, res.Wait); err != nil {
 			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("%w: auth http server said WAIT %d times", ErrUnavailable, maxWaitRounds)
-}
-
-// sleep waits for d, or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // ask makes one request. wait reports "Auth-Status: WAIT": ask again after
@@ -188,12 +196,16 @@ func (h *HTTP) ask(ctx context.Context, req *Request) (res *Result, wait bool, e
 	}
 	hreq.Host = h.target.host
 	hreq.Header = requestHeader(req, h.Header, h.PassClientCert)
+	hreq.Close = h.closed.Load()
 	resp, err := h.client.Do(hreq)
 	if err != nil {
 		return nil, false, err
 	}
-	defer resp.Body.Close()
 	io.CopyN(io.Discard, resp.Body, maxResponseBody)
+	resp.Body.Close()
+	if h.closed.Load() {
+		h.closeIdle() // a request that ran across Close
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, false, fmt.Errorf("auth http server returned status %d", resp.StatusCode)
 	}

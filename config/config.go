@@ -53,6 +53,11 @@ type Config struct {
 	PID string
 }
 
+// Close closes what Load created for the configuration (the auth_http
+// clients' connections), for a Config that no Proxy runs. A Proxy that
+// runs Proxy closes them itself when it is done with it.
+func (c *Config) Close() error { return c.Proxy.Close() }
+
 // Load reads the configuration file at path.
 func Load(path string, opts Options) (*Config, error) {
 	top, err := ParseFile(path)
@@ -185,6 +190,9 @@ func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
 		}
 		cfg.Servers = append(cfg.Servers, sc)
 	}
+	for _, c := range clients {
+		cfg.Resources = append(cfg.Resources, c)
+	}
 	return cfg, nil
 }
 
@@ -228,7 +236,7 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 		}
 	}
 	warnPending(opts.Logger, ownPending(base.pending, s.pending))
-	sc := mailproxy.ServerConfig{Name: block.Pos(), Listen: s.listen, RealIP: s.realIP, HeaderTimeout: s.core.Timeout}
+	sc := mailproxy.ServerConfig{Name: block.Pos(), Listen: s.listen}
 	if len(s.listen) == 0 {
 		return sc, errorAt(block, "no \"listen\" is defined for server")
 	}
@@ -270,7 +278,7 @@ func (s *settings) detectProtocol() error {
 		return nil
 	}
 	for _, lc := range s.listen {
-		if p := mailproxy.ProtocolForAddress(lc.Address); p != "" {
+		if p := protocolForAddress(lc.Address); p != "" {
 			s.protocol = p
 			return nil
 		}

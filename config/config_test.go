@@ -67,7 +67,7 @@ func TestLoadFullNginxConf(t *testing.T) {
 	if !reflect.DeepEqual(im.AuthMethods, []string{"plain", "login"}) {
 		t.Errorf("imap_auth %q", im.AuthMethods)
 	}
-	if im.ServerName != "mail.example.org" || !im.PassErrorMessage {
+	if im.Config.ServerName != "mail.example.org" || !im.Config.PassErrorMessage {
 		t.Errorf("inherited settings not applied: %+v", im.Config)
 	}
 	for _, s := range servers {
@@ -101,16 +101,17 @@ func TestLoadDirectives(t *testing.T) {
 					ProxyTimeout: 2 * time.Hour, ProxyBuffer: 8 << 10, PassErrorMessage: true}
 				got := coreOf(s.Server)
 				got.Logger, got.Auth = nil, nil
-				if got != want {
+				if !reflect.DeepEqual(got, want) {
 					t.Errorf("got %+v\nwant %+v", got, want)
 				}
 			}},
 		{"PROXY protocol", `server { listen 1143 proxy_protocol; protocol imap; proxy_protocol on; timeout 7s;
 			set_real_ip_from 10.0.0.0/8; set_real_ip_from 2001:db8::1; set_real_ip_from unix:; }`,
 			func(t *testing.T, s mailproxy.ServerConfig) {
-				want := mailproxy.RealIP{From: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}, Unix: true}
-				if !reflect.DeepEqual(s.RealIP, want) || s.HeaderTimeout != 7*time.Second || coreOf(s.Server).SendProxyProtocol != 1 || !s.Listen[0].ProxyProtocol {
-					t.Errorf("got %+v, send %d", s, coreOf(s.Server).SendProxyProtocol)
+				want := session.RealIP{From: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::1/128")}, Unix: true}
+				core := coreOf(s.Server)
+				if !reflect.DeepEqual(core.RealIP, want) || core.Timeout != 7*time.Second || core.SendProxyProtocol != 1 || !s.Listen[0].ProxyProtocol {
+					t.Errorf("got %+v, core %+v", s, core)
 				}
 			}},
 		{"max_errors 0 closes at the first error", `server { listen 1143; protocol imap; max_errors 0; }`,
@@ -189,17 +190,17 @@ func TestInheritance(t *testing.T) {
 		max_errors 7; # after the servers, still inherited (nginx merges after reading)
 	`)
 	first, second := servers[0].Server.(*imap.Server), servers[1].Server.(*imap.Server)
-	if first.Timeout != 10*time.Second || second.Timeout != 20*time.Second {
-		t.Errorf("timeouts %v %v, want 10s 20s", first.Timeout, second.Timeout)
+	if first.Config.Timeout != 10*time.Second || second.Config.Timeout != 20*time.Second {
+		t.Errorf("timeouts %v %v, want 10s 20s", first.Config.Timeout, second.Config.Timeout)
 	}
 	if first.Capabilities[1] != "BASE" || second.Capabilities[1] != "OWN" {
 		t.Errorf("capabilities %q %q", first.Capabilities, second.Capabilities)
 	}
-	if first.MaxErrors != 7 || second.MaxErrors != 7 {
-		t.Errorf("max_errors %d %d, want 7 7", first.MaxErrors, second.MaxErrors)
+	if first.Config.MaxErrors != 7 || second.Config.MaxErrors != 7 {
+		t.Errorf("max_errors %d %d, want 7 7", first.Config.MaxErrors, second.Config.MaxErrors)
 	}
-	if first.ServerName != "" {
-		t.Errorf("server_name %q, want empty (the host name at run time)", first.ServerName)
+	if first.Config.ServerName != "" {
+		t.Errorf("server_name %q, want empty (the host name at run time)", first.Config.ServerName)
 	}
 }
 

@@ -40,7 +40,6 @@ type settings struct {
 	core     session.Config
 	protocol string
 	listen   []mailproxy.ListenConfig
-	realIP   mailproxy.RealIP
 
 	imapCaps, imapAuth []string
 	imapBuffer         int
@@ -184,7 +183,7 @@ func setProxyProtocol(s *settings, d *Directive) error {
 func setRealIPFrom(s *settings, d *Directive) error {
 	v := d.Args[0]
 	if v == "unix:" {
-		s.realIP.Unix = true
+		s.core.RealIP.Unix = true
 		return nil
 	}
 	p, err := netip.ParsePrefix(v)
@@ -195,7 +194,7 @@ func setRealIPFrom(s *settings, d *Directive) error {
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	s.realIP.From = append(s.realIP.From, p.Masked())
+	s.core.RealIP.From = append(s.core.RealIP.From, p.Masked())
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
 // Bounds on what a backend may send before the login completes.
@@ -35,7 +35,7 @@ type backend struct {
 // proxy logs in to the backend for login and hands the session to the
 // relay. It reports whether the dialogue goes on (after a failed backend
 // login the client may try again).
-func (cl *client) proxy(tag string, login *session.Login) bool {
+func (cl *client) proxy(tag string, login *engine.Login) bool {
 	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
 		be := &backend{conn: conn, r: r, w: bufio.NewWriter(conn)}
 		reply, err := be.login(cl, login)
@@ -55,7 +55,7 @@ func (cl *client) proxy(tag string, login *session.Login) bool {
 func (cl *client) backendFailed(tag, reply string, err error) bool {
 	cl.c.Log.Warn("backend login failed", "err", err)
 	switch {
-	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
+	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
 		cl.c.Reply("%s %s", tag, reply)
 	case errors.Is(err, errBackendRefused):
 		cl.c.Reply("%s NO [AUTHENTICATIONFAILED] Authentication failed", tag)
@@ -68,7 +68,7 @@ func (cl *client) backendFailed(tag, reply string, err error) bool {
 // login reads the greeting, passes the client's ID on, and logs in. It
 // returns the text of the backend's tagged reply to LOGIN ("OK …", or "NO
 // …" with errBackendRefused).
-func (be *backend) login(cl *client, login *session.Login) (string, error) {
+func (be *backend) login(cl *client, login *engine.Login) (string, error) {
 	greeting, err := be.line()
 	if err != nil {
 		return "", err

@@ -51,8 +51,8 @@ func benchStart(tb testing.TB) testutil.BenchAddrs {
 	tb.Cleanup(func() { be.Close() })
 
 	srv := &imap.Server{}
-	srv.Auth = auth.Static{benchUser: {Password: benchPassword, Backend: be.Addr}}
-	srv.Logger = testutil.Discard
+	srv.Config.Auth = auth.Static{benchUser: {Password: benchPassword, Backend: be.Addr}}
+	srv.Config.Logger = testutil.Discard
 	return testutil.BenchAddrs{Direct: be.Addr, Proxy: testutil.Serve(tb, srv)}
 }
 

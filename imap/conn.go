@@ -7,16 +7,24 @@ import (
 	"net"
 	"strings"
 
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
 // replies are the untagged replies for broken limits.
-var replies = session.Replies{
+var replies = engine.Replies{
 	LineTooLong:     "* BAD line too long",
 	TooManyCommands: "* BYE too many commands",
 	TooManyErrors:   "* BYE too many invalid commands",
 	NoClientCert:    "* BAD No required SSL certificate was sent",
 	BadClientCert:   "* BAD SSL certificate error",
+	SASL: engine.SASLReplies{ // after the tag
+		Mechanism:     "NO unsupported authentication mechanism",
+		NoCertificate: "NO [AUTHENTICATIONFAILED] EXTERNAL needs a TLS client certificate",
+		Cancelled:     "BAD AUTHENTICATE cancelled",
+		BadBase64:     "BAD invalid base64",
+		LineTooLong:   "BAD line too long",
+		Invalid:       "NO [AUTHENTICATIONFAILED] invalid SASL response",
+	},
 }
 
 // maxLiterals bounds the literals of one command.
@@ -24,8 +32,8 @@ const maxLiterals = 64
 
 // client is one IMAP client in the dialogue before proxying.
 type client struct {
-	srv *Server
-	c   *session.Conn
+	st  *settings
+	c   *engine.Conn
 	ctx context.Context
 	// id holds the client's ID parameters (RFC 2971), passed on to the
 	// backend.
@@ -34,7 +42,7 @@ type client struct {
 
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
+	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings, replies), ctx: ctx}
 	if !cl.c.Open(ctx) {
 		return
 	}
@@ -46,8 +54,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 func (cl *client) command(line []byte) bool {
 	tag, name, rest, ok := splitCommand(line)
 	if !ok {
-		cl.c.Reply("* BAD invalid command")
-		return cl.c.Failed()
+		return cl.c.Fail("* BAD invalid command")
 	}
 	args, err := cl.arguments(tag, rest)
 	switch {
@@ -56,8 +63,7 @@ func (cl *client) command(line []byte) bool {
 	case err != nil && !errors.Is(err, errSyntax):
 		return false // the client went away, or a non-synchronising literal was too big
 	case err != nil:
-		cl.c.Reply("%s BAD invalid arguments", tag)
-		return cl.c.Failed()
+		return cl.c.Fail(tag + " BAD invalid arguments")
 	}
 	return cl.dispatch(tag, strings.ToUpper(name), args)
 }
@@ -65,30 +71,28 @@ func (cl *client) command(line []byte) bool {
 func (cl *client) dispatch(tag, name string, args []token) bool {
 	switch name {
 	case "CAPABILITY":
-		cl.c.Reply("* CAPABILITY %s", cl.srv.settled.capabilities.For(cl.c))
+		cl.c.Reply("* CAPABILITY %s", cl.st.capabilities.For(cl.c))
 		cl.c.Reply("%s OK CAPABILITY completed", tag)
 	case "NOOP":
 		cl.c.Reply("%s OK NOOP completed", tag)
 	case "LOGOUT":
 		cl.c.Reply("* BYE IMAP4 proxy logging out")
-		cl.c.Close(tag + " OK LOGOUT completed")
+		cl.c.CloseWith(tag + " OK LOGOUT completed")
 		return false
 	case "ID":
 		return cl.identify(tag, args)
 	case "STARTTLS":
 		return cl.startTLS(tag, args)
 	case "LOGIN", "AUTHENTICATE":
-		if cl.c.TLSState() == session.TLSFirst {
-			cl.c.Reply("%s NO [PRIVACYREQUIRED] Run STARTTLS first", tag)
-			return cl.c.Failed()
+		if cl.c.TLSState() == engine.TLSFirst {
+			return cl.c.Fail(tag + " NO [PRIVACYREQUIRED] Run STARTTLS first")
 		}
 		if name == "LOGIN" {
 			return cl.login(tag, args)
 		}
 		return cl.authenticate(tag, args)
 	default:
-		cl.c.Reply("%s BAD invalid command", tag)
-		return cl.c.Failed()
+		return cl.c.Fail(tag + " BAD invalid command")
 	}
 	return true
 }
@@ -139,9 +143,9 @@ func (cl *client) arguments(tag string, rest []byte) ([]token, error) {
 // larger than the client buffer is refused before the client sends it; a
 // non-synchronising one has been sent already, and ends the session.
 func (cl *client) readLiteral(tag string, lit *literal, n int) ([]byte, error) {
-	if lit.size > cl.srv.settled.clientBuffer || n >= maxLiterals {
+	if lit.size > cl.st.MaxLine || n >= maxLiterals {
 		if !lit.sync {
-			cl.c.Close("* BYE literal too big")
+			cl.c.CloseWith("* BYE literal too big")
 			return nil, errors.New("imap: non-synchronising literal too big")
 		}
 		cl.c.Reply("%s BAD literal too big", tag)

@@ -38,8 +38,8 @@ const dovecotMessage = "From: a@example.org\r\nTo: testuser@example.org\r\nSubje
 // Auth becomes a table that sends d's user, with d's password, to d.
 func dovecotProxy(t *testing.T, d *testutil.Dovecot, srv *imap.Server) string {
 	t.Helper()
-	if srv.Auth == nil {
-		srv.Auth = auth.Static{d.User: {Password: d.Password, Backend: d.IMAPAddr}}
+	if srv.Config.Auth == nil {
+		srv.Config.Auth = auth.Static{d.User: {Password: d.Password, Backend: d.IMAPAddr}}
 	}
 	return serve(t, srv)
 }

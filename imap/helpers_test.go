@@ -44,16 +44,16 @@ func start(t *testing.T, srv *imap.Server) *setup {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
-	if srv.Auth == nil {
-		srv.Auth = auth.Static{
+	if srv.Config.Auth == nil {
+		srv.Config.Auth = auth.Static{
 			user:                 {Password: password, Backend: be.Addr},
 			`o"dd \user`:         {Password: "pässword with spaces", Backend: be.Addr},
 			"wrong-backend-pass": {Password: "x", Backend: be.Addr, BackendUser: user, BackendPassword: "nope"},
 		}
 	}
 	logs := &testutil.Buffer{}
-	if srv.Logger == nil {
-		srv.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if srv.Config.Logger == nil {
+		srv.Config.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return &setup{backend: be, proxy: serve(t, srv), logs: logs}
 }
@@ -62,7 +62,7 @@ func start(t *testing.T, srv *imap.Server) *setup {
 // address.
 func serve(t *testing.T, srv *imap.Server) string {
 	t.Helper()
-	srv.Logger = cmp.Or(srv.Logger, testutil.Discard)
+	srv.Config.Logger = cmp.Or(srv.Config.Logger, testutil.Discard)
 	return testutil.Serve(t, srv)
 }
 

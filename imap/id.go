@@ -12,8 +12,7 @@ const (
 func (cl *client) identify(tag string, args []token) bool {
 	params, ok := idParams(args)
 	if !ok {
-		cl.c.Reply("%s BAD invalid ID arguments", tag)
-		return cl.c.Failed()
+		return cl.c.Fail(tag + " BAD invalid ID arguments")
 	}
 	cl.id = params
 	cl.c.Reply(`* ID ("name" "mailproxy")`)

@@ -4,10 +4,12 @@
 package imap
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/internal/engine"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -24,7 +26,8 @@ const DefaultClientBuffer = 4 << 10
 // Serve; the zero value serves with nginx's defaults (and refuses every
 // login until Auth is set).
 type Server struct {
-	session.Config
+	// Config holds the settings every protocol shares.
+	Config session.Config
 
 	// Capabilities are announced before login (imap_capabilities); nil
 	// means DefaultCapabilities.
@@ -37,56 +40,47 @@ type Server struct {
 	// DefaultClientBuffer.
 	ClientBuffer int
 
-	session.Serving // Shutdown and Close
-	settled         settings
+	engine  engine.Server
+	settled settings
 }
 
 // settings are a Server's fields with the defaults applied, fixed when it
 // starts serving.
 type settings struct {
-	session.Config
-	// capabilities is the CAPABILITY line before login, and mechanisms
-	// the SASL mechanisms offered, in each TLS state.
-	capabilities session.Announced[string]
-	mechanisms   session.Announced[[]string]
-	clientBuffer int
+	*engine.Settings
+	// capabilities is the CAPABILITY line in each TLS state.
+	capabilities engine.Announced[string]
 }
 
 // Serve accepts IMAP clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	return s.Run(l, s.settle, s.serveConn)
+	return s.engine.Serve(l, s.settle, s.serveConn)
 }
 
-func (s *Server) settle() *session.Config {
-	s.settled = settings{Config: s.Config.WithDefaults(), clientBuffer: s.ClientBuffer}
-	if s.ClientBuffer <= 0 {
-		s.settled.clientBuffer = DefaultClientBuffer
-	}
-	s.announce(orDefault(s.Capabilities, DefaultCapabilities), upper(orDefault(s.AuthMethods, DefaultAuthMethods)))
-	return &s.settled.Config
-}
+// Shutdown stops accepting and waits for the sessions in progress to end,
+// closing them when ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error { return s.engine.Shutdown(ctx) }
 
-// announce fixes the capabilities and mechanisms of each TLS state: EXTERNAL
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error { return s.engine.Close() }
+
+// settle fixes the capabilities and mechanisms of each TLS state: EXTERNAL
 // only over TLS; STARTTLS while it is offered; with starttls only, no AUTH=
 // and LOGINDISABLED before TLS (RFC 9051).
-func (s *Server) announce(caps, mechanisms []string) {
-	st := &s.settled
-	st.mechanisms = session.Mechanisms(mechanisms)
+func (s *Server) settle() *engine.Settings {
+	mechanisms := engine.MechanismsOf(engine.Or(s.AuthMethods, DefaultAuthMethods), engine.SASLMethods)
+	st := settings{Settings: engine.Settle(s.Config, engine.OrPositive(s.ClientBuffer, DefaultClientBuffer), mechanisms)}
+	caps := engine.Or(s.Capabilities, DefaultCapabilities)
 	var startTLS []string
 	if st.StartTLSOffered() {
 		startTLS = []string{"STARTTLS"}
 	}
-	st.capabilities[session.Plain] = capabilities(caps, st.mechanisms[session.Plain], startTLS...)
-	st.capabilities[session.TLSFirst] = capabilities(caps, nil, "STARTTLS", "LOGINDISABLED")
-	st.capabilities[session.Secure] = capabilities(caps, mechanisms)
-}
-
-func orDefault(v, def []string) []string {
-	if v == nil {
-		return def
-	}
-	return v
+	st.capabilities[engine.Plain] = capabilities(caps, st.Mechanisms[engine.Plain], startTLS...)
+	st.capabilities[engine.TLSFirst] = capabilities(caps, nil, "STARTTLS", "LOGINDISABLED")
+	st.capabilities[engine.Secure] = capabilities(caps, mechanisms)
+	s.settled = st
+	return st.Settings
 }
 
 // capabilities returns a CAPABILITY list: the configured capabilities,
@@ -113,12 +107,4 @@ func appendNew(list []string, c string) []string {
 		}
 	}
 	return append(list, c)
-}
-
-func upper(list []string) []string {
-	out := make([]string, len(list))
-	for i, s := range list {
-		out[i] = strings.ToUpper(s)
-	}
-	return out
 }

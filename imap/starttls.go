@@ -6,11 +6,9 @@ package imap
 func (cl *client) startTLS(tag string, args []token) bool {
 	switch {
 	case !cl.c.CanStartTLS():
-		cl.c.Reply("%s BAD invalid command", tag)
-		return cl.c.Failed()
+		return cl.c.Fail(tag + " BAD invalid command")
 	case len(args) != 0:
-		cl.c.Reply("%s BAD invalid arguments", tag)
-		return cl.c.Failed()
+		return cl.c.Fail(tag + " BAD invalid arguments")
 	}
 	cl.id = nil
 	return cl.c.StartTLS(tag+" OK Begin TLS negotiation now") == nil

@@ -7,14 +7,14 @@ import (
 	"net"
 	"strings"
 
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
 var errBackendRefused = errors.New("pop3: backend refused the login")
 
 // proxy logs in to the backend with USER and PASS and hands the session to
 // the relay. After a failed backend login the client may try again.
-func (cl *client) proxy(login *session.Login) bool {
+func (cl *client) proxy(login *engine.Login) bool {
 	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
 		return backendLogin(conn, r, login)
 	})
@@ -29,17 +29,17 @@ func (cl *client) proxy(login *session.Login) bool {
 func (cl *client) backendFailed(reply string, err error) bool {
 	cl.c.Log.Warn("backend login failed", "err", err)
 	switch {
-	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
-		return cl.fail(reply)
+	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
+		return cl.c.Fail(reply)
 	case errors.Is(err, errBackendRefused):
-		return cl.fail("-ERR Authentication failed")
+		return cl.c.Fail("-ERR Authentication failed")
 	}
-	return cl.fail("-ERR Backend unavailable")
+	return cl.c.Fail("-ERR Backend unavailable")
 }
 
 // backendLogin reads the greeting and logs in. It returns the backend's
 // reply to PASS ("+OK …", or "-ERR …" with errBackendRefused).
-func backendLogin(conn net.Conn, r *bufio.Reader, login *session.Login) (string, error) {
+func backendLogin(conn net.Conn, r *bufio.Reader, login *engine.Login) (string, error) {
 	if strings.ContainsAny(login.User+login.Password, "\r\n\x00") {
 		return "", errors.New("credentials cannot be sent in POP3")
 	}

@@ -60,8 +60,8 @@ func benchStart(tb testing.TB) benchEnv {
 	tb.Cleanup(func() { be.Close() })
 
 	srv := &pop3.Server{}
-	srv.Auth = auth.Static{benchUser: {Password: benchPassword, Backend: be.Addr}}
-	srv.Logger = testutil.Discard
+	srv.Config.Auth = auth.Static{benchUser: {Password: benchPassword, Backend: be.Addr}}
+	srv.Config.Logger = testutil.Discard
 	return benchEnv{testutil.BenchAddrs{Direct: be.Addr, Proxy: testutil.Serve(tb, srv)}, be}
 }
 

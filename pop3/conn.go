@@ -8,21 +8,29 @@ import (
 	"strings"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
-var replies = session.Replies{
+var replies = engine.Replies{
 	LineTooLong:     "-ERR line too long",
 	TooManyCommands: "-ERR too many commands",
 	TooManyErrors:   "-ERR too many invalid commands",
 	NoClientCert:    "-ERR No required SSL certificate was sent",
 	BadClientCert:   "-ERR SSL certificate error",
+	SASL: engine.SASLReplies{
+		Mechanism:     "-ERR unsupported authentication mechanism",
+		NoCertificate: "-ERR EXTERNAL needs a TLS client certificate",
+		Cancelled:     "-ERR authentication cancelled",
+		BadBase64:     "-ERR invalid base64",
+		LineTooLong:   "-ERR line too long",
+		Invalid:       "-ERR invalid SASL response",
+	},
 }
 
 // client is one POP3 client in the dialogue before proxying.
 type client struct {
-	srv  *Server
-	c    *session.Conn
+	st   *settings
+	c    *engine.Conn
 	ctx  context.Context
 	salt string // the APOP challenge of the greeting
 	user string // from USER, waiting for PASS
@@ -30,7 +38,7 @@ type client struct {
 
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, maxLine, replies), ctx: ctx}
+	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings, replies), ctx: ctx}
 	if !cl.c.Open(ctx) {
 		return
 	}
@@ -49,24 +57,24 @@ func (cl *client) command(line []byte) bool {
 	switch strings.ToUpper(string(name)) {
 	case "CAPA":
 		cl.c.Reply("+OK Capability list follows")
-		for _, capa := range cl.srv.settled.capa.For(cl.c) {
+		for _, capa := range cl.st.capa.For(cl.c) {
 			cl.c.Reply("%s", capa)
 		}
 		cl.c.Reply(".")
 	case "NOOP":
 		cl.c.Reply("+OK")
 	case "QUIT":
-		cl.c.Close("+OK")
+		cl.c.CloseWith("+OK")
 		return false
 	case "STLS":
 		return cl.startTLS(arg)
 	case "USER", "PASS", "APOP", "AUTH":
-		if cl.c.TLSState() == session.TLSFirst {
-			return cl.fail("-ERR Run STLS first")
+		if cl.c.TLSState() == engine.TLSFirst {
+			return cl.c.Fail("-ERR Run STLS first")
 		}
 		return cl.login(strings.ToUpper(string(name)), arg)
 	default:
-		return cl.fail("-ERR invalid command")
+		return cl.c.Fail("-ERR invalid command")
 	}
 	return true
 }
@@ -90,26 +98,20 @@ func (cl *client) login(name string, arg []byte) bool {
 func (cl *client) startTLS(arg []byte) bool {
 	switch {
 	case !cl.c.CanStartTLS():
-		return cl.fail("-ERR invalid command")
+		return cl.c.Fail("-ERR invalid command")
 	case len(arg) != 0:
-		return cl.fail("-ERR invalid arguments")
+		return cl.c.Fail("-ERR invalid arguments")
 	}
 	cl.user = ""
 	return cl.c.StartTLS("+OK Begin TLS negotiation") == nil
 }
 
-// fail answers a protocol error and counts it.
-func (cl *client) fail(reply string) bool {
-	cl.c.Reply("%s", reply)
-	return cl.c.Failed()
-}
-
 func (cl *client) userCommand(name string) bool {
 	switch {
-	case !cl.srv.settled.userPass:
-		return cl.fail("-ERR USER not allowed")
+	case !cl.st.userPass:
+		return cl.c.Fail("-ERR USER not allowed")
 	case name == "" || len(name) > 1024:
-		return cl.fail("-ERR invalid USER argument")
+		return cl.c.Fail("-ERR invalid USER argument")
 	}
 	cl.user = name
 	cl.c.Reply("+OK")
@@ -118,7 +120,7 @@ func (cl *client) userCommand(name string) bool {
 
 func (cl *client) pass(password string) bool {
 	if cl.user == "" {
-		return cl.fail("-ERR USER first")
+		return cl.c.Fail("-ERR USER first")
 	}
 	req := &auth.Request{Protocol: "pop3", Method: auth.MethodPlain, User: cl.user, Password: password}
 	cl.user = ""
@@ -127,13 +129,13 @@ func (cl *client) pass(password string) bool {
 
 // apop runs "APOP name digest" (RFC 1939).
 func (cl *client) apop(arg string) bool {
-	if !cl.srv.settled.apop {
-		return cl.fail("-ERR APOP not allowed")
+	if !cl.st.apop {
+		return cl.c.Fail("-ERR APOP not allowed")
 	}
 	name, digest, _ := strings.Cut(arg, " ")
 	req := &auth.Request{Protocol: "pop3"}
 	if err := auth.APOPRequest(req, name, digest, cl.salt); err != nil {
-		return cl.fail("-ERR invalid APOP arguments")
+		return cl.c.Fail("-ERR invalid APOP arguments")
 	}
 	return cl.finishLogin(req)
 }
@@ -143,7 +145,7 @@ func (cl *client) apop(arg string) bool {
 func (cl *client) auth(arg []byte) bool {
 	if len(arg) == 0 {
 		cl.c.Reply("+OK methods supported:")
-		for _, m := range cl.srv.settled.mechanisms.For(cl.c) {
+		for _, m := range cl.st.Mechanisms.For(cl.c) {
 			cl.c.Reply("%s", m)
 		}
 		cl.c.Reply(".")
@@ -153,24 +155,11 @@ func (cl *client) auth(arg []byte) bool {
 	if !hasInitial {
 		initial = nil
 	}
-	req, err := cl.c.ReadSASL("pop3", string(mech), cl.srv.settled.mechanisms.For(cl.c), initial, "+ ")
-	switch {
-	case err == nil:
-		return cl.finishLogin(req)
-	case errors.Is(err, session.ErrClientGone):
-		return false
-	case errors.Is(err, session.ErrMechanism):
-		return cl.fail("-ERR unsupported authentication mechanism")
-	case errors.Is(err, session.ErrNoCertificate):
-		return cl.fail("-ERR EXTERNAL needs a TLS client certificate")
-	case errors.Is(err, auth.ErrCancelled):
-		return cl.fail("-ERR authentication cancelled")
-	case errors.Is(err, auth.ErrBadBase64):
-		return cl.fail("-ERR invalid base64")
-	case errors.Is(err, session.ErrLineTooLong):
-		return cl.fail("-ERR line too long")
+	req, err := cl.c.ReadSASL("pop3", string(mech), cl.st.Mechanisms.For(cl.c), initial, "+ ")
+	if err != nil {
+		return cl.c.SASLFailed("", err)
 	}
-	return cl.fail("-ERR invalid SASL response")
+	return cl.finishLogin(req)
 }
 
 // finishLogin asks the Authenticator about req, logs in to the backend and
@@ -178,15 +167,12 @@ func (cl *client) auth(arg []byte) bool {
 // goes on.
 func (cl *client) finishLogin(req *auth.Request) bool {
 	login, err := cl.c.Authenticate(cl.ctx, req)
-	var refused *session.Refusal
+	var refused *engine.Refusal
 	switch {
-	case errors.As(err, &refused) && refused.Close:
-		cl.c.Close("-ERR " + refused.Message)
-		return false
 	case errors.As(err, &refused):
-		return cl.fail("-ERR " + refused.Message)
+		return cl.c.Refuse(refused, "-ERR "+refused.Message)
 	case err != nil:
-		return cl.fail("-ERR Temporary authentication failure")
+		return cl.c.Fail("-ERR Temporary authentication failure")
 	}
 	return cl.proxy(login)
 }

@@ -48,8 +48,8 @@ func start(t *testing.T, srv *pop3.Server) (proxy string, backend *mailtest.POP3
 	}
 	t.Cleanup(func() { be.Close() })
 	be.AddMessage(user, []byte(message))
-	if srv.Auth == nil {
-		srv.Auth = auth.Static{
+	if srv.Config.Auth == nil {
+		srv.Config.Auth = auth.Static{
 			user:     {Password: password, Backend: be.Addr},
 			"mapped": {Password: "x", Backend: be.Addr, BackendUser: user, BackendPassword: "wrong"},
 		}
@@ -61,7 +61,7 @@ func start(t *testing.T, srv *pop3.Server) (proxy string, backend *mailtest.POP3
 // address.
 func serve(t *testing.T, srv *pop3.Server) string {
 	t.Helper()
-	srv.Logger = cmp.Or(srv.Logger, testutil.Discard)
+	srv.Config.Logger = cmp.Or(srv.Config.Logger, testutil.Discard)
 	return testutil.Serve(t, srv)
 }
 

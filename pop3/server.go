@@ -4,10 +4,13 @@
 package pop3
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/engine"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -25,7 +28,8 @@ const maxLine = 4 << 10
 // Serve; the zero value serves with nginx's defaults (and refuses every
 // login until Auth is set).
 type Server struct {
-	session.Config
+	// Config holds the settings every protocol shares.
+	Config session.Config
 
 	// Capabilities are listed by CAPA (pop3_capabilities); nil means
 	// DefaultCapabilities.
@@ -35,61 +39,58 @@ type Server struct {
 	// "cram-md5", "external". Nil means DefaultAuthMethods.
 	AuthMethods []string
 
-	session.Serving // Shutdown and Close
-	settled         settings
+	engine  engine.Server
+	settled settings
 }
 
 // settings are a Server's fields with the defaults applied, fixed when it
 // starts serving.
 type settings struct {
-	session.Config
-	// capa is the CAPA list, and mechanisms the SASL mechanisms offered,
-	// in each TLS state.
-	capa       session.Announced[[]string]
-	mechanisms session.Announced[[]string]
-	userPass   bool // USER/PASS allowed
-	apop       bool
+	*engine.Settings
+	capa     engine.Announced[[]string] // the CAPA list in each TLS state
+	userPass bool                       // USER/PASS allowed
+	apop     bool
+}
+
+// mechanisms maps pop3_auth methods to the SASL mechanisms they offer:
+// plain offers LOGIN too, and apop none.
+var mechanisms = map[string][]string{
+	"plain":    {auth.SASLPlain, auth.SASLLogin},
+	"cram-md5": {auth.SASLCRAMMD5},
+	"external": {auth.SASLExternal},
 }
 
 // Serve accepts POP3 clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	return s.Run(l, s.settle, s.serveConn)
+	return s.engine.Serve(l, s.settle, s.serveConn)
 }
 
-func (s *Server) settle() *session.Config {
-	methods := s.AuthMethods
-	if methods == nil {
-		methods = DefaultAuthMethods
-	}
-	caps := s.Capabilities
-	if caps == nil {
-		caps = DefaultCapabilities
-	}
+// Shutdown stops accepting and waits for the sessions in progress to end,
+// closing them when ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error { return s.engine.Shutdown(ctx) }
+
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error { return s.engine.Close() }
+
+func (s *Server) settle() *engine.Settings {
+	methods := engine.Or(s.AuthMethods, DefaultAuthMethods)
+	caps := engine.Or(s.Capabilities, DefaultCapabilities)
+	mechs := engine.MechanismsOf(methods, mechanisms)
 	st := settings{
-		Config:   s.Config.WithDefaults(),
+		Settings: engine.Settle(s.Config, maxLine, mechs),
 		userPass: slices.Contains(methods, "plain"),
 		apop:     slices.Contains(methods, "apop"),
 	}
-	var mechanisms []string
-	for _, m := range methods {
-		switch m {
-		case "plain":
-			mechanisms = append(mechanisms, "PLAIN", "LOGIN")
-		case "cram-md5", "external":
-			mechanisms = append(mechanisms, strings.ToUpper(m))
-		}
-	}
-	st.mechanisms = session.Mechanisms(mechanisms)
 	var stls []string
 	if st.StartTLSOffered() {
 		stls = []string{"STLS"}
 	}
-	st.capa[session.Plain] = capabilities(caps, st.mechanisms[session.Plain], st.userPass, stls...)
-	st.capa[session.TLSFirst] = capabilities(caps, nil, false, "STLS")
-	st.capa[session.Secure] = capabilities(caps, mechanisms, st.userPass)
+	st.capa[engine.Plain] = capabilities(caps, st.Mechanisms[engine.Plain], st.userPass, stls...)
+	st.capa[engine.TLSFirst] = capabilities(caps, nil, false, "STLS")
+	st.capa[engine.Secure] = capabilities(caps, mechs, st.userPass)
 	s.settled = st
-	return &s.settled.Config
+	return st.Settings
 }
 
 // capabilities returns a CAPA list: the configured capabilities without

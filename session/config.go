@@ -1,23 +1,25 @@
-// Package session holds what the IMAP, POP3 and SMTP handlers share: the
-// per-server settings of the mail core and proxy modules ([Config]), the
-// accept loop with graceful shutdown ([Loop]), and the per-connection
-// plumbing that enforces the limits on unauthenticated clients ([Conn]).
+// Package session holds the settings that the IMAP, POP3 and SMTP servers
+// share: those of nginx's mail core and proxy modules ([Config]), TLS
+// ([TLS]), the PROXY protocol's trusted peers ([RealIP]) and the host name
+// lookup ([HostResolver]); and [Listener], through which a protocol server
+// learns how the connections of a listener start.
 //
-// A program rarely uses this package directly beyond filling a Config
-// inside an imap.Server, pop3.Server or smtp.Server.
+// A program fills a Config inside an imap.Server, pop3.Server or
+// smtp.Server. The machinery that runs the sessions is internal.
 package session
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
 )
 
-// Defaults applied by [Config.WithDefaults] to zero fields, as in nginx.
+// Defaults that zero fields of [Config] stand for, as in nginx.
 const (
 	DefaultTimeout      = 60 * time.Second
 	DefaultMaxErrors    = 5
@@ -66,6 +68,10 @@ type Config struct {
 	// (a connection on an implicit TLS listener is then closed).
 	TLS *TLS
 
+	// RealIP says whose PROXY protocol headers set the client address
+	// (set_real_ip_from), on listeners whose connections start with one.
+	RealIP RealIP
+
 	// Resolver finds the client's host name for the Authenticator
 	// (Client-Host) and SMTP's XCLIENT NAME (resolver). The lookup starts
 	// with the session and runs alongside the dialogue. Nil looks up
@@ -80,37 +86,50 @@ type HostResolver interface {
 	ClientHost(ctx context.Context, ip netip.Addr) string
 }
 
-// WithDefaults returns a copy of c with every zero field set to its default.
-func (c Config) WithDefaults() Config {
-	if c.ServerName == "" {
-		c.ServerName = Hostname()
-	}
-	c.Timeout = orDefault(c.Timeout, DefaultTimeout)
-	c.MaxErrors = orDefault(c.MaxErrors, DefaultMaxErrors)
-	c.MaxCommands = orDefault(c.MaxCommands, DefaultMaxCommands)
-	c.ProxyTimeout = orDefault(c.ProxyTimeout, DefaultProxyTimeout)
-	c.ProxyBuffer = orDefault(c.ProxyBuffer, DefaultProxyBuffer)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	c.TLS = c.TLS.settled()
-	return c
+// ErrServerClosed is returned by the Serve method of a protocol server
+// after Shutdown or Close.
+var ErrServerClosed = errors.New("mail: server closed")
+
+// Listener is a net.Listener that says how its connections start. A
+// protocol server's Serve looks for it on the listener it is given: the
+// listeners of a mailproxy.Proxy implement it (mailproxy.Listener), and
+// a plain net.Listener serves plain connections.
+type Listener interface {
+	net.Listener
+	// ImplicitTLS reports whether the connections start with a TLS
+	// handshake (listen … ssl): the server runs it with its own TLS
+	// settings.
+	ImplicitTLS() bool
+	// ProxyProtocol reports whether the connections start with a PROXY
+	// protocol header (listen … proxy_protocol): the server reads it within
+	// its Timeout and trusts it as its RealIP says.
+	ProxyProtocol() bool
 }
 
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
+// RealIP says which peers may replace the client address with the one in
+// their PROXY protocol header (set_real_ip_from). The zero value trusts
+// none: the client address stays the peer's, and the header's is only
+// reported alongside it.
+type RealIP struct {
+	From []netip.Prefix // trusted networks
+	Unix bool           // trust peers on unix sockets ("unix:")
 }
 
-// Hostname returns the machine's host name, or "localhost" when it cannot
-// be found: the default server_name.
-func Hostname() string {
-	name, err := os.Hostname()
-	if err != nil || name == "" {
-		return "localhost"
+// Trusts reports whether peer may set the client address.
+func (r RealIP) Trusts(peer net.Addr) bool {
+	switch a := peer.(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			return false
+		}
+		for _, p := range r.From {
+			if p.Contains(ip.Unmap()) {
+				return true
+			}
+		}
+	case *net.UnixAddr:
+		return r.Unix
 	}
-	return name
+	return false
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
 // Bounds on what a backend may send before the session is relayed.
@@ -45,7 +45,7 @@ func (r reply) last() string {
 
 // proxy prepares the backend session (greeting, EHLO, XCLIENT, AUTH, the
 // replayed MAIL and RCPT), answers the client, and relays.
-func (cl *client) proxy(login *session.Login, req *auth.Request, replay []string) bool {
+func (cl *client) proxy(login *engine.Login, req *auth.Request, replay []string) bool {
 	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
 		be := &backend{conn: conn, r: r}
 		answer, err := be.prepare(cl, login, req, replay)
@@ -63,26 +63,26 @@ func (cl *client) backendFailed(reply string, err error) bool {
 	cl.c.Log.Warn("backend session failed", "err", err)
 	code, _ := replyCode(reply)
 	switch {
-	case errors.Is(err, errBackendRefused) && cl.srv.settled.PassErrorMessage:
-		return cl.fail(reply)
+	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
+		return cl.c.Fail(reply)
 	case errors.Is(err, errBackendRefused) && code >= 500:
-		return cl.fail("535 5.7.8 Authentication failed")
+		return cl.c.Fail("535 5.7.8 Authentication failed")
 	}
-	return cl.fail("451 4.3.0 Backend unavailable")
+	return cl.c.Fail("451 4.3.0 Backend unavailable")
 }
 
 // prepare runs the backend dialogue up to the point where the client's
 // session goes on there. It returns the reply for the client: "235 2.0.0
 // OK" after AUTH, the backend's reply to the replayed RCPT with smtp_auth
 // none.
-func (be *backend) prepare(cl *client, login *session.Login, req *auth.Request, replay []string) (reply, error) {
+func (be *backend) prepare(cl *client, login *engine.Login, req *auth.Request, replay []string) (reply, error) {
 	if r, err := be.expect(220); err != nil {
 		return r, fmt.Errorf("greeting: %v", err) // a refused greeting is an unavailable backend
 	}
 	if err := be.hello(cl, login, req); err != nil {
 		return reply{}, err
 	}
-	if cl.srv.BackendAuth && req.Method != auth.MethodNone {
+	if cl.st.backendAuth && req.Method != auth.MethodNone {
 		if r, err := be.authenticate(login); err != nil {
 			return r, err
 		}
@@ -100,13 +100,13 @@ func (be *backend) prepare(cl *client, login *session.Login, req *auth.Request, 
 // hello introduces the session: with XCLIENT (the default) as the proxy
 // first, then with the client's address and name, and the client's own
 // HELO or EHLO again; without, with the client's HELO or EHLO.
-func (be *backend) hello(cl *client, login *session.Login, req *auth.Request) error {
+func (be *backend) hello(cl *client, login *engine.Login, req *auth.Request) error {
 	helo, verb := cl.helo, "HELO"
-	if cl.ehlo || cl.srv.BackendAuth {
+	if cl.ehlo || cl.st.backendAuth {
 		verb = "EHLO"
 	}
-	if !cl.srv.DisableXClient {
-		r, err := be.command("EHLO "+cl.srv.settled.ServerName, 250)
+	if cl.st.xclient {
+		r, err := be.command("EHLO "+cl.st.ServerName, 250)
 		if err != nil {
 			return err
 		}
@@ -122,7 +122,7 @@ func (be *backend) hello(cl *client, login *session.Login, req *auth.Request) er
 }
 
 // xclientCommand passes the client's facts on (Postfix XCLIENT_README).
-func xclientCommand(cl *client, login *session.Login, req *auth.Request) string {
+func xclientCommand(cl *client, login *engine.Login, req *auth.Request) string {
 	addr := "[UNAVAILABLE]"
 	if host, _, err := net.SplitHostPort(cl.c.RemoteAddr().String()); err == nil {
 		addr = host
@@ -147,7 +147,7 @@ func xclientCommand(cl *client, login *session.Login, req *auth.Request) string 
 
 // authenticate logs in with AUTH PLAIN (proxy_smtp_auth), with go-sasl's
 // client building the response.
-func (be *backend) authenticate(login *session.Login) (reply, error) {
+func (be *backend) authenticate(login *engine.Login) (reply, error) {
 	_, ir, err := sasl.NewPlainClient("", login.User, login.Password).Start()
 	if err != nil {
 		return reply{}, err

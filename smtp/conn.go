@@ -8,15 +8,23 @@ import (
 	"strings"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
-var replies = session.Replies{
+var replies = engine.Replies{
 	LineTooLong:     "500 5.5.6 Line too long",
 	TooManyCommands: "421 4.7.0 Too many commands",
 	TooManyErrors:   "421 4.7.0 Too many errors",
 	NoClientCert:    "421 4.7.1 No required SSL certificate was sent",
 	BadClientCert:   "421 4.7.1 SSL certificate error",
+	SASL: engine.SASLReplies{
+		Mechanism:     "504 5.5.4 Unrecognized authentication type",
+		NoCertificate: "535 5.7.8 EXTERNAL needs a TLS client certificate",
+		Cancelled:     "501 5.7.0 Authentication cancelled",
+		BadBase64:     "501 5.5.2 Cannot decode response",
+		LineTooLong:   "500 5.5.6 Line too long",
+		Invalid:       "535 5.7.8 Authentication credentials invalid",
+	},
 }
 
 // mustStartTLS refuses a login before TLS with starttls only (RFC 3207).
@@ -24,8 +32,8 @@ const mustStartTLS = "530 5.7.0 Must issue a STARTTLS command first"
 
 // client is one SMTP client in the dialogue before proxying.
 type client struct {
-	srv  *Server
-	c    *session.Conn
+	st   *settings
+	c    *engine.Conn
 	ctx  context.Context
 	helo string // the name given with HELO or EHLO
 	ehlo bool   // the client said EHLO (not HELO)
@@ -34,16 +42,17 @@ type client struct {
 
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	cl := &client{srv: s, c: session.NewConn(nc, &s.settled.Config, s.settled.clientBuffer, replies), ctx: ctx}
+	st := &s.settled
+	cl := &client{st: st, c: engine.NewConn(nc, st.Settings, replies), ctx: ctx}
 	if !cl.c.Open(ctx) {
 		return
 	}
-	if s.GreetingDelay > 0 && cl.c.SendsWithin(s.GreetingDelay) {
+	if st.greetingDelay > 0 && cl.c.SendsWithin(st.greetingDelay) {
 		cl.c.Log.Info("client talked before the greeting")
-		cl.c.Close("554 5.5.0 Improper use of SMTP command pipelining")
+		cl.c.CloseWith("554 5.5.0 Improper use of SMTP command pipelining")
 		return
 	}
-	cl.c.Reply("220 %s ESMTP ready", s.settled.ServerName)
+	cl.c.Reply("220 %s ESMTP ready", st.ServerName)
 	cl.c.Run(ctx, cl.command)
 }
 
@@ -67,17 +76,17 @@ func (cl *client) command(line []byte) bool {
 	case "NOOP":
 		cl.c.Reply("250 2.0.0 OK")
 	case "QUIT":
-		cl.c.Close("221 2.0.0 Bye")
+		cl.c.CloseWith("221 2.0.0 Bye")
 		return false
 	case "STARTTLS":
 		if cl.c.CanStartTLS() {
 			return cl.startTLS(arg)
 		}
-		return cl.fail("502 5.5.1 Command not available before authentication")
+		return cl.c.Fail("502 5.5.1 Command not available before authentication")
 	case "DATA", "VRFY", "EXPN", "BDAT", "ETRN", "HELP":
-		return cl.fail("502 5.5.1 Command not available before authentication")
+		return cl.c.Fail("502 5.5.1 Command not available before authentication")
 	default:
-		return cl.fail("500 5.5.1 Invalid command")
+		return cl.c.Fail("500 5.5.1 Invalid command")
 	}
 	return true
 }
@@ -87,35 +96,29 @@ func (cl *client) command(line []byte) bool {
 // is what it said before: it must say EHLO again.
 func (cl *client) startTLS(arg []byte) bool {
 	if len(arg) != 0 {
-		return cl.fail("501 5.5.4 Syntax error (no parameters allowed)")
+		return cl.c.Fail("501 5.5.4 Syntax error (no parameters allowed)")
 	}
 	cl.helo, cl.ehlo, cl.from = "", false, ""
 	return cl.c.StartTLS("220 2.0.0 Start TLS") == nil
-}
-
-// fail answers a protocol error and counts it.
-func (cl *client) fail(reply string) bool {
-	cl.c.Reply("%s", reply)
-	return cl.c.Failed()
 }
 
 // hello answers EHLO with the extensions, one per line, or HELO.
 func (cl *client) hello(name string, ehlo bool) bool {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 255 || strings.ContainsAny(name, " \t") {
-		return cl.fail("501 5.5.4 Invalid argument")
+		return cl.c.Fail("501 5.5.4 Invalid argument")
 	}
 	cl.helo, cl.ehlo, cl.from = name, ehlo, ""
-	st := &cl.srv.settled
+	st := cl.st
 	if !ehlo {
 		cl.c.Reply("250 %s", st.ServerName)
 		return true
 	}
-	lines := append([]string{st.ServerName}, cl.srv.Capabilities...)
+	lines := append([]string{st.ServerName}, st.capabilities...)
 	if cl.c.CanStartTLS() {
 		lines = append(lines, "STARTTLS")
 	}
-	if mechanisms := st.mechanisms.For(cl.c); len(mechanisms) > 0 {
+	if mechanisms := st.Mechanisms.For(cl.c); len(mechanisms) > 0 {
 		lines = append(lines, "AUTH "+strings.Join(mechanisms, " "))
 	}
 	for i, l := range lines {
@@ -134,24 +137,19 @@ func (cl *client) hello(name string, ehlo bool) bool {
 func (cl *client) finishLogin(req *auth.Request, replay []string) bool {
 	req.SMTPHelo = cl.helo
 	login, err := cl.c.Authenticate(cl.ctx, req)
-	var refused *session.Refusal
+	var refused *engine.Refusal
 	switch {
 	case errors.As(err, &refused):
-		reply := refusalReply(refused)
-		if refused.Close {
-			cl.c.Close(reply)
-			return false
-		}
-		return cl.fail(reply)
+		return cl.c.Refuse(refused, refusalReply(refused))
 	case err != nil:
-		return cl.fail("451 4.3.0 Temporary authentication failure")
+		return cl.c.Fail("451 4.3.0 Temporary authentication failure")
 	}
 	return cl.proxy(login, req, replay)
 }
 
 // refusalReply is the auth service's code (Auth-Error-Code, default 535
 // 5.7.8) with its message.
-func refusalReply(r *session.Refusal) string {
+func refusalReply(r *engine.Refusal) string {
 	code := r.SMTPCode
 	if code == "" {
 		code = "535 5.7.8"

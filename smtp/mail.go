@@ -4,23 +4,23 @@ import (
 	"strings"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
 // mail takes "MAIL FROM:<address> [parameters]" with smtp_auth none; the
 // line is kept to be sent to the auth service and replayed to the backend.
 func (cl *client) mail(line string) bool {
 	switch {
-	case !cl.srv.settled.none:
-		return cl.fail("530 5.7.0 Authentication required")
-	case cl.c.TLSState() == session.TLSFirst:
-		return cl.fail(mustStartTLS)
+	case !cl.st.none:
+		return cl.c.Fail("530 5.7.0 Authentication required")
+	case cl.c.TLSState() == engine.TLSFirst:
+		return cl.c.Fail(mustStartTLS)
 	case cl.helo == "":
-		return cl.fail("503 5.5.1 Send HELO/EHLO first")
+		return cl.c.Fail("503 5.5.1 Send HELO/EHLO first")
 	case cl.from != "":
-		return cl.fail("503 5.5.1 Nested MAIL command")
+		return cl.c.Fail("503 5.5.1 Nested MAIL command")
 	case !hasPathPrefix(line, "MAIL FROM:"):
-		return cl.fail("501 5.5.4 Syntax: MAIL FROM:<address>")
+		return cl.c.Fail("501 5.5.4 Syntax: MAIL FROM:<address>")
 	}
 	cl.from = line
 	cl.c.Reply("250 2.1.0 OK")
@@ -32,14 +32,14 @@ func (cl *client) mail(line string) bool {
 // RCPT replayed.
 func (cl *client) rcpt(line string) bool {
 	switch {
-	case !cl.srv.settled.none:
-		return cl.fail("530 5.7.0 Authentication required")
-	case cl.c.TLSState() == session.TLSFirst:
-		return cl.fail(mustStartTLS)
+	case !cl.st.none:
+		return cl.c.Fail("530 5.7.0 Authentication required")
+	case cl.c.TLSState() == engine.TLSFirst:
+		return cl.c.Fail(mustStartTLS)
 	case cl.from == "":
-		return cl.fail("503 5.5.1 Need MAIL before RCPT")
+		return cl.c.Fail("503 5.5.1 Need MAIL before RCPT")
 	case !hasPathPrefix(line, "RCPT TO:"):
-		return cl.fail("501 5.5.4 Syntax: RCPT TO:<address>")
+		return cl.c.Fail("501 5.5.4 Syntax: RCPT TO:<address>")
 	}
 	req := &auth.Request{Protocol: "smtp", Method: auth.MethodNone, SMTPFrom: cl.from, SMTPTo: []string{line}}
 	return cl.finishLogin(req, []string{cl.from, line})

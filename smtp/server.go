@@ -5,11 +5,12 @@
 package smtp
 
 import (
+	"context"
 	"net"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/mailproxy/mailproxy/internal/engine"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -24,7 +25,8 @@ const DefaultClientBuffer = 4 << 10
 // Serve; the zero value serves with nginx's defaults (and refuses every
 // login until Auth is set).
 type Server struct {
-	session.Config
+	// Config holds the settings every protocol shares.
+	Config session.Config
 
 	// Capabilities are the EHLO keywords (smtp_capabilities), such as
 	// "SIZE 10485760" or "8BITMIME".
@@ -47,41 +49,43 @@ type Server struct {
 	// credentials (proxy_smtp_auth).
 	BackendAuth bool
 
-	session.Serving // Shutdown and Close
-	settled         settings
+	engine  engine.Server
+	settled settings
 }
 
 // settings are a Server's fields with the defaults applied, fixed when it
 // starts serving.
 type settings struct {
-	session.Config
-	mechanisms   session.Announced[[]string] // SASL mechanisms offered in each TLS state
-	none         bool                        // smtp_auth none
-	clientBuffer int
+	*engine.Settings
+	capabilities  []string // EHLO keywords
+	none          bool     // smtp_auth none
+	greetingDelay time.Duration
+	xclient       bool
+	backendAuth   bool
 }
 
 // Serve accepts SMTP clients on l until l is closed or the Server is shut
 // down. It may be called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	return s.Run(l, s.settle, s.serveConn)
+	return s.engine.Serve(l, s.settle, s.serveConn)
 }
 
-func (s *Server) settle() *session.Config {
-	methods := s.AuthMethods
-	if methods == nil {
-		methods = DefaultAuthMethods
+// Shutdown stops accepting and waits for the sessions in progress to end,
+// closing them when ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error { return s.engine.Shutdown(ctx) }
+
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error { return s.engine.Close() }
+
+func (s *Server) settle() *engine.Settings {
+	methods := engine.Or(s.AuthMethods, DefaultAuthMethods)
+	s.settled = settings{
+		Settings:      engine.Settle(s.Config, engine.OrPositive(s.ClientBuffer, DefaultClientBuffer), engine.MechanismsOf(methods, engine.SASLMethods)),
+		capabilities:  slices.Clone(s.Capabilities),
+		none:          slices.Contains(methods, "none"),
+		greetingDelay: s.GreetingDelay,
+		xclient:       !s.DisableXClient,
+		backendAuth:   s.BackendAuth,
 	}
-	st := settings{Config: s.Config.WithDefaults(), none: slices.Contains(methods, "none"), clientBuffer: s.ClientBuffer}
-	if st.clientBuffer <= 0 {
-		st.clientBuffer = DefaultClientBuffer
-	}
-	var mechanisms []string
-	for _, m := range methods {
-		if m != "none" {
-			mechanisms = append(mechanisms, strings.ToUpper(m))
-		}
-	}
-	st.mechanisms = session.Mechanisms(mechanisms)
-	s.settled = st
-	return &s.settled.Config
+	return s.settled.Settings
 }

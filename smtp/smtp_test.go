@@ -43,8 +43,8 @@ func run(t *testing.T, c *testutil.Client, steps []step) {
 // proxy.test unless it has a ServerName, and returns its address.
 func serve(t *testing.T, srv *smtp.Server) string {
 	t.Helper()
-	srv.Logger = cmp.Or(srv.Logger, testutil.Discard)
-	srv.ServerName = cmp.Or(srv.ServerName, "proxy.test")
+	srv.Config.Logger = cmp.Or(srv.Config.Logger, testutil.Discard)
+	srv.Config.ServerName = cmp.Or(srv.Config.ServerName, "proxy.test")
 	return testutil.Serve(t, srv)
 }
 

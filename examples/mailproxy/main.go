@@ -112,13 +112,20 @@ func (o *options) load(log *slog.Logger) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cfg, cfg.Proxy.Check(context.Background())
+	if err := cfg.Proxy.Check(context.Background()); err != nil {
+		cfg.Close()
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	log := newLogger(stderr, slog.LevelInfo)
 	cfg, err := o.load(log)
 	if o.test {
+		if err == nil {
+			cfg.Close()
+		}
 		return testResult(stderr, o.confPath(), err)
 	}
 	if err != nil {
@@ -216,7 +223,9 @@ func handleSignal(p *mailproxy.Proxy, sig os.Signal, reload func() (*mailproxy.C
 	case syscall.SIGHUP:
 		cfg, err := reload()
 		if err == nil {
-			err = p.Reload(context.Background(), cfg)
+			if err = p.Reload(context.Background(), cfg); err != nil {
+				cfg.Close() // the Proxy did not take it
+			}
 		}
 		if err != nil {
 			log.Error("reload failed; the old configuration goes on", "err", err)

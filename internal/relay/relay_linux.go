@@ -1,4 +1,4 @@
-package session
+package relay
 
 import (
 	"net"
@@ -12,11 +12,11 @@ import (
 // (TCP_INFO's tcpi_bytes_received and tcpi_bytes_acked, Linux 4.1 and
 // later). The sum grows whenever splice moves data, so the idle watchdog
 // can see progress in the middle of a long io.Copy without deadlines. It
-// returns nil when TCP_INFO cannot be read, and Relay then copies through
+// returns nil when TCP_INFO cannot be read, and Run then copies through
 // a buffer.
 //
 // The function is called from one goroutine at a time. After a failed
-// read (a socket closed by Relay) it repeats the last sum: no progress.
+// read (a socket closed by Run) it repeats the last sum: no progress.
 func kernelBytes(a, b *net.TCPConn) func() uint64 {
 	var conns [2]syscall.RawConn
 	for i, c := range [...]*net.TCPConn{a, b} {

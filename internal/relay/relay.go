@@ -1,4 +1,8 @@
-package session
+// Package relay moves the bytes of a proxied session between the client
+// and the backend once the backend login is done: zero-copy (splice) between
+// two TCP sockets, through a pooled buffer otherwise, with the idle timeout
+// of proxy_timeout.
+package relay
 
 import (
 	"context"
@@ -11,18 +15,21 @@ import (
 	"time"
 )
 
-// ErrIdle is returned by [Relay] when no byte has moved in either direction
+// ErrIdle is returned by [Run] when no byte has moved in either direction
 // for the idle timeout (proxy_timeout).
 var ErrIdle = errors.New("mail: proxy_timeout: no data in either direction")
 
-// RelayStats counts the bytes [Relay] moved each way, pending bytes
+// defaultBuffer is the copy buffer when Run is given none.
+const defaultBuffer = 16 << 10
+
+// Stats counts the bytes [Run] moved each way, pending bytes
 // included.
-type RelayStats struct {
+type Stats struct {
 	ToBackend int64 // from the client to the backend
 	ToClient  int64 // from the backend to the client
 }
 
-// Relay copies bytes both ways between client and backend until both
+// Run copies bytes both ways between client and backend until both
 // directions have ended, either side fails, ctx ends, or no byte has moved
 // in either direction for idle (proxy_timeout; zero or negative means no
 // limit). clientPending is sent to the backend first (bytes the client
@@ -35,18 +42,18 @@ type RelayStats struct {
 // through user space. Any other connection (*tls.Conn, a wrapper) is
 // copied through a buffer of bufSize per direction.
 //
-// When one direction reaches the end of its input, Relay half-closes its
+// When one direction reaches the end of its input, Run half-closes its
 // destination (CloseWrite) and lets the other direction go on; a
 // destination that cannot be half-closed ends the session, as nginx does.
 // An error in either direction closes both connections at once.
 //
-// Relay owns both connections: it clears their deadlines, closes them
+// Run owns both connections: it clears their deadlines, closes them
 // before returning, and has stopped every goroutine it started by then.
 // It reports the bytes moved each way and why it ended: nil when both
 // directions ended normally, ErrIdle, ctx's error, or the first copy error.
-func Relay(ctx context.Context, client, backend net.Conn, clientPending, backendPending []byte, idle time.Duration, bufSize int) (RelayStats, error) {
+func Run(ctx context.Context, client, backend net.Conn, clientPending, backendPending []byte, idle time.Duration, bufSize int) (Stats, error) {
 	if bufSize <= 0 {
-		bufSize = DefaultProxyBuffer
+		bufSize = defaultBuffer
 	}
 	// The dialogue before proxying set deadlines; from now on the idle
 	// watchdog bounds the session instead.
@@ -65,7 +72,7 @@ func Relay(ctx context.Context, client, backend net.Conn, clientPending, backend
 	go r.copy(false, client, backend, backendPending)
 
 	var (
-		stats    RelayStats
+		stats    Stats
 		reason   error
 		stopped  bool
 		done     = ctx.Done()
@@ -119,11 +126,11 @@ func Relay(ctx context.Context, client, backend net.Conn, clientPending, backend
 	return stats, reason
 }
 
-// relay is the state shared by the two directions of a Relay.
+// relay is the state shared by the two directions of a Run.
 type relay struct {
 	path    copyPath
 	bufSize int
-	moves   atomic.Uint64 // bumped by every read and write Relay makes itself
+	moves   atomic.Uint64 // bumped by every read and write Run makes itself
 	ends    chan copyResult
 }
 
@@ -212,7 +219,7 @@ func bufferPool(size int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
-// copyPath is how Relay copies bytes.
+// copyPath is how Run copies bytes.
 type copyPath int
 
 const (

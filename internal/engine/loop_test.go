@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/mailproxy/mailproxy/session"
 )
 
 func TestLoopLifeCycle(t *testing.T) {
@@ -38,8 +40,8 @@ func TestLoopLifeCycle(t *testing.T) {
 
 	shut := make(chan error, 1)
 	go func() { shut <- l.Shutdown(context.Background()) }()
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
-		t.Errorf("Serve = %v, want ErrServerClosed", err)
+	if err := <-served; !errors.Is(err, session.ErrServerClosed) {
+		t.Errorf("Serve = %v, want session.ErrServerClosed", err)
 	}
 	select {
 	case err := <-shut:
@@ -54,7 +56,7 @@ func TestLoopLifeCycle(t *testing.T) {
 		t.Errorf("%d sessions after Shutdown", l.Active())
 	}
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
-	if err := l.Serve(ln2, nil); !errors.Is(err, ErrServerClosed) {
+	if err := l.Serve(ln2, nil); !errors.Is(err, session.ErrServerClosed) {
 		t.Errorf("Serve after Shutdown = %v", err)
 	}
 	if _, err := net.Dial("tcp", ln2.Addr().String()); err == nil {

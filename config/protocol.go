@@ -1,4 +1,4 @@
-package mailproxy
+package config
 
 import (
 	"net"
@@ -12,11 +12,11 @@ var wellKnownPorts = map[string]string{
 	"25": "smtp", "587": "smtp", "465": "smtp",
 }
 
-// ProtocolForAddress returns the protocol a listen address implies by its
+// protocolForAddress returns the protocol a listen address implies by its
 // port, as nginx detects it when a server has no protocol directive: imap
 // for 143 and 993, pop3 for 110 and 995, smtp for 25, 587 and 465. It
 // returns "" for any other address.
-func ProtocolForAddress(addr string) string {
+func protocolForAddress(addr string) string {
 	if strings.HasPrefix(addr, "unix:") {
 		return ""
 	}

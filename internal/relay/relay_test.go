@@ -1,4 +1,4 @@
-package session
+package relay
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// relayKinds are the connection kinds Relay is tested with:
+// relayKinds are the connection kinds Run is tested with:
 //   - tcp: both sides are *net.TCPConn, the zero-copy (splice) path;
 //   - wrapped: the same sockets behind a wrapper that hides their type but
 //     keeps CloseWrite, as a PROXY-protocol or metrics wrapper would: the
@@ -24,10 +24,10 @@ import (
 var relayKinds = []string{"tcp", "wrapped", "pipe"}
 
 // relayTest is one relayed session: the client and backend programs at
-// both ends, and the two connections Relay gets.
+// both ends, and the two connections Run gets.
 type relayTest struct {
 	client, backend           net.Conn // the programs' ends
-	proxyClient, proxyBackend net.Conn // Relay's ends
+	proxyClient, proxyBackend net.Conn // Run's ends
 }
 
 // newRelayTest opens the connections of a session of the given kind on
@@ -91,30 +91,30 @@ func (c opaqueConn) CloseWrite() error {
 }
 
 type relayOutcome struct {
-	stats RelayStats
+	stats Stats
 	err   error
 	took  time.Duration
 }
 
-// start runs Relay on the proxy's ends.
+// start runs Run on the proxy's ends.
 func (rt *relayTest) start(ctx context.Context, clientPending, backendPending string, idle time.Duration) <-chan relayOutcome {
 	out := make(chan relayOutcome, 1)
 	go func() {
 		start := time.Now()
-		stats, err := Relay(ctx, rt.proxyClient, rt.proxyBackend, []byte(clientPending), []byte(backendPending), idle, 0)
+		stats, err := Run(ctx, rt.proxyClient, rt.proxyBackend, []byte(clientPending), []byte(backendPending), idle, 0)
 		out <- relayOutcome{stats, err, time.Since(start)}
 	}()
 	return out
 }
 
-// waitRelay waits at most d for Relay to return.
+// waitRelay waits at most d for Run to return.
 func waitRelay(t testing.TB, out <-chan relayOutcome, d time.Duration) relayOutcome {
 	t.Helper()
 	select {
 	case o := <-out:
 		return o
 	case <-time.After(d):
-		t.Fatalf("Relay has not returned after %v", d)
+		t.Fatalf("Run has not returned after %v", d)
 		return relayOutcome{}
 	}
 }
@@ -207,7 +207,7 @@ func TestRelayBothWays(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			noGoroutineLeak(t)
 			rt := newRelayTest(t, kind)
-			// The dialogue before proxying leaves deadlines behind: Relay
+			// The dialogue before proxying leaves deadlines behind: Run
 			// must clear them.
 			rt.proxyClient.SetDeadline(time.Now())
 			rt.proxyBackend.SetDeadline(time.Now())
@@ -231,9 +231,9 @@ func TestRelayBothWays(t *testing.T) {
 
 			o := waitRelay(t, out, 5*time.Second)
 			if o.err != nil {
-				t.Errorf("Relay: %v", o.err)
+				t.Errorf("Run: %v", o.err)
 			}
-			want := RelayStats{
+			want := Stats{
 				ToBackend: int64(len(clientPending + "a3 LOGOUT\r\n")),
 				ToClient:  int64(len(backendPending + "* BYE\r\na3 OK\r\n")),
 			}
@@ -281,8 +281,8 @@ func TestRelayLarge(t *testing.T) {
 			}
 			rt.backend.Close()
 			o := waitRelay(t, out, 5*time.Second)
-			if o.err != nil || o.stats != (RelayStats{ToBackend: size}) {
-				t.Errorf("Relay: %+v, %v; want %d bytes to the backend", o.stats, o.err, size)
+			if o.err != nil || o.stats != (Stats{ToBackend: size}) {
+				t.Errorf("Run: %+v, %v; want %d bytes to the backend", o.stats, o.err, size)
 			}
 		})
 	}
@@ -311,9 +311,9 @@ func TestRelayHalfClose(t *testing.T) {
 			}
 			o := waitRelay(t, out, 5*time.Second)
 			if o.err != nil {
-				t.Errorf("Relay: %v", o.err)
+				t.Errorf("Run: %v", o.err)
 			}
-			if want := (RelayStats{ToBackend: 6, ToClient: 24}); o.stats != want {
+			if want := (Stats{ToBackend: 6, ToClient: 24}); o.stats != want {
 				t.Errorf("stats %+v, want %+v", o.stats, want)
 			}
 		})
@@ -328,10 +328,10 @@ func TestRelayIdle(t *testing.T) {
 			rt := newRelayTest(t, kind)
 			o := waitRelay(t, rt.start(t.Context(), "", "", idle), 5*time.Second)
 			if !errors.Is(o.err, ErrIdle) {
-				t.Errorf("Relay: %v, want ErrIdle", o.err)
+				t.Errorf("Run: %v, want ErrIdle", o.err)
 			}
 			if o.took < idle || o.took >= 3*time.Second {
-				t.Errorf("Relay returned after %v with idle %v", o.took, idle)
+				t.Errorf("Run returned after %v with idle %v", o.took, idle)
 			}
 			expectClosed(t, rt.client)
 			expectClosed(t, rt.backend)
@@ -367,23 +367,23 @@ func TestRelayTrickle(t *testing.T) {
 			readExactly(t, rt.backend, strings.Repeat(".", nbytes))
 			select {
 			case o := <-out:
-				t.Fatalf("Relay returned during the traffic after %v: %v", o.took, o.err)
+				t.Fatalf("Run returned during the traffic after %v: %v", o.took, o.err)
 			default:
 			}
 			halfClose(rt.client)
 			rt.backend.Close()
 			o := waitRelay(t, out, 5*time.Second)
-			if o.err != nil || o.stats != (RelayStats{ToBackend: nbytes}) {
-				t.Errorf("Relay: %+v, %v", o.stats, o.err)
+			if o.err != nil || o.stats != (Stats{ToBackend: nbytes}) {
+				t.Errorf("Run: %+v, %v", o.stats, o.err)
 			}
 			if o.took < nbytes*every {
-				t.Errorf("Relay returned after %v", o.took)
+				t.Errorf("Run returned after %v", o.took)
 			}
 		})
 	}
 }
 
-// TestRelayReset: the backend resets the connection; Relay returns at once
+// TestRelayReset: the backend resets the connection; Run returns at once
 // and closes the client's connection.
 func TestRelayReset(t *testing.T) {
 	for _, kind := range relayKinds {
@@ -398,7 +398,7 @@ func TestRelayReset(t *testing.T) {
 
 			o := waitRelay(t, out, 2*time.Second)
 			if !errors.Is(o.err, syscall.ECONNRESET) {
-				t.Errorf("Relay: %v, want a connection reset", o.err)
+				t.Errorf("Run: %v, want a connection reset", o.err)
 			}
 			expectClosed(t, rt.client)
 		})
@@ -417,7 +417,7 @@ func TestRelayContextCancel(t *testing.T) {
 			cancel()
 			o := waitRelay(t, out, 2*time.Second)
 			if !errors.Is(o.err, context.Canceled) {
-				t.Errorf("Relay: %v, want context.Canceled", o.err)
+				t.Errorf("Run: %v, want context.Canceled", o.err)
 			}
 			if o.stats.ToBackend != 9 {
 				t.Errorf("stats %+v", o.stats)
@@ -453,8 +453,8 @@ func TestRelayGoroutines(t *testing.T) {
 }
 
 // BenchmarkRelay moves 64 MiB per op over loopback TCP: directly from a
-// client to a server (the baseline), through Relay on the zero-copy path,
-// and through Relay on the buffered path (wrapped connections, 16 KiB).
+// client to a server (the baseline), through Run on the zero-copy path,
+// and through Run on the buffered path (wrapped connections, 16 KiB).
 func BenchmarkRelay(b *testing.B) {
 	b.Run("direct", func(b *testing.B) {
 		c, s := loopbackTCP(b)
@@ -470,7 +470,7 @@ func BenchmarkRelay(b *testing.B) {
 			rt.client.Close()
 			rt.backend.Close()
 			if o := waitRelay(b, out, 5*time.Second); o.err != nil {
-				b.Logf("Relay: %v", o.err)
+				b.Logf("Run: %v", o.err)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"bufio"
@@ -9,9 +9,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/pires/go-proxyproto"
-
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/clock"
+	"github.com/mailproxy/mailproxy/internal/proxyproto"
+	"github.com/mailproxy/mailproxy/internal/relay"
 )
 
 // Login is an accepted login: the backend to proxy to and the credentials
@@ -34,6 +35,17 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return "login refused: " + r.Message }
 
+// Refuse answers a refused login with reply: the session ends there when
+// the refusal says so, else the error is counted. It reports whether the
+// session goes on.
+func (c *Conn) Refuse(r *Refusal, reply string) bool {
+	if r.Close {
+		c.CloseWith(reply)
+		return false
+	}
+	return c.Fail(reply)
+}
+
 // Authenticate asks the server's Authenticator about req. It fills in what
 // the session knows: the client and local addresses, the server name and
 // the attempt number; the caller sets the protocol, method and
@@ -50,10 +62,8 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	req.ServerName = c.cfg.ServerName
 	req.TLS = c.TLS()
 	req.ClientHost = c.ClientHost()
-	if p, ok := rawConn(c.Conn).(interface {
-		ProxyAddrs() (src, dst net.Addr, ok bool)
-	}); ok {
-		if src, dst, ok := p.ProxyAddrs(); ok {
+	if pc, ok := rawConn(c.Conn).(*proxyproto.Conn); ok {
+		if src, dst, ok := pc.Announced(); ok {
 			req.Proxy = &auth.ProxyInfo{Source: src, Destination: dst}
 		}
 	}
@@ -66,7 +76,7 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	case !res.OK():
 		log.Info("login refused", "reason", res.Error, "wait", res.Wait)
 		if res.Wait > 0 {
-			if err := sleep(ctx, res.Wait); err != nil {
+			if err := clock.Sleep(ctx, res.Wait); err != nil {
 				return nil, err
 			}
 		}
@@ -98,17 +108,6 @@ func (c *Conn) ask(ctx context.Context, req *auth.Request) (*auth.Result, error)
 		return nil, fmt.Errorf("%w: Authenticator accepted without a backend", auth.ErrUnavailable)
 	}
 	return res, err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // backendBuffer is the reader a backend's login dialogue is read through.
@@ -146,8 +145,7 @@ func (c *Conn) dialBackend(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	if v := c.cfg.SendProxyProtocol; v != 0 {
-		h := proxyproto.HeaderProxyFromAddrs(byte(v), c.RemoteAddr(), c.LocalAddr())
-		if _, err := h.WriteTo(conn); err != nil {
+		if err := proxyproto.WriteHeader(conn, v, c.RemoteAddr(), c.LocalAddr()); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("backend %s: PROXY header: %w", addr, err)
 		}
@@ -166,13 +164,13 @@ func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byt
 	c.SetDeadline(time.Time{})
 	backend.SetDeadline(time.Time{})
 	client, pending := c.Conn, c.Buffered()
-	if u, ok := client.(interface{ Unwrap() (net.Conn, []byte) }); ok {
-		// A PROXY protocol wrapper: relay the raw socket (splice), after
-		// what the wrapper read past the header.
-		raw, rest := u.Unwrap()
+	if pc, ok := client.(*proxyproto.Conn); ok {
+		// Relay the raw socket (splice), after what was read past the
+		// header.
+		raw, rest := pc.Unwrap()
 		client, pending = raw, append(bytes.Clone(pending), rest...)
 	}
-	stats, err := Relay(ctx, client, backend, pending, backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
+	stats, err := relay.Run(ctx, client, backend, pending, backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
 	c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient, "reason", endReason(err))
 }
 

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"errors"
@@ -76,4 +76,27 @@ func (c *Conn) ReadSASL(protocol, mech string, offered []string, initial []byte,
 		}
 	}
 	return req, c.Exchange(m, resp, prefix)
+}
+
+// SASLFailed answers err, an error of [Conn.ReadSASL], with the protocol's
+// reply after prefix (an IMAP tag and a space, or nothing) and counts it.
+// It reports whether the session goes on: not when the client went away.
+func (c *Conn) SASLFailed(prefix string, err error) bool {
+	r := &c.replies.SASL
+	reply := r.Invalid
+	switch {
+	case errors.Is(err, ErrClientGone):
+		return false
+	case errors.Is(err, ErrMechanism):
+		reply = r.Mechanism
+	case errors.Is(err, ErrNoCertificate):
+		reply = r.NoCertificate
+	case errors.Is(err, auth.ErrCancelled):
+		reply = r.Cancelled
+	case errors.Is(err, auth.ErrBadBase64):
+		reply = r.BadBase64
+	case errors.Is(err, ErrLineTooLong):
+		reply = r.LineTooLong
+	}
+	return c.Fail(prefix + reply)
 }

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"context"
@@ -7,10 +7,10 @@ import (
 	"net"
 	"sync"
 	"time"
-)
 
-// ErrServerClosed is returned by [Loop.Serve] after Shutdown or Close.
-var ErrServerClosed = errors.New("mail: server closed")
+	"github.com/mailproxy/mailproxy/internal/proxyproto"
+	"github.com/mailproxy/mailproxy/session"
+)
 
 // Handler serves one client connection. It returns when the session is
 // over; the Loop closes the connection afterwards. ctx is cancelled when the
@@ -43,12 +43,12 @@ func (l *Loop) init() {
 }
 
 // Serve accepts connections on ln and handles each in its own goroutine
-// until ln fails or the Loop is shut down; it then returns ErrServerClosed.
+// until ln fails or the Loop is shut down; it then returns session.ErrServerClosed.
 // Serve may be called for several listeners at once.
 func (l *Loop) Serve(ln net.Listener, handle Handler) error {
 	if !l.track(ln) {
 		ln.Close()
-		return ErrServerClosed
+		return session.ErrServerClosed
 	}
 	defer l.untrack(ln)
 	var backoff time.Duration
@@ -56,7 +56,7 @@ func (l *Loop) Serve(ln net.Listener, handle Handler) error {
 		conn, err := ln.Accept()
 		if err != nil {
 			if l.isDraining() {
-				return ErrServerClosed
+				return session.ErrServerClosed
 			}
 			if backoff = nextBackoff(backoff); isTemporary(err) {
 				time.Sleep(backoff)
@@ -189,47 +189,56 @@ func (l *Loop) drain(kill bool) {
 	}
 }
 
-// Serving is the life cycle every protocol server shares: settings fixed
+// Server is the life cycle every protocol server shares: settings fixed
 // when it first serves, the accept loop, Shutdown and Close. A protocol
-// server embeds it and calls Run from its Serve method.
-type Serving struct {
-	loop Loop
-	once sync.Once
-	cfg  *Config // the settled Config
+// server holds one and calls Serve from its own Serve method.
+type Server struct {
+	loop     Loop
+	once     sync.Once
+	settings *Settings
 }
 
-// Run calls settle once, on the first call, then serves ln with handle
+// Serve calls settle once, on the first call, then serves ln with handle
 // until ln is closed or the server is shut down. settle fixes the server's
-// settings and returns its Config with the defaults applied.
+// settings.
 //
-// When ln says its connections start with a TLS handshake (an
-// ImplicitTLS method returning true, as the listeners of a
-// mailproxy.Proxy for "listen … ssl" have), each connection is wrapped in
-// TLS with the Config's TLS settings before handle sees it; the handshake
-// runs in the session. A *tls.Conn from a listener of crypto/tls is served
-// as it is.
-func (s *Serving) Run(ln net.Listener, settle func() *Config, handle Handler) error {
-	s.once.Do(func() { s.cfg = settle() })
-	if l, ok := ln.(interface{ ImplicitTLS() bool }); ok && l.ImplicitTLS() {
-		handle = s.implicitTLS(handle)
+// When ln is a session.Listener, its connections start as it says: with a
+// PROXY protocol header, read within the settings' Timeout and trusted as
+// their RealIP says; with a TLS handshake, run with the settings' TLS. Both
+// happen in the session's goroutine, before handle's dialogue starts.
+func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler) error {
+	s.once.Do(func() { s.settings = settle() })
+	if l, ok := ln.(session.Listener); ok {
+		handle = s.opening(l.ProxyProtocol(), l.ImplicitTLS(), handle)
 	}
 	return s.loop.Serve(ln, handle)
 }
 
-// implicitTLS wraps handle for a listener of implicit TLS.
-func (s *Serving) implicitTLS(handle Handler) Handler {
+// opening wraps handle for a listener whose connections start with a PROXY
+// protocol header or a TLS handshake.
+func (s *Server) opening(proxyHeader, implicitTLS bool, handle Handler) Handler {
+	if !proxyHeader && !implicitTLS {
+		return handle
+	}
+	st := s.settings
 	return func(ctx context.Context, conn net.Conn) {
-		if s.cfg.TLS == nil {
-			s.cfg.Logger.Error("TLS connection closed: no certificate configured", "client", conn.RemoteAddr().String())
-			return
+		if proxyHeader {
+			conn = proxyproto.NewConn(conn, st.RealIP.Trusts(conn.RemoteAddr()), st.Timeout)
 		}
-		handle(ctx, tls.Server(conn, s.cfg.TLS.Config))
+		if implicitTLS {
+			if st.TLS == nil {
+				st.Logger.Error("TLS connection closed: no certificate configured", "client", conn.RemoteAddr().String())
+				return
+			}
+			conn = tls.Server(conn, st.TLS.Config)
+		}
+		handle(ctx, conn)
 	}
 }
 
 // Shutdown stops accepting and waits for the sessions to end, closing them
 // when ctx ends first.
-func (s *Serving) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error { return s.loop.Shutdown(ctx) }
 
 // Close closes the listeners and every session at once.
-func (s *Serving) Close() error { return s.loop.Close() }
+func (s *Server) Close() error { return s.loop.Close() }

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"bufio"
@@ -9,16 +9,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailproxy/mailproxy/session"
 )
 
 var testReplies = Replies{LineTooLong: "ERR long", TooManyCommands: "BYE commands", TooManyErrors: "BYE errors"}
 
 // serveOne runs Conn.Run on the server side of a real TCP connection, and
 // answers "ok" to a line "ok" and an error to anything else.
-func serveOne(t *testing.T, cfg Config, maxLine int) (client net.Conn, r *bufio.Reader, done <-chan struct{}) {
+func serveOne(t *testing.T, cfg session.Config, maxLine int) (client net.Conn, r *bufio.Reader, done <-chan struct{}) {
 	t.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	cfg = cfg.WithDefaults()
+	st := Settle(cfg, maxLine, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +36,7 @@ func serveOne(t *testing.T, cfg Config, maxLine int) (client net.Conn, r *bufio.
 			return
 		}
 		defer nc.Close()
-		c := NewConn(nc, &cfg, maxLine, testReplies)
+		c := NewConn(nc, st, testReplies)
 		c.Run(context.Background(), func(line []byte) bool {
 			if string(line) == "ok" {
 				c.Reply("fine")
@@ -73,20 +75,20 @@ func TestConnLimits(t *testing.T) {
 	long := strings.Repeat("x", 100)
 	tests := []struct {
 		name  string
-		cfg   Config
+		cfg   session.Config
 		input string
 		want  []string
 	}{
-		{"max_errors closes at the limit", Config{MaxErrors: 2}, "a\r\nok\r\nb\r\nok\r\n",
+		{"max_errors closes at the limit", session.Config{MaxErrors: 2}, "a\r\nok\r\nb\r\nok\r\n",
 			[]string{`bad "a"`, "fine", `bad "b"`, "BYE errors"}},
-		{"max_commands", Config{MaxCommands: 2}, "ok\r\nok\r\nok\r\n",
+		{"max_commands", session.Config{MaxCommands: 2}, "ok\r\nok\r\nok\r\n",
 			[]string{"fine", "fine", "BYE commands"}},
-		{"a long line is an error and the session goes on", Config{}, long + "\r\nok\r\n" + long + "\n",
+		{"a long line is an error and the session goes on", session.Config{}, long + "\r\nok\r\n" + long + "\n",
 			[]string{"ERR long", "fine", "ERR long"}},
-		{"long lines count toward max_errors", Config{MaxErrors: 2}, long + "\r\n" + long + "\r\nok\r\n",
+		{"long lines count toward max_errors", session.Config{MaxErrors: 2}, long + "\r\n" + long + "\r\nok\r\n",
 			[]string{"ERR long", "ERR long", "BYE errors"}},
-		{"bare LF and CRLF both end a line", Config{}, "ok\nok\r\n", []string{"fine", "fine"}},
-		{"negative limits mean none", Config{MaxErrors: -1, MaxCommands: -1}, strings.Repeat("z\r\n", 20), repeat(`bad "z"`, 20)},
+		{"bare LF and CRLF both end a line", session.Config{}, "ok\nok\r\n", []string{"fine", "fine"}},
+		{"negative limits mean none", session.Config{MaxErrors: -1, MaxCommands: -1}, strings.Repeat("z\r\n", 20), repeat(`bad "z"`, 20)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +111,7 @@ func repeat(s string, n int) []string {
 
 // timeout bounds the wait for each command; a silent client is cut off.
 func TestConnTimeout(t *testing.T) {
-	_, r, done := serveOne(t, Config{Timeout: 100 * time.Millisecond}, 64)
+	_, r, done := serveOne(t, session.Config{Timeout: 100 * time.Millisecond}, 64)
 	start := time.Now()
 	select {
 	case <-done:
@@ -127,8 +129,7 @@ func TestConnTimeout(t *testing.T) {
 func TestConnBuffered(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
-	cfg := Config{Logger: slog.New(slog.DiscardHandler)}.WithDefaults()
-	c := NewConn(b, &cfg, 64, testReplies)
+	c := NewConn(b, Settle(session.Config{Logger: slog.New(slog.DiscardHandler)}, 64, nil), testReplies)
 	go io.WriteString(a, "first\r\npipelined bytes")
 	line, err := c.ReadCommand()
 	if err != nil || string(line) != "first" {
@@ -139,13 +140,13 @@ func TestConnBuffered(t *testing.T) {
 	}
 }
 
-func TestWithDefaults(t *testing.T) {
-	got := Config{}.WithDefaults()
-	if got.Timeout != DefaultTimeout || got.MaxErrors != 5 || got.MaxCommands != 1000 ||
-		got.ProxyTimeout != 24*time.Hour || got.ProxyBuffer != DefaultProxyBuffer || got.ServerName == "" || got.Logger == nil {
+func TestSettleDefaults(t *testing.T) {
+	got := Settle(session.Config{}, 0, nil)
+	if got.Timeout != session.DefaultTimeout || got.MaxErrors != 5 || got.MaxCommands != 1000 ||
+		got.ProxyTimeout != 24*time.Hour || got.ProxyBuffer != session.DefaultProxyBuffer || got.ServerName == "" || got.Logger == nil {
 		t.Errorf("defaults: %+v", got)
 	}
-	set := Config{Timeout: time.Second, MaxErrors: -1, ServerName: "x"}.WithDefaults()
+	set := Settle(session.Config{Timeout: time.Second, MaxErrors: -1, ServerName: "x"}, 0, nil)
 	if set.Timeout != time.Second || set.MaxErrors != -1 || set.ServerName != "x" {
 		t.Errorf("set values changed: %+v", set)
 	}

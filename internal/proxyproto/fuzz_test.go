@@ -1,9 +1,8 @@
-package mailproxy
+package proxyproto
 
 import (
 	"io"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 )
@@ -23,14 +22,13 @@ func FuzzProxyHeader(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	trusted := RealIP{From: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}
 	f.Fuzz(func(t *testing.T, input string) {
 		client, server := net.Pipe()
 		go func() {
 			io.WriteString(client, input)
 			client.Close()
 		}()
-		c := newProxyConn(server, trusted, time.Second)
+		c := NewConn(server, true, time.Second)
 		defer c.Close()
 		done := make(chan struct{})
 		go func() {
@@ -39,7 +37,7 @@ func FuzzProxyHeader(f *testing.F) {
 				return
 			}
 			c.RemoteAddr()
-			c.ProxyAddrs()
+			c.Announced()
 			io.Copy(io.Discard, c)
 		}()
 		select {

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/proxyproto"
 )
 
 // Errors returned by [Conn] when a client breaks a limit.
@@ -22,7 +23,7 @@ var (
 	ErrTooManyCommands = errors.New("mail: too many commands")
 )
 
-// Replies are a protocol's words for a client that breaks a limit.
+// Replies are a protocol's words for what the engine answers itself.
 type Replies struct {
 	LineTooLong     string // a command line was too long; the session goes on
 	TooManyCommands string // sent before closing at max_commands
@@ -31,6 +32,19 @@ type Replies struct {
 	// certificate is missing or invalid (ssl_verify_client).
 	NoClientCert  string
 	BadClientCert string
+	// SASL answers a SASL exchange that failed; see [Conn.SASLFailed].
+	SASL SASLReplies
+}
+
+// SASLReplies answer the errors of [Conn.ReadSASL], one reply each. In
+// IMAP they follow the command's tag.
+type SASLReplies struct {
+	Mechanism     string // ErrMechanism: not offered
+	NoCertificate string // ErrNoCertificate: EXTERNAL without a certificate
+	Cancelled     string // auth.ErrCancelled: the client sent "*"
+	BadBase64     string // auth.ErrBadBase64
+	LineTooLong   string // ErrLineTooLong: a response beyond the client buffer
+	Invalid       string // any other error of the mechanism
 }
 
 // Conn is a client connection during the dialogue before proxying starts.
@@ -40,7 +54,7 @@ type Conn struct {
 	net.Conn
 	Log *slog.Logger // the session's logger, with the client address
 
-	cfg      *Config
+	cfg      *Settings
 	replies  Replies
 	r        *bufio.Reader
 	w        *bufio.Writer
@@ -52,15 +66,15 @@ type Conn struct {
 	hostName string
 }
 
-// NewConn wraps c for a session of a server configured by cfg (with
-// defaults applied). maxLine bounds a line, CRLF included.
-func NewConn(c net.Conn, cfg *Config, maxLine int, replies Replies) *Conn {
+// NewConn wraps c for a session of a server with the settings st, which
+// answers broken limits with replies.
+func NewConn(c net.Conn, st *Settings, replies Replies) *Conn {
 	return &Conn{
 		Conn:    c,
-		Log:     cfg.Logger.With("client", c.RemoteAddr().String()),
-		cfg:     cfg,
+		Log:     st.Logger.With("client", c.RemoteAddr().String()),
+		cfg:     st,
 		replies: replies,
-		r:       bufio.NewReaderSize(c, max(maxLine, 16)),
+		r:       bufio.NewReaderSize(c, st.MaxLine),
 		w:       bufio.NewWriterSize(c, 1024),
 	}
 }
@@ -134,8 +148,8 @@ func (c *Conn) skipLine() error {
 // reports whether the session goes on; when not, the connection has been
 // answered and closed.
 func (c *Conn) Open(ctx context.Context) bool {
-	if h, ok := rawConn(c.Conn).(interface{ Handshake() error }); ok {
-		if err := h.Handshake(); err != nil {
+	if pc, ok := rawConn(c.Conn).(*proxyproto.Conn); ok {
+		if err := pc.Handshake(); err != nil {
 			c.Log.Info("connection refused", "err", err)
 			return false
 		}
@@ -184,7 +198,7 @@ func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
 				return
 			}
 		case errors.Is(err, ErrTooManyCommands):
-			c.Close(c.replies.TooManyCommands)
+			c.CloseWith(c.replies.TooManyCommands)
 			return
 		default:
 			c.Log.Debug("client gone", "err", err)
@@ -199,19 +213,27 @@ func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
 func (c *Conn) Failed() bool {
 	c.errors++
 	if c.cfg.MaxErrors > 0 && c.errors >= c.cfg.MaxErrors {
-		c.Close(c.replies.TooManyErrors)
+		c.CloseWith(c.replies.TooManyErrors)
 		return false
 	}
 	return true
 }
 
-// Close sends the queued replies and a last one, and closes the connection.
+// Fail queues reply to a protocol error and counts the error: it reports
+// whether the session goes on, as [Conn.Failed] does.
+func (c *Conn) Fail(reply string) bool {
+	c.Reply("%s", reply)
+	return c.Failed()
+}
+
+// CloseWith sends the queued replies and a last one, and closes the
+// connection.
 //
 // The close lingers: it ends the sending side first and reads what the
 // client still sends for a moment. Closing a socket with unread input makes
 // the kernel send a reset, and a reset can destroy the last reply before
 // the client reads it.
-func (c *Conn) Close(last string) {
+func (c *Conn) CloseWith(last string) {
 	c.Reply("%s", last)
 	c.Flush()
 	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
