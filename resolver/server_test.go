@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -75,12 +76,20 @@ type testServer struct {
 	host      string
 	refuse    bool
 	slowDelay time.Duration // the wait ends with the test
+	strays    []stray       // sent before the answer to spoofedName
 
 	zone map[string][]dns.RR // by "name type", names lower-case
 	done chan struct{}
 
 	mu      sync.Mutex
 	queries map[string]int // by "name type"; "" for all, "tcp" for those over TCP
+	udp     []udpQuery     // every query over UDP, in order
+}
+
+// udpQuery is where a UDP query came from and the ID it carried.
+type udpQuery struct {
+	from netip.AddrPort
+	id   uint16
 }
 
 // serverOption changes a testServer before it starts.
@@ -95,11 +104,16 @@ func slowBy(d time.Duration) serverOption { return func(s *testServer) { s.slowD
 // onHost listens on host instead of 127.0.0.1.
 func onHost(host string) serverOption { return func(s *testServer) { s.host = host } }
 
+// strayFirst sends only st before the answer to spoofedName, instead of
+// all the strays.
+func strayFirst(st stray) serverOption { return func(s *testServer) { s.strays = []stray{st} } }
+
 func newTestServer(t testing.TB, opts ...serverOption) *testServer {
 	t.Helper()
 	s := &testServer{
 		host:      "127.0.0.1",
 		slowDelay: 2 * time.Second,
+		strays:    strays,
 		zone:      make(map[string][]dns.RR),
 		done:      make(chan struct{}),
 		queries:   make(map[string]int),
@@ -187,11 +201,13 @@ func (s *testServer) counter(k string) int {
 
 func (s *testServer) handle(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
-	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	from, udp := w.RemoteAddr().(*net.UDPAddr)
 	s.mu.Lock()
 	s.queries[zoneKey(q.Name, q.Qtype)]++
 	s.queries[""]++
-	if !udp {
+	if udp {
+		s.udp = append(s.udp, udpQuery{from.AddrPort(), req.Id})
+	} else {
 		s.queries["tcp"]++
 	}
 	s.mu.Unlock()
@@ -215,7 +231,9 @@ func (s *testServer) handle(w dns.ResponseWriter, req *dns.Msg) {
 		s.answer(resp, q)
 	case name == spoofedName && udp:
 		s.answer(resp, q)
-		spoof(w, resp)
+		for _, st := range s.strays {
+			w.Write(st.packet(resp))
+		}
 	default:
 		s.answer(resp, q)
 	}
@@ -248,23 +266,43 @@ func (s *testServer) exists(name string) bool {
 	return false
 }
 
-// spoof sends what a client must ignore before the real answer: a packet
-// that does not parse, the answer under another ID, the answer to another
-// question, a query instead of a response.
-func spoof(w dns.ResponseWriter, resp *dns.Msg) {
-	w.Write([]byte("\x12\x34 not a DNS message"))
-	wrongID := resp.Copy()
-	wrongID.Id++
-	w.WriteMsg(wrongID)
-	wrongQuestion := resp.Copy()
-	wrongQuestion.Question[0].Name = "1.2.0.192.in-addr.arpa."
-	w.WriteMsg(wrongQuestion)
-	notResponse := resp.Copy()
-	notResponse.Response = false
-	w.WriteMsg(notResponse)
-	wrongType := resp.Copy()
-	wrongType.Question[0].Qtype = dns.TypeA
-	w.WriteMsg(wrongType)
+// A stray is a packet that a client must ignore when it comes before the
+// real answer over UDP: made from that answer, it does not parse or does
+// not answer the query.
+type stray struct {
+	name   string
+	packet func(resp *dns.Msg) []byte
+}
+
+// strays are what the test server sends before the answer to spoofedName.
+var strays = []stray{
+	{"garbage", func(*dns.Msg) []byte { return []byte("\x12\x34 not a DNS message") }},
+	{"shorter than a header", func(resp *dns.Msg) []byte { return []byte{byte(resp.Id >> 8), byte(resp.Id)} }},
+	{"wrong ID", edited(func(m *dns.Msg) { m.Id++ })},
+	{"wrong name", edited(func(m *dns.Msg) { m.Question[0].Name = "1.2.0.192.in-addr.arpa." })},
+	{"wrong type", edited(func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeA })},
+	{"wrong class", edited(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS })},
+	{"not a response", edited(func(m *dns.Msg) { m.Response = false })},
+}
+
+// edited makes a stray of the answer changed by edit.
+func edited(edit func(*dns.Msg)) func(*dns.Msg) []byte {
+	return func(resp *dns.Msg) []byte {
+		m := resp.Copy()
+		edit(m)
+		b, err := m.Pack()
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+}
+
+// udpQueries returns the queries received over UDP so far.
+func (s *testServer) udpQueries() []udpQuery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.udp)
 }
 
 // deadServer is a UDP socket that never answers.
