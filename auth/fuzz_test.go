@@ -39,7 +39,7 @@ func FuzzParseResponse(f *testing.F) {
 			return
 		}
 		req := &Request{Protocol: "imap", Method: MethodPlain, User: "u", Password: "p"}
-		res, wait, err := ParseResponse(resp.Header, req)
+		res, wait, err := parseResponse(resp.Header, req)
 		if err != nil {
 			return
 		}
@@ -124,14 +124,14 @@ func FuzzEscape(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		e := Escape(s)
+		e := escape(s)
 		got, err := url.PathUnescape(e)
 		if err != nil || got != s {
-			t.Fatalf("PathUnescape(Escape(%q) = %q) = %q, %v", s, e, got, err)
+			t.Fatalf("PathUnescape(escape(%q) = %q) = %q, %v", s, e, got, err)
 		}
 		for i := 0; i < len(e); i++ {
 			if c := e[i]; c < 0x20 || c == 0x7f || c == ' ' {
-				t.Fatalf("Escape(%q) = %q has byte %#x", s, e, c)
+				t.Fatalf("escape(%q) = %q has byte %#x", s, e, c)
 			}
 		}
 	})

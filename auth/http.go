@@ -173,7 +173,7 @@ func (h *HTTP) Authenticate(ctx context.Context, req *Request) (*Result, error) 
 		res, wait, err := h.ask(ctx, req)
 		if err != nil {
 			h.logger().Error("auth http failed", "url", h.target.url, "user", req.User, "err", err)
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if !wait {
 			return res, nil
@@ -209,7 +209,7 @@ func (h *HTTP) ask(ctx context.Context, req *Request) (res *Result, wait bool, e
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, false, fmt.Errorf("auth http server returned status %d", resp.StatusCode)
 	}
-	return ParseResponse(resp.Header, req)
+	return parseResponse(resp.Header, req)
 }
 
 // Errors of auth_http responses that cannot be used.
@@ -218,10 +218,10 @@ var (
 	ErrNoBackend = errors.New("auth http server did not send server or port")
 )
 
-// ParseResponse reads the decision in the headers of an auth_http
+// parseResponse reads the decision in the headers of an auth_http
 // response to req. wait reports "Auth-Status: WAIT". An error means the
 // response cannot be used.
-func ParseResponse(h http.Header, req *Request) (res *Result, wait bool, err error) {
+func parseResponse(h http.Header, req *Request) (res *Result, wait bool, err error) {
 	status, ok := h["Auth-Status"]
 	if !ok || len(status) == 0 {
 		return nil, false, ErrNoStatus

@@ -225,6 +225,11 @@ func TestHTTPResponses(t *testing.T) {
 				if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want ErrUnavailable with %q", err, tt.wantErr)
 				}
+				for _, sentinel := range []error{ErrNoStatus, ErrNoBackend} {
+					if strings.Contains(sentinel.Error(), tt.wantErr) && !errors.Is(err, sentinel) {
+						t.Fatalf("err = %v, want it to match %v", err, sentinel)
+					}
+				}
 				return
 			}
 			if err != nil {

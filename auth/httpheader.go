@@ -14,8 +14,8 @@ func requestHeader(req *Request, extra [][2]string, passCert bool) http.Header {
 	h := http.Header{"User-Agent": {""}} // an empty User-Agent is not sent
 	set := func(name, value string) { h[name] = append(h[name], value) }
 	set("Auth-Method", wireMethod(req.Method))
-	set("Auth-User", Escape(req.User))
-	set("Auth-Pass", Escape(req.Password))
+	set("Auth-User", escape(req.User))
+	set("Auth-Pass", escape(req.Password))
 	if req.Salt != "" && !clearText(req.Method) {
 		set("Auth-Salt", req.Salt)
 	}
@@ -68,7 +68,7 @@ func addTLS(set func(name, value string), t *TLSInfo, passCert bool) {
 		}
 	}
 	if passCert && t.Certificate != "" {
-		set("Auth-SSL-Cert", Escape(t.Certificate))
+		set("Auth-SSL-Cert", escape(t.Certificate))
 	}
 }
 
@@ -104,11 +104,11 @@ func splitAddr(a net.Addr) (ip, port string) {
 
 const upperHex = "0123456789ABCDEF"
 
-// Escape encodes s as nginx encodes Auth-User, Auth-Pass and Auth-SSL-Cert:
+// escape encodes s as nginx encodes Auth-User, Auth-Pass and Auth-SSL-Cert:
 // control characters, DEL, space and "%" become %XX (nginx leaves DEL, but
 // HTTP forbids it in a header); every other byte stays.
 // An auth service decodes it with ordinary URL unescaping.
-func Escape(s string) string {
+func escape(s string) string {
 	return escapeSet(s, func(c byte) bool { return c < 0x20 || c == 0x7f || c == ' ' || c == '%' })
 }
 

@@ -3,7 +3,6 @@ package auth
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,10 +20,8 @@ const (
 	SASLExternal = "EXTERNAL"
 )
 
-// Errors of a SASL exchange; each protocol answers them in its own words.
+// Errors of a SASL mechanism; each protocol answers them in its own words.
 var (
-	ErrCancelled     = errors.New("auth: SASL exchange cancelled by the client")
-	ErrBadBase64     = errors.New("auth: SASL response is not valid base64")
 	ErrBadResponse   = errors.New("auth: invalid SASL response")
 	ErrUnknownMech   = errors.New("auth: unknown SASL mechanism")
 	ErrAuthzID       = errors.New("auth: authorization identity differs from the user")
@@ -32,8 +29,8 @@ var (
 	maxCredentialLen = 1024 // bytes of a user name or password
 )
 
-// MechanismMethod maps a SASL mechanism to the login Method it reports.
-func MechanismMethod(mech string) (Method, bool) {
+// mechanismMethod maps a SASL mechanism to the login Method it reports.
+func mechanismMethod(mech string) (Method, bool) {
 	switch strings.ToUpper(mech) {
 	case SASLPlain:
 		return MethodPlain, true
@@ -55,7 +52,7 @@ func MechanismMethod(mech string) (Method, bool) {
 // PLAIN and EXTERNAL are go-sasl's; LOGIN and CRAM-MD5, which go-sasl has
 // no server for, are written here in the same shape.
 func NewSASL(mech string, req *Request, serverName string) (sasl.Server, error) {
-	method, ok := MechanismMethod(mech)
+	method, ok := mechanismMethod(mech)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownMech, mech)
 	}
@@ -170,32 +167,6 @@ func Challenge(serverName string) string {
 	var r [8]byte
 	rand.Read(r[:])
 	return fmt.Sprintf("<%d.%d@%s>", binary.BigEndian.Uint64(r[:])>>1, time.Now().Unix(), serverName)
-}
-
-// DecodeResponse decodes a client's base64 SASL response line. "*"
-// cancels the exchange (ErrCancelled). With initial set, the line is an
-// initial response where "=" stands for an empty one (RFC 4959, 4954).
-func DecodeResponse(line []byte, initial bool) ([]byte, error) {
-	switch {
-	case len(line) == 1 && line[0] == '*':
-		return nil, ErrCancelled
-	case initial && len(line) == 1 && line[0] == '=':
-		return []byte{}, nil
-	}
-	if bytes.ContainsAny(line, "\r\n") {
-		return nil, ErrBadBase64
-	}
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(line)))
-	n, err := base64.StdEncoding.Strict().Decode(out, line)
-	if err != nil {
-		return nil, ErrBadBase64
-	}
-	return out[:n], nil
-}
-
-// EncodeChallenge encodes a server challenge for the wire.
-func EncodeChallenge(challenge []byte) string {
-	return base64.StdEncoding.EncodeToString(challenge)
 }
 
 // APOPRequest fills req for "APOP name digest" answered to challenge.

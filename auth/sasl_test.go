@@ -266,7 +266,7 @@ func TestSASLUnknownMechanism(t *testing.T) {
 	}
 }
 
-func TestMechanismMethod(t *testing.T) {
+func TestMechanismMethods(t *testing.T) {
 	tests := []struct {
 		mech string
 		want Method
@@ -285,9 +285,9 @@ func TestMechanismMethod(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mech, func(t *testing.T) {
-			got, ok := MechanismMethod(tt.mech)
+			got, ok := mechanismMethod(tt.mech)
 			if got != tt.want || ok != tt.ok {
-				t.Fatalf("MechanismMethod(%q) = %q, %v; want %q, %v", tt.mech, got, ok, tt.want, tt.ok)
+				t.Fatalf("mechanismMethod(%q) = %q, %v; want %q, %v", tt.mech, got, ok, tt.want, tt.ok)
 			}
 			// NewSASL takes the name in any case too.
 			if tt.ok {
@@ -297,61 +297,6 @@ func TestMechanismMethod(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestDecodeResponse(t *testing.T) {
-	tests := []struct {
-		name    string
-		line    string
-		initial bool
-		want    []byte // compared with bytes.Equal, and nil-ness
-		err     error
-	}{
-		{name: "cancel", line: "*", err: ErrCancelled},
-		{name: "cancel initial", line: "*", initial: true, err: ErrCancelled},
-		{name: "empty initial response", line: "=", initial: true, want: []byte{}},
-		{name: "= not initial", line: "=", err: ErrBadBase64},
-		{name: "empty line", line: "", want: []byte{}},
-		{name: "good", line: "YWxpY2U=", want: []byte("alice")},
-		{name: "good initial", line: "YWxpY2U=", initial: true, want: []byte("alice")},
-		{name: "plain credentials", line: "AGFsaWNlAHNlY3JldA==", want: []byte("\x00alice\x00secret")},
-		{name: "missing padding", line: "YWxpY2U", err: ErrBadBase64},
-		{name: "not base64", line: "!!!!", err: ErrBadBase64},
-		{name: "URL alphabet", line: "-_-_", err: ErrBadBase64},
-		{name: "space", line: "YWxp Y2U=", err: ErrBadBase64},
-		{name: "two stars", line: "**", err: ErrBadBase64},
-		{name: "padding only", line: "==", initial: true, err: ErrBadBase64},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeResponse([]byte(tt.line), tt.initial)
-			checkErr(t, err, tt.err)
-			if tt.err != nil {
-				if got != nil {
-					t.Errorf("got %q with an error", got)
-				}
-				return
-			}
-			if got == nil || !bytes.Equal(got, tt.want) {
-				t.Errorf("got %#v, want %#v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestEncodeChallenge(t *testing.T) {
-	for _, c := range []string{"", "Username:", "Password:", "<1896.697170952@mx.example.org>", "\x00\xff\x80 binary"} {
-		t.Run(c, func(t *testing.T) {
-			enc := EncodeChallenge([]byte(c))
-			got, err := DecodeResponse([]byte(enc), false)
-			if err != nil || string(got) != c {
-				t.Fatalf("DecodeResponse(EncodeChallenge(%q) = %q) = %q, %v", c, enc, got, err)
-			}
-		})
-	}
-	if got := EncodeChallenge(usernamePrompt); got != "VXNlcm5hbWU6" {
-		t.Errorf("EncodeChallenge(Username:) = %q", got)
 	}
 }
 
@@ -422,15 +367,15 @@ func TestEscape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Escape(tt.in); got != tt.want {
-				t.Errorf("Escape(%q) = %q, want %q", tt.in, got, tt.want)
+			if got := escape(tt.in); got != tt.want {
+				t.Errorf("escape(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
 	for _, s := range []string{"", "john smith", "100%", "%41%", "a\r\n\t\x00\x1f\x7fb", "пароль", "p+w/d", "\xff"} {
-		got, err := url.PathUnescape(Escape(s))
+		got, err := url.PathUnescape(escape(s))
 		if err != nil || got != s {
-			t.Errorf("PathUnescape(Escape(%q)) = %q, %v", s, got, err)
+			t.Errorf("PathUnescape(escape(%q)) = %q, %v", s, got, err)
 		}
 	}
 }

@@ -41,8 +41,8 @@ type Replies struct {
 type SASLReplies struct {
 	Mechanism     string // ErrMechanism: not offered
 	NoCertificate string // ErrNoCertificate: EXTERNAL without a certificate
-	Cancelled     string // auth.ErrCancelled: the client sent "*"
-	BadBase64     string // auth.ErrBadBase64
+	Cancelled     string // the client sent "*"
+	BadBase64     string // a response that is not base64
 	LineTooLong   string // ErrLineTooLong: a response beyond the client buffer
 	Invalid       string // any other error of the mechanism
 }

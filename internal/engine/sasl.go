@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
@@ -21,7 +23,7 @@ var ErrClientGone = errors.New("mail: client gone")
 // with the client's initial response (nil when it gave none). Each
 // challenge goes out as prefix followed by its base64 ("+ " for IMAP and
 // POP3, "334 " for SMTP). It returns nil when the mechanism is done, or
-// the error to answer: auth.ErrCancelled, auth.ErrBadBase64,
+// the error to answer: errCancelled, errBadBase64,
 // ErrLineTooLong, a mechanism error, or ErrClientGone.
 func (c *Conn) Exchange(m sasl.Server, initial []byte, prefix string) error {
 	resp := initial
@@ -30,7 +32,7 @@ func (c *Conn) Exchange(m sasl.Server, initial []byte, prefix string) error {
 		if err != nil || done {
 			return err
 		}
-		c.Reply("%s%s", prefix, auth.EncodeChallenge(challenge))
+		c.Reply("%s%s", prefix, encodeChallenge(challenge))
 		line, err := c.ReadLine()
 		switch {
 		case errors.Is(err, ErrLineTooLong):
@@ -38,7 +40,7 @@ func (c *Conn) Exchange(m sasl.Server, initial []byte, prefix string) error {
 		case err != nil:
 			return ErrClientGone
 		}
-		if resp, err = auth.DecodeResponse(line, false); err != nil {
+		if resp, err = decodeResponse(line, false); err != nil {
 			return err
 		}
 	}
@@ -71,7 +73,7 @@ func (c *Conn) ReadSASL(protocol, mech string, offered []string, initial []byte,
 	}
 	var resp []byte
 	if initial != nil {
-		if resp, err = auth.DecodeResponse(initial, true); err != nil {
+		if resp, err = decodeResponse(initial, true); err != nil {
 			return nil, err
 		}
 	}
@@ -91,12 +93,44 @@ func (c *Conn) SASLFailed(prefix string, err error) bool {
 		reply = r.Mechanism
 	case errors.Is(err, ErrNoCertificate):
 		reply = r.NoCertificate
-	case errors.Is(err, auth.ErrCancelled):
+	case errors.Is(err, errCancelled):
 		reply = r.Cancelled
-	case errors.Is(err, auth.ErrBadBase64):
+	case errors.Is(err, errBadBase64):
 		reply = r.BadBase64
 	case errors.Is(err, ErrLineTooLong):
 		reply = r.LineTooLong
 	}
 	return c.Fail(prefix + reply)
+}
+
+// Errors of a client's SASL response.
+var (
+	errCancelled = errors.New("mail: SASL exchange cancelled by the client")
+	errBadBase64 = errors.New("mail: SASL response is not valid base64")
+)
+
+// decodeResponse decodes a client's base64 SASL response line. "*"
+// cancels the exchange (errCancelled). With initial set, the line is an
+// initial response where "=" stands for an empty one (RFC 4959, 4954).
+func decodeResponse(line []byte, initial bool) ([]byte, error) {
+	switch {
+	case len(line) == 1 && line[0] == '*':
+		return nil, errCancelled
+	case initial && len(line) == 1 && line[0] == '=':
+		return []byte{}, nil
+	}
+	if bytes.ContainsAny(line, "\r\n") {
+		return nil, errBadBase64
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(line)))
+	n, err := base64.StdEncoding.Strict().Decode(out, line)
+	if err != nil {
+		return nil, errBadBase64
+	}
+	return out[:n], nil
+}
+
+// encodeChallenge encodes a server challenge for the wire.
+func encodeChallenge(challenge []byte) string {
+	return base64.StdEncoding.EncodeToString(challenge)
 }
