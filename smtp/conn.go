@@ -131,9 +131,10 @@ func (cl *client) hello(name string, ehlo bool) bool {
 	return true
 }
 
-// finishLogin asks the Authenticator about req, logs in to the backend and
-// starts proxying; after the backend's acceptance, success is answered by
-// accepted (nil: "235 2.0.0 OK").
+// finishLogin asks the Authenticator about req, prepares the backend
+// session and starts proxying. replay holds the MAIL and RCPT lines to send
+// the backend under smtp_auth none, whose reply to RCPT answers the client;
+// after AUTH (replay nil) the client gets "235 2.0.0 OK".
 func (cl *client) finishLogin(req *auth.Request, replay []string) bool {
 	req.SMTPHelo = cl.helo
 	login, err := cl.c.Authenticate(cl.ctx, req)

@@ -10,11 +10,9 @@ import (
 // mail takes "MAIL FROM:<address> [parameters]" with smtp_auth none; the
 // line is kept to be sent to the auth service and replayed to the backend.
 func (cl *client) mail(line string) bool {
-	switch {
-	case !cl.st.none:
-		return cl.c.Fail("530 5.7.0 Authentication required")
-	case cl.c.TLSState() == engine.TLSFirst:
-		return cl.c.Fail(mustStartTLS)
+	switch refusal := cl.envelopeRefusal(); {
+	case refusal != "":
+		return cl.c.Fail(refusal)
 	case cl.helo == "":
 		return cl.c.Fail("503 5.5.1 Send HELO/EHLO first")
 	case cl.from != "":
@@ -31,11 +29,9 @@ func (cl *client) mail(line string) bool {
 // Authenticator routes the session by it, and the backend gets MAIL and
 // RCPT replayed.
 func (cl *client) rcpt(line string) bool {
-	switch {
-	case !cl.st.none:
-		return cl.c.Fail("530 5.7.0 Authentication required")
-	case cl.c.TLSState() == engine.TLSFirst:
-		return cl.c.Fail(mustStartTLS)
+	switch refusal := cl.envelopeRefusal(); {
+	case refusal != "":
+		return cl.c.Fail(refusal)
 	case cl.from == "":
 		return cl.c.Fail("503 5.5.1 Need MAIL before RCPT")
 	case !hasPathPrefix(line, "RCPT TO:"):
@@ -43,6 +39,19 @@ func (cl *client) rcpt(line string) bool {
 	}
 	req := &auth.Request{Protocol: "smtp", Method: auth.MethodNone, SMTPFrom: cl.from, SMTPTo: []string{line}}
 	return cl.finishLogin(req, []string{cl.from, line})
+}
+
+// envelopeRefusal returns the reply that refuses MAIL and RCPT before a
+// login: always without smtp_auth none, and before STARTTLS under
+// starttls only. It returns "" when the envelope may come.
+func (cl *client) envelopeRefusal() string {
+	switch {
+	case !cl.st.none:
+		return "530 5.7.0 Authentication required"
+	case cl.c.TLSState() == engine.TLSFirst:
+		return mustStartTLS
+	}
+	return ""
 }
 
 // hasPathPrefix reports whether line starts with prefix (any case) and a

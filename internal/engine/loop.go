@@ -136,13 +136,6 @@ func (l *Loop) finish(conn net.Conn) {
 	l.running.Done()
 }
 
-// Active returns the number of sessions in progress.
-func (l *Loop) Active() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
-}
-
 // Shutdown stops accepting (closing the listeners) and waits for the
 // sessions in progress to end by themselves. When ctx ends first, the
 // remaining sessions are closed and ctx's error is returned.
