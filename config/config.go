@@ -54,7 +54,8 @@ type Config struct {
 }
 
 // Close closes what Load created for the configuration (the auth_http
-// clients' connections), for a Config that no Proxy runs. A Proxy that
+// clients' connections, the resolvers' queries), for a Config that no
+// Proxy runs. A Proxy that
 // runs Proxy closes them itself when it is done with it.
 func (c *Config) Close() error { return c.Proxy.Close() }
 
@@ -186,12 +187,18 @@ func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
 	for _, d := range servers {
 		sc, err := loadServer(base, d, opts, clients)
 		if err != nil {
+			for _, r := range base.resolvers {
+				r.Close()
+			}
 			return nil, err
 		}
 		cfg.Servers = append(cfg.Servers, sc)
 	}
 	for _, c := range clients {
 		cfg.Resources = append(cfg.Resources, c)
+	}
+	for _, r := range base.resolvers {
+		cfg.Resources = append(cfg.Resources, r)
 	}
 	return cfg, nil
 }

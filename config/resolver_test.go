@@ -1,9 +1,12 @@
 package config
 
 import (
+	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/resolver"
 )
 
@@ -53,5 +56,38 @@ func TestResolverErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The resolvers a Load makes are among the Resources that the loaded
+// configuration closes: a closed resolver asks no name server.
+func TestResolversAreClosedWithTheConfiguration(t *testing.T) {
+	ns := testutil.StartDNS(t, "1.2.0.192.in-addr.arpa. 60 IN PTR client.test.", "client.test. 60 IN A 192.0.2.1")
+	cfg, err := loadString(t, `mail { auth_http 127.0.0.1:9000/auth; resolver `+ns+` valid=30s;
+		server { listen 127.0.0.1:2525; protocol smtp; }
+		server { listen 127.0.0.1:2526; protocol smtp; resolver_timeout 1s; } }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resolvers []*resolver.Resolver
+	for _, r := range cfg.Proxy.Resources {
+		if r, ok := r.(*resolver.Resolver); ok {
+			resolvers = append(resolvers, r)
+		}
+	}
+	if len(resolvers) != 2 || len(cfg.Proxy.Resources) != 3 {
+		t.Fatalf("Resources %v, want the auth_http client and two resolvers", cfg.Proxy.Resources)
+	}
+	client := netip.MustParseAddr("192.0.2.1")
+	if name, err := resolvers[0].LookupHost(t.Context(), client); name != "client.test" || err != nil {
+		t.Fatalf("lookup before Close: %q, %v", name, err)
+	}
+	if err := cfg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resolvers {
+		if _, err := r.LookupHost(t.Context(), netip.MustParseAddr("192.0.2.2")); !errors.Is(err, resolver.ErrTemporary) {
+			t.Errorf("lookup after Close: %v, want ErrTemporary", err)
+		}
 	}
 }
