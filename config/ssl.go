@@ -332,12 +332,18 @@ func setVerifyDepth(s *settings, d *Directive) error {
 type tlsLoad struct {
 	opts   Options
 	pairs  map[[3]string]tls.Certificate // by certificate, key and password file
-	zones  map[string]*sessionCache
+	zones  map[string]sharedZone
 	warned map[string]bool
 }
 
+// sharedZone is the session cache of an ssl_session_cache shared:name:size.
+type sharedZone struct {
+	cache *session.SessionCache
+	size  int // bytes, which every server naming the zone must agree on
+}
+
 func newTLSLoad(opts Options) *tlsLoad {
-	return &tlsLoad{opts: opts, pairs: map[[3]string]tls.Certificate{}, zones: map[string]*sessionCache{}, warned: map[string]bool{}}
+	return &tlsLoad{opts: opts, pairs: map[[3]string]tls.Certificate{}, zones: map[string]sharedZone{}, warned: map[string]bool{}}
 }
 
 // warn logs what a directive asks that is not honoured, once per Load.
@@ -546,36 +552,33 @@ func (b *tlsBuild) files() error {
 // sessions sets resumption (see tickets.go).
 func (b *tlsBuild) sessions() error {
 	t := b.t
-	m := sessionMode{tickets: b.tickets, timeout: t.timeout}
-	if m.timeout == 0 {
-		m.timeout = defaultSessionTimeout
-	}
+	r := session.Resumption{Tickets: b.tickets, Timeout: t.timeout}
 	for _, d := range t.ticketKeys {
 		key, err := readTicketKey(b.ld.opts, d.Args[0])
 		if err != nil {
 			return errorAt(d, err.Error())
 		}
-		m.keys = append(m.keys, key)
+		r.TicketKeys = append(r.TicketKeys, key)
 	}
-	var zone *sessionCache
+	var zone *session.SessionCache
 	if c := t.cache; c.zone != "" {
-		zone = b.ld.zones[c.zone]
+		z, ok := b.ld.zones[c.zone]
 		switch {
-		case zone == nil:
-			zone = newSessionCache(max(c.size/sharedBytesPerSession, 1))
-			zone.size = c.size
-			b.ld.zones[c.zone] = zone
-		case zone.size != c.size:
-			return errorAt(c.at, fmt.Sprintf("the size %d of shared memory zone %q conflicts with already declared size %d", c.size, c.zone, zone.size))
+		case !ok:
+			z = sharedZone{cache: session.NewSessionCache(c.size / sharedBytesPerSession), size: c.size}
+			b.ld.zones[c.zone] = z
+		case z.size != c.size:
+			return errorAt(c.at, fmt.Sprintf("the size %d of shared memory zone %q conflicts with already declared size %d", c.size, c.zone, z.size))
+		}
+		zone = z.cache
+	}
+	if !r.Tickets && t.cache.enabled() {
+		r.Cache = zone
+		if r.Cache == nil {
+			r.Cache = session.NewSessionCache(t.cache.builtin)
 		}
 	}
-	if !m.tickets && t.cache.enabled() {
-		m.cache = zone
-		if m.cache == nil {
-			m.cache = newSessionCache(t.cache.builtin)
-		}
-	}
-	m.apply(b.cfg)
+	r.Apply(b.cfg)
 	return nil
 }
 
