@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"github.com/mailproxy/mailproxy/openssl"
@@ -30,19 +28,7 @@ func readSSLFile(opts Options, v string, data bool) ([]byte, error) {
 	if data && strings.HasPrefix(v, "data:") {
 		return []byte(v[len("data:"):]), nil
 	}
-	f, err := os.Open(opts.path(v))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxPEMFile {
-		return nil, fmt.Errorf("read %s: file larger than %d bytes", v, maxPEMFile)
-	}
-	return b, nil
+	return readBounded(opts.path(v), v, maxPEMFile)
 }
 
 // fileLabel names a value in messages: a path as given, or "data:…".
