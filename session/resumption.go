@@ -49,7 +49,9 @@ type Resumption struct {
 
 // Apply sets the resumption of cfg: SetSessionTicketKeys, WrapSession and
 // UnwrapSession, or SessionTicketsDisabled. Time comes from cfg.Time when
-// set.
+// set. The functions it sets refer to cfg itself: a clone of cfg
+// (tls.Config.Clone) keeps encrypting tickets with cfg's keys and reading
+// cfg's clock.
 func (r Resumption) Apply(cfg *tls.Config) {
 	now := func() time.Time {
 		if cfg.Time != nil {
