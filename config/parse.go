@@ -90,19 +90,25 @@ func parseSource(name string, src []byte, dir string, files fileSource) ([]*Dire
 // readConfigFile reads a whole configuration file, refusing huge ones (and
 // endless ones such as /dev/zero).
 func readConfigFile(path string) ([]byte, error) {
+	return readBounded(path, path, maxFileSize)
+}
+
+// readBounded reads the file at path, refusing one larger than limit
+// bytes; name is the file in that error.
+func readBounded(path, name string, limit int) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	src, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(src) > maxFileSize {
-		return nil, fmt.Errorf("read %s: file larger than %d bytes", path, maxFileSize)
+	if len(b) > limit {
+		return nil, fmt.Errorf("read %s: file larger than %d bytes", name, limit)
 	}
-	return src, nil
+	return b, nil
 }
 
 // A fileSource reads included files; tests substitute an in-memory one.

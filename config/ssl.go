@@ -8,31 +8,40 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailproxy/mailproxy/openssl"
 	"github.com/mailproxy/mailproxy/session"
 )
 
-// This file maps starttls and the ssl_* directives onto session.TLS and
-// its tls.Config, per server, inherited from the mail block as nginx
-// merges them: a server's own directive replaces the mail block's, and
-// the first of a repeatable one (ssl_certificate, ssl_certificate_key,
-// ssl_session_ticket_key, ssl_conf_command) replaces the whole inherited
-// list. Certificates and other files are read when the configuration is
-// loaded. What crypto/tls cannot do is accepted and named in a warning.
+// This file maps starttls and the ssl_* directives onto session.TLS, its
+// tls.Config and session.Resumption, per server, inherited from the mail
+// block as nginx merges them: a server's own directive replaces the mail
+// block's, and the first of a repeatable one (ssl_certificate,
+// ssl_certificate_key, ssl_session_ticket_key, ssl_conf_command) replaces
+// the whole inherited list. Errors are worded and placed as nginx's.
 //
-//	directive                  tls.Config / session.TLS
-//	ssl_certificate(_key)      Certificates (one per pair; crypto/tls picks the one the client supports)
-//	ssl_password_file          passphrases for encrypted keys
+// The machinery lives elsewhere: package openssl reads OpenSSL's
+// notations (cipher strings, group lists) and files (certificates, keys,
+// CRLs), and session.Resumption runs session resumption. What is left
+// here is the table below: which directive sets which field, nginx's
+// defaults, the files read relative to the prefix when the configuration
+// is loaded (sslfiles.go), and a warning naming what crypto/tls cannot
+// do, which is accepted rather than refused.
+//
+//	directive                  tls.Config / session.TLS                  read by
+//	ssl_certificate(_key)      Certificates (one per pair; crypto/tls    openssl.ParseCertificates, ParsePrivateKey, KeyPair
+//	                           picks the one the client supports)
+//	ssl_password_file          passphrases for encrypted keys            readPasswords (nginx's format)
 //	ssl_protocols              MinVersion, MaxVersion
-//	ssl_ciphers                CipherSuites (TLS 1.0–1.2; see ciphers.go)
+//	ssl_ciphers                CipherSuites (TLS 1.0–1.2)                openssl.ParseCipherString
 //	ssl_prefer_server_ciphers  always on in crypto/tls
-//	ssl_ecdh_curve             CurvePreferences
-//	ssl_dhparam                checked, unused (no finite-field DHE)
-//	ssl_session_*              WrapSession, UnwrapSession, SetSessionTicketKeys, SessionTicketsDisabled (see tickets.go)
+//	ssl_ecdh_curve             CurvePreferences                          openssl.ParseGroups
+//	ssl_dhparam                checked, unused (no finite-field DHE)     openssl.CheckDHParams
+//	ssl_session_*              session.Resumption (see tickets.go)
 //	ssl_verify_client          TLS.Verify
 //	ssl_verify_depth           TLS.VerifyDepth
-//	ssl_client_certificate     TLS.ClientCAs
-//	ssl_trusted_certificate    TLS.TrustedCAs
-//	ssl_crl                    TLS.CRLs
+//	ssl_client_certificate     TLS.ClientCAs                             openssl.ParseCertificates
+//	ssl_trusted_certificate    TLS.TrustedCAs                            openssl.ParseCertificates
+//	ssl_crl                    TLS.CRLs                                  openssl.ParseCRLs
 //	ssl_conf_command           the above, applied after the directives
 //	starttls                   TLS.StartTLS
 
@@ -177,7 +186,7 @@ func setSSLProtocols(s *settings, d *Directive) error {
 }
 
 // warnCiphers names what a cipher string asks that crypto/tls will not do.
-func (ld *tlsLoad) warnCiphers(d *Directive, l cipherList) {
+func (ld *tlsLoad) warnCiphers(d *Directive, l openssl.CipherList) {
 	if len(l.Unsupported) > 0 {
 		ld.warn(d, "ciphers crypto/tls does not have are left out", "ciphers", strings.Join(l.Unsupported, " "))
 	}
@@ -189,16 +198,19 @@ func (ld *tlsLoad) warnCiphers(d *Directive, l cipherList) {
 	}
 }
 
+// defaultCiphers is nginx's ssl_ciphers.
+const defaultCiphers = "HIGH:!aNULL:!MD5"
+
 // setSSLCiphers reads an OpenSSL cipher string. nginx's default,
 // HIGH:!aNULL:!MD5, is what crypto/tls enables by default, so it leaves
 // CipherSuites nil.
 func setSSLCiphers(s *settings, d *Directive) error {
-	l, err := parseCipherString(d.Args[0])
+	l, err := openssl.ParseCipherString(d.Args[0])
 	if err != nil {
 		return err
 	}
 	s.tlsLoad.warnCiphers(d, l)
-	s.ssl.ciphers = l.IDs
+	s.ssl.ciphers = l.CipherSuites
 	if d.Args[0] == defaultCiphers {
 		s.ssl.ciphers = nil
 	}
@@ -218,53 +230,20 @@ func setPreferServerCiphers(s *settings, d *Directive) error {
 	return err
 }
 
-// curveNames are the OpenSSL group names of the curves crypto/tls has,
-// lowercase.
-var curveNames = map[string]tls.CurveID{
-	"x25519":             tls.X25519,
-	"p-256":              tls.CurveP256,
-	"prime256v1":         tls.CurveP256,
-	"secp256r1":          tls.CurveP256,
-	"p-384":              tls.CurveP384,
-	"secp384r1":          tls.CurveP384,
-	"p-521":              tls.CurveP521,
-	"secp521r1":          tls.CurveP521,
-	"x25519mlkem768":     tls.X25519MLKEM768,
-	"secp256r1mlkem768":  tls.SecP256r1MLKEM768,
-	"secp384r1mlkem1024": tls.SecP384r1MLKEM1024,
-}
-
-// parseCurves reads an OpenSSL group list such as
-// "X25519:prime256v1:secp384r1". "auto" gives nil: crypto/tls's own list.
-// Names crypto/tls does not have are returned apart. crypto/tls chooses
-// among the curves by its own preference order, not the list's.
-func parseCurves(v string) (curves []tls.CurveID, unknown []string, err error) {
-	if v == "auto" {
-		return nil, nil, nil
-	}
-	for _, name := range strings.FieldsFunc(v, func(r rune) bool { return r == ':' || r == '/' }) {
-		id, ok := curveNames[strings.ToLower(strings.TrimLeft(name, "?*"))]
-		switch {
-		case !ok:
-			unknown = append(unknown, name)
-		case !slices.Contains(curves, id):
-			curves = append(curves, id)
-		}
-	}
-	if len(curves) == 0 {
-		return nil, unknown, fmt.Errorf("no curve crypto/tls supports in %q", v)
-	}
-	return curves, unknown, nil
-}
-
 func (ld *tlsLoad) warnCurves(d *Directive, unknown []string) {
 	if len(unknown) > 0 {
 		ld.warn(d, "curves crypto/tls does not have are left out", "curves", strings.Join(unknown, " "))
 	}
 }
 
+// setECDHCurve reads an OpenSSL group list; "auto" leaves
+// CurvePreferences nil: crypto/tls's own list.
 func setECDHCurve(s *settings, d *Directive) error {
-	curves, unknown, err := parseCurves(d.Args[0])
+	if d.Args[0] == "auto" {
+		s.ssl.curves = nil
+		return nil
+	}
+	curves, unknown, err := openssl.ParseGroups(d.Args[0])
 	if err != nil {
 		return err
 	}
@@ -332,12 +311,18 @@ func setVerifyDepth(s *settings, d *Directive) error {
 type tlsLoad struct {
 	opts   Options
 	pairs  map[[3]string]tls.Certificate // by certificate, key and password file
-	zones  map[string]*sessionCache
+	zones  map[string]sharedZone
 	warned map[string]bool
 }
 
+// sharedZone is the session cache of an ssl_session_cache shared:name:size.
+type sharedZone struct {
+	cache *session.SessionCache
+	size  int // bytes, which every server naming the zone must agree on
+}
+
 func newTLSLoad(opts Options) *tlsLoad {
-	return &tlsLoad{opts: opts, pairs: map[[3]string]tls.Certificate{}, zones: map[string]*sessionCache{}, warned: map[string]bool{}}
+	return &tlsLoad{opts: opts, pairs: map[[3]string]tls.Certificate{}, zones: map[string]sharedZone{}, warned: map[string]bool{}}
 }
 
 // warn logs what a directive asks that is not honoured, once per Load.
@@ -546,36 +531,33 @@ func (b *tlsBuild) files() error {
 // sessions sets resumption (see tickets.go).
 func (b *tlsBuild) sessions() error {
 	t := b.t
-	m := sessionMode{tickets: b.tickets, timeout: t.timeout}
-	if m.timeout == 0 {
-		m.timeout = defaultSessionTimeout
-	}
+	r := session.Resumption{Tickets: b.tickets, Timeout: t.timeout}
 	for _, d := range t.ticketKeys {
 		key, err := readTicketKey(b.ld.opts, d.Args[0])
 		if err != nil {
 			return errorAt(d, err.Error())
 		}
-		m.keys = append(m.keys, key)
+		r.TicketKeys = append(r.TicketKeys, key)
 	}
-	var zone *sessionCache
+	var zone *session.SessionCache
 	if c := t.cache; c.zone != "" {
-		zone = b.ld.zones[c.zone]
+		z, ok := b.ld.zones[c.zone]
 		switch {
-		case zone == nil:
-			zone = newSessionCache(max(c.size/sharedBytesPerSession, 1))
-			zone.size = c.size
-			b.ld.zones[c.zone] = zone
-		case zone.size != c.size:
-			return errorAt(c.at, fmt.Sprintf("the size %d of shared memory zone %q conflicts with already declared size %d", c.size, c.zone, zone.size))
+		case !ok:
+			z = sharedZone{cache: session.NewSessionCache(c.size / sharedBytesPerSession), size: c.size}
+			b.ld.zones[c.zone] = z
+		case z.size != c.size:
+			return errorAt(c.at, fmt.Sprintf("the size %d of shared memory zone %q conflicts with already declared size %d", c.size, c.zone, z.size))
+		}
+		zone = z.cache
+	}
+	if !r.Tickets && t.cache.enabled() {
+		r.Cache = zone
+		if r.Cache == nil {
+			r.Cache = session.NewSessionCache(t.cache.builtin)
 		}
 	}
-	if !m.tickets && t.cache.enabled() {
-		m.cache = zone
-		if m.cache == nil {
-			m.cache = newSessionCache(t.cache.builtin)
-		}
-	}
-	m.apply(b.cfg)
+	r.Apply(b.cfg)
 	return nil
 }
 
@@ -661,12 +643,12 @@ func parseConfCommand(ld *tlsLoad, d *Directive) (confCommand, error) {
 	bad := fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: bad value", name, value)
 	switch c.name {
 	case "CipherString":
-		l, err := parseCipherString(value)
+		l, err := openssl.ParseCipherString(value)
 		if err != nil {
 			return c, fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: %w", name, value, err)
 		}
 		ld.warnCiphers(d, l)
-		c.ciphers = l.IDs
+		c.ciphers = l.CipherSuites
 	case "Ciphersuites":
 		names := strings.Split(value, ":")
 		if !slices.Equal(slices.Sorted(slices.Values(names)), goTLS13Suites) {
@@ -681,8 +663,8 @@ func parseConfCommand(ld *tlsLoad, d *Directive) (confCommand, error) {
 			c.proto = bit
 		}
 	case "Groups", "Curves":
-		curves, unknown, err := parseCurves(value)
-		if err != nil || value == "auto" {
+		curves, unknown, err := openssl.ParseGroups(value)
+		if err != nil {
 			return c, bad
 		}
 		ld.warnCurves(d, unknown)

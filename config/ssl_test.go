@@ -23,6 +23,7 @@ import (
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/openssl"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -149,6 +150,15 @@ func tlsOf(servers []mailproxy.ServerConfig) []*session.TLS {
 }
 
 const pair = "ssl_certificate rsa.crt; ssl_certificate_key rsa.key;\n"
+
+// cipherNames returns the OpenSSL names of ids.
+func cipherNames(ids []uint16) []string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = openssl.CipherName(id)
+	}
+	return names
+}
 
 func leafNames(c *tls.Config) []string {
 	var names []string
@@ -379,6 +389,26 @@ func TestTLSErrors(t *testing.T) {
 	}
 }
 
+// The default ssl_ciphers enables what crypto/tls enables by default for
+// TLS 1.2, so leaving Config.CipherSuites nil keeps nginx's default.
+func TestDefaultCiphersAreGoDefaults(t *testing.T) {
+	got, err := openssl.ParseCipherString(defaultCiphers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint16
+	for _, s := range tls.CipherSuites() {
+		if !slices.Contains(s.SupportedVersions, tls.VersionTLS13) {
+			want = append(want, s.ID)
+		}
+	}
+	slices.Sort(want)
+	ids := slices.Sorted(slices.Values(got.CipherSuites))
+	if !slices.Equal(ids, want) {
+		t.Errorf("%s gives %q, crypto/tls enables %q", defaultCiphers, cipherNames(ids), cipherNames(want))
+	}
+}
+
 // Every directive crypto/tls cannot honour is accepted with a warning
 // that names it and says what is not done; each is logged once.
 func TestTLSWarnings(t *testing.T) {
@@ -596,7 +626,9 @@ func TestLoadTLSConf(t *testing.T) {
 	certDir := filepath.Join(dir, "certs")
 	p.leaf.WriteFiles(t, certDir, "ecdsa", p.inter)
 	p.rsa.WriteFiles(t, certDir, "rsa")
-	writeEncryptedLegacyKey(t, filepath.Join(certDir, "rsa.key"), p.rsa, "right")
+	if err := os.WriteFile(filepath.Join(certDir, "rsa.key"), p.rsa.LegacyEncryptedKeyPEM(t, "right", x509.PEMCipherAES256), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for src, dst := range map[string]string{"client-ca.crt": "client-ca.crt", "trusted-ca.crt": "trusted-ca.crt",
 		"client-ca.crl": "client-ca.crl", "tk80": "ticket-new.key", "tk48": "ticket-old.key"} {
 		b, err := os.ReadFile(filepath.Join(dir, src))

@@ -1,4 +1,4 @@
-package config
+package openssl
 
 import (
 	"crypto/tls"
@@ -8,6 +8,15 @@ import (
 	"strings"
 	"testing"
 )
+
+// cipherNames returns the OpenSSL names of ids.
+func cipherNames(ids []uint16) []string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = CipherName(id)
+	}
+	return names
+}
 
 func TestCipherString(t *testing.T) {
 	tests := []struct {
@@ -55,17 +64,32 @@ func TestCipherString(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseCipherString(tt.in)
+			got, err := ParseCipherString(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if names := cipherNames(got.IDs); !slices.Equal(names, tt.want) {
+			if names := cipherNames(got.CipherSuites); !slices.Equal(names, tt.want) {
 				t.Errorf("got  %q\nwant %q", names, tt.want)
 			}
 			if !slices.Equal(got.Unsupported, tt.unsupported) || !slices.Equal(got.Insecure, tt.insecure) {
 				t.Errorf("unsupported %q insecure %q, want %q %q", got.Unsupported, got.Insecure, tt.unsupported, tt.insecure)
 			}
 		})
+	}
+}
+
+func TestCipherName(t *testing.T) {
+	if got := CipherName(tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); got != "ECDHE-RSA-AES128-GCM-SHA256" {
+		t.Errorf("got %q", got)
+	}
+	if got := CipherName(tls.TLS_AES_128_GCM_SHA256); got != "" {
+		t.Errorf("a TLS 1.3 suite is named %q", got)
+	}
+	// Every suite crypto/tls has for TLS 1.0 to 1.2 has its OpenSSL name.
+	for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if !slices.Equal(s.SupportedVersions, []uint16{tls.VersionTLS13}) && CipherName(s.ID) == "" {
+			t.Errorf("%s has no name", s.Name)
+		}
 	}
 }
 
@@ -83,31 +107,11 @@ func TestCipherStringErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			_, err := parseCipherString(tt.in)
+			_, err := ParseCipherString(tt.in)
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("error %v, want %s", err, tt.want)
 			}
 		})
-	}
-}
-
-// The default ssl_ciphers enables what crypto/tls enables by default for
-// TLS 1.2, so leaving Config.CipherSuites nil keeps nginx's default.
-func TestDefaultCiphersAreGoDefaults(t *testing.T) {
-	got, err := parseCipherString(defaultCiphers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []uint16
-	for _, s := range tls.CipherSuites() {
-		if !slices.Contains(s.SupportedVersions, tls.VersionTLS13) {
-			want = append(want, s.ID)
-		}
-	}
-	slices.Sort(want)
-	ids := slices.Sorted(slices.Values(got.IDs))
-	if !slices.Equal(ids, want) {
-		t.Errorf("%s gives %q, crypto/tls enables %q", defaultCiphers, cipherNames(ids), cipherNames(want))
 	}
 }
 
@@ -138,12 +142,12 @@ func TestCipherStringMatchesOpenSSL(t *testing.T) {
 					want = append(want, name)
 				}
 			}
-			got, err := parseCipherString(s)
+			got, err := ParseCipherString(s)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var gotSecure []string
-			for _, name := range cipherNames(got.IDs) {
+			for _, name := range cipherNames(got.CipherSuites) {
 				if secure[name] {
 					gotSecure = append(gotSecure, name)
 				}
@@ -164,25 +168,25 @@ func FuzzCipherString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := parseCipherString(s)
+		got, err := ParseCipherString(s)
 		if err != nil {
 			return
 		}
-		if len(got.IDs) == 0 {
+		if len(got.CipherSuites) == 0 {
 			t.Fatal("no suite and no error")
 		}
 		seen := map[uint16]bool{}
-		for _, id := range got.IDs {
+		for _, id := range got.CipherSuites {
 			if seen[id] {
 				t.Fatalf("suite %#x twice", id)
 			}
 			seen[id] = true
-			names := cipherNames([]uint16{id})
-			if len(names) != 1 {
+			name := CipherName(id)
+			if name == "" {
 				t.Fatalf("suite %#x is not in the table", id)
 			}
-			if !secureSuites[id] && !strings.Contains(s, names[0]) {
-				t.Fatalf("insecure %s enabled without being named", names[0])
+			if !secureSuites[id] && !strings.Contains(s, name) {
+				t.Fatalf("insecure %s enabled without being named", name)
 			}
 		}
 	})

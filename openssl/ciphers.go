@@ -1,4 +1,4 @@
-package config
+package openssl
 
 import (
 	"crypto/tls"
@@ -7,34 +7,10 @@ import (
 	"strings"
 )
 
-// This file reads OpenSSL cipher strings (ssl_ciphers, and the CipherString
-// command of ssl_conf_command) into the cipher suites of crypto/tls, with
-// OpenSSL's rules: see ciphers(1) and ssl_cipher_process_rulestr in
-// OpenSSL's ssl/ssl_ciph.c.
-//
-// A cipher string is a list of elements separated by ':', ',', ';' or
-// spaces. An element names an alias (HIGH, ECDHE, AESGCM, …) or one suite
-// (ECDHE-RSA-AES128-GCM-SHA256); several joined by '+' select the suites
-// that every part selects. Without a prefix, the selected suites are added
-// at the end of the list; '-' takes them out (a later element may add them
-// again), '!' takes them out for good, '+' moves them to the end. "@STRENGTH"
-// sorts by key length, "@SECLEVEL=n" sets OpenSSL's security level, and a
-// string may start with "DEFAULT", OpenSSL's default list.
-//
-// Only the suites of TLS 1.0 to 1.2 that crypto/tls implements can be
-// selected; names of other suites (DHE, CAMELLIA, ARIA, PSK, SRP, CCM, the
-// NULL ciphers, …) select nothing, and the caller warns about them. As in
-// OpenSSL, cipher strings do not cover TLS 1.3, whose suites crypto/tls
-// does not let a server choose: it always enables TLS_AES_128_GCM_SHA256,
-// TLS_AES_256_GCM_SHA384 and TLS_CHACHA20_POLY1305_SHA256.
-//
-// Two differences with OpenSSL remain. The order of the list is kept, but
-// a crypto/tls server chooses among the enabled suites by its own
-// preference order, so the order has no effect (nor has @STRENGTH). And a
-// suite that crypto/tls counts as insecure (tls.InsecureCipherSuites: RSA
-// key exchange, RC4, 3DES, CBC with SHA-256) is only enabled when the
-// string names it on its own, as in "AES128-GCM-SHA256": an alias such as
-// HIGH or kRSA never brings one in.
+// This file reads OpenSSL cipher strings (ssl_ciphers in nginx, the
+// CipherString command of SSL_CONF_cmd) into the cipher suites of
+// crypto/tls, with OpenSSL's rules: see ciphers(1) and
+// ssl_cipher_process_rulestr in OpenSSL's ssl/ssl_ciph.c.
 
 // The attributes of a suite, as bit masks in the manner of OpenSSL's
 // algorithm_mkey, algorithm_auth, algorithm_enc, algorithm_mac and
@@ -164,9 +140,6 @@ var cipherAliases = map[string]cipherMatch{
 	"FIPS":                {strength: strFIPS},
 }
 
-// defaultCiphers is nginx's ssl_ciphers.
-const defaultCiphers = "HIGH:!aNULL:!MD5"
-
 // defaultCipherList is what "DEFAULT" at the start of a string stands for
 // (OpenSSL's SSL_DEFAULT_CIPHER_LIST).
 const defaultCipherList = "ALL:!COMPLEMENTOFDEFAULT:!eNULL"
@@ -247,17 +220,19 @@ func lookupCipher(name string) (cipherMatch, bool) {
 	return cipherMatch{}, false
 }
 
-// cipherList is the result of a cipher string.
-type cipherList struct {
-	// IDs are the suites enabled, in the string's order.
-	IDs []uint16
+// CipherList is what a cipher string selects.
+type CipherList struct {
+	// CipherSuites are the crypto/tls suites enabled, in the string's
+	// order: the value for tls.Config.CipherSuites.
+	CipherSuites []uint16
 	// Unsupported are the elements that add no suite crypto/tls has.
 	Unsupported []string
 	// Insecure are the elements whose suites were all left out because
 	// crypto/tls counts them as insecure and the string did not name them
 	// one by one.
 	Insecure []string
-	// SecLevel is set by @SECLEVEL=n, or -1.
+	// SecLevel is the level "@SECLEVEL=n" sets, or -1. crypto/tls has no
+	// security levels: it is only reported.
 	SecLevel int
 }
 
@@ -280,23 +255,50 @@ type cipherState struct {
 	explicit map[uint16]bool // suites an added element names itself
 }
 
-// parseCipherString applies an OpenSSL cipher string. An error means the
-// string is malformed or enables no suite ("no cipher match").
-func parseCipherString(s string) (cipherList, error) {
+// ParseCipherString reads an OpenSSL cipher string, such as
+// "HIGH:!aNULL:!MD5" or "ECDHE+AESGCM:ECDHE+CHACHA20", into the suites of
+// crypto/tls it enables. An error means that the string is malformed or
+// enables no suite ("no cipher match").
+//
+// A cipher string is a list of elements separated by ':', ',', ';' or
+// spaces. An element names an alias (HIGH, ECDHE, AESGCM, …) or one suite
+// (ECDHE-RSA-AES128-GCM-SHA256); several joined by '+' select the suites
+// that every part selects. Without a prefix, the selected suites are added
+// at the end of the list; '-' takes them out (a later element may add them
+// again), '!' takes them out for good, '+' moves them to the end.
+// "@STRENGTH" sorts by key length, "@SECLEVEL=n" sets OpenSSL's security
+// level, and a string may start with "DEFAULT", OpenSSL's default list.
+//
+// Only the suites of TLS 1.0 to 1.2 that crypto/tls implements can be
+// selected; names of other suites (DHE, CAMELLIA, ARIA, PSK, SRP, CCM, the
+// NULL ciphers, …) select nothing, and are listed in Unsupported. As in
+// OpenSSL, cipher strings do not cover TLS 1.3, whose suites crypto/tls
+// does not let a server choose: it always enables TLS_AES_128_GCM_SHA256,
+// TLS_AES_256_GCM_SHA384 and TLS_CHACHA20_POLY1305_SHA256.
+//
+// Two differences with OpenSSL remain. The order of the list is kept, but
+// a crypto/tls server chooses among the enabled suites by its own
+// preference order, so the order has no effect (nor has @STRENGTH). And a
+// suite that crypto/tls counts as insecure (tls.InsecureCipherSuites: RSA
+// key exchange, RC4, 3DES, CBC with SHA-256) is only enabled when the
+// string names it on its own, as in "AES128-GCM-SHA256": an alias such as
+// HIGH or kRSA never brings one in (the element is then listed in
+// Insecure).
+func ParseCipherString(s string) (CipherList, error) {
 	st := &cipherState{active: make([]bool, len(cipherTable)), explicit: map[uint16]bool{}}
 	for i := range cipherTable {
 		st.order = append(st.order, i)
 	}
-	res := cipherList{SecLevel: -1}
+	res := CipherList{SecLevel: -1}
 	rest := s
 	if strings.HasPrefix(rest, "DEFAULT") {
 		if err := st.apply(defaultCipherList, &res, true); err != nil {
-			return res, err
+			return CipherList{}, err
 		}
 		rest = strings.TrimPrefix(rest[len("DEFAULT"):], ":")
 	}
 	if err := st.apply(rest, &res, false); err != nil {
-		return res, err
+		return CipherList{}, err
 	}
 	selected := map[uint16]bool{} // every suite some added element selected
 	for _, i := range st.order {
@@ -306,14 +308,14 @@ func parseCipherString(s string) (cipherList, error) {
 		id := cipherTable[i].id
 		selected[id] = true
 		if secureSuites[id] || st.explicit[id] {
-			res.IDs = append(res.IDs, id)
+			res.CipherSuites = append(res.CipherSuites, id)
 		}
 	}
-	if len(res.IDs) == 0 {
+	if len(res.CipherSuites) == 0 {
 		if len(selected) > 0 {
-			return res, fmt.Errorf("no cipher match in %q: crypto/tls enables its insecure suites only when named one by one", s)
+			return CipherList{}, fmt.Errorf("no cipher match in %q: crypto/tls enables its insecure suites only when named one by one", s)
 		}
-		return res, fmt.Errorf("no cipher match in %q", s)
+		return CipherList{}, fmt.Errorf("no cipher match in %q", s)
 	}
 	return res, nil
 }
@@ -327,7 +329,7 @@ func isCipherNameByte(c byte) bool {
 
 // apply runs the elements of s on the list. quiet keeps the elements out
 // of the lists of unsupported and insecure names (for DEFAULT).
-func (st *cipherState) apply(s string, res *cipherList, quiet bool) error {
+func (st *cipherState) apply(s string, res *CipherList, quiet bool) error {
 	l := 0
 	for l < len(s) {
 		ch := s[l]
@@ -400,7 +402,7 @@ func (st *cipherState) apply(s string, res *cipherList, quiet bool) error {
 }
 
 // special runs "@STRENGTH" or "@SECLEVEL=n".
-func (st *cipherState) special(name string, res *cipherList) error {
+func (st *cipherState) special(name string, res *CipherList) error {
 	switch {
 	case name == "STRENGTH":
 		st.strengthSort()
@@ -414,7 +416,7 @@ func (st *cipherState) special(name string, res *cipherList) error {
 
 // note records an added element that brings in no suite crypto/tls will
 // enable.
-func (st *cipherState) note(elem string, m cipherMatch, found bool, res *cipherList) {
+func (st *cipherState) note(elem string, m cipherMatch, found bool, res *CipherList) {
 	var hits []int
 	if found {
 		if m.id != 0 {
@@ -486,15 +488,15 @@ func (st *cipherState) strengthSort() {
 	st.order = append(inactive, active...)
 }
 
-// cipherNames returns the OpenSSL names of ids, for messages and tests.
-func cipherNames(ids []uint16) []string {
-	var names []string
-	for _, id := range ids {
-		for _, c := range cipherTable {
-			if c.id == id {
-				names = append(names, c.name)
-			}
+// CipherName returns the OpenSSL name of a crypto/tls suite of TLS 1.0 to
+// 1.2, such as "ECDHE-RSA-AES128-GCM-SHA256" for
+// tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, or "" for a suite no cipher
+// string can select.
+func CipherName(id uint16) string {
+	for _, c := range cipherTable {
+		if c.id == id {
+			return c.name
 		}
 	}
-	return names
+	return ""
 }
