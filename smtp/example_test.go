@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/smtp"
 	"github.com/mailproxy/mailproxy/session"
+	"github.com/mailproxy/mailproxy/smtp"
 )
 
 // A smtp server on a listener of the program's own, without a Proxy:
