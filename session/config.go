@@ -1,8 +1,9 @@
 // Package session holds the settings that the IMAP, POP3 and SMTP servers
 // share: those of nginx's mail core and proxy modules ([Config]), TLS
-// ([TLS]), the PROXY protocol's trusted peers ([RealIP]) and the host name
-// lookup ([HostResolver]); and [Listener], through which a protocol server
-// learns how the connections of a listener start.
+// ([TLS]) with session resumption ([Resumption]), the PROXY protocol's
+// trusted peers ([RealIP]) and the host name lookup ([HostResolver]); and
+// [Listener], through which a protocol server learns how the connections
+// of a listener start.
 //
 // A program fills a Config inside an imap.Server, pop3.Server or
 // smtp.Server. The machinery that runs the sessions is internal.
