@@ -16,11 +16,14 @@
 // that did not change. The config package reads an nginx-style
 // configuration into a Config; programs may equally build one in Go.
 //
-// Server.Serve takes a plain net.Listener, as http.Server does, rather than
-// a Listener: the protocol packages then need nothing from this package
-// (dependencies point one way), and a test or a program may serve any
-// listener. A Proxy passes them Listeners, which carry their listen
-// parameters.
+// Server.Serve takes a net.Listener, as http.Server does, so that a test
+// or a program may serve any listener. A Proxy passes its Servers
+// [Listener]s: the declared interface (session.Listener, which the
+// protocol packages consume, and the listen parameters) through which a
+// Server learns how the connections start, with a PROXY protocol header
+// or a TLS handshake, and reads the header and runs the handshake with its
+// own settings. The protocol packages need nothing from this package:
+// dependencies point one way.
 package mailproxy
 
 import (

@@ -26,7 +26,7 @@ const maxLine = 4 << 10
 
 // Server is a POP3 proxy for one server block. Fill its fields, then call
 // Serve; the zero value serves with nginx's defaults (and refuses every
-// login until Auth is set).
+// login until Config.Auth is set).
 type Server struct {
 	// Config holds the settings every protocol shares.
 	Config session.Config
@@ -61,7 +61,9 @@ var mechanisms = map[string][]string{
 }
 
 // Serve accepts POP3 clients on l until l is closed or the Server is shut
-// down. It may be called for several listeners at once.
+// down. It may be called for several listeners at once. When l is a
+// session.Listener, as a Proxy's are, its connections start as it says:
+// with a PROXY protocol header, a TLS handshake, or both.
 func (s *Server) Serve(l net.Listener) error {
 	return s.engine.Serve(l, s.settle, s.serveConn)
 }

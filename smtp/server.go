@@ -23,7 +23,7 @@ const DefaultClientBuffer = 4 << 10
 
 // Server is an SMTP proxy for one server block. Fill its fields, then call
 // Serve; the zero value serves with nginx's defaults (and refuses every
-// login until Auth is set).
+// login until Config.Auth is set).
 type Server struct {
 	// Config holds the settings every protocol shares.
 	Config session.Config
@@ -65,7 +65,9 @@ type settings struct {
 }
 
 // Serve accepts SMTP clients on l until l is closed or the Server is shut
-// down. It may be called for several listeners at once.
+// down. It may be called for several listeners at once. When l is a
+// session.Listener, as a Proxy's are, its connections start as it says:
+// with a PROXY protocol header, a TLS handshake, or both.
 func (s *Server) Serve(l net.Listener) error {
 	return s.engine.Serve(l, s.settle, s.serveConn)
 }
