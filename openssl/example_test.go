@@ -51,6 +51,20 @@ func ExampleParseGroups() {
 	// Output: [X25519MLKEM768 X25519 CurveP384] [X448]
 }
 
+// The versions of nginx's ssl_protocols, for tls.Config's MinVersion and
+// MaxVersion: the SSL versions come before every TLS version.
+func ExampleProtocolVersion() {
+	for _, name := range []string{"SSLv3", "TLSv1", "TLSv1.3", "TLSv1.0"} {
+		v, ok := openssl.ProtocolVersion(name)
+		fmt.Printf("%s %#04x known=%v crypto/tls=%v\n", name, v, ok, ok && v >= tls.VersionTLS10)
+	}
+	// Output:
+	// SSLv3 0x0300 known=true crypto/tls=false
+	// TLSv1 0x0301 known=true crypto/tls=true
+	// TLSv1.3 0x0304 known=true crypto/tls=true
+	// TLSv1.0 0x0000 known=false crypto/tls=false
+}
+
 // A server certificate from the files of nginx's ssl_certificate,
 // ssl_certificate_key and ssl_password_file, the key being encrypted.
 func ExampleKeyPair() {
