@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log"
 	"math/big"
@@ -49,6 +50,50 @@ func ExampleParseGroups() {
 	}
 	fmt.Println(curves, unsupported)
 	// Output: [X25519MLKEM768 X25519 CurveP384] [X448]
+}
+
+// A tls.Config from OpenSSL's configuration commands, as nginx's
+// ssl_conf_command gives them, saying what crypto/tls does not do.
+func ExampleParseConfCommand() {
+	cfg := &tls.Config{}
+	for _, cmd := range [][2]string{
+		{"MinProtocol", "TLSv1.2"},
+		{"CipherString", "ECDHE+AESGCM"},
+		{"Groups", "X25519:X448:P-256"},
+		{"Options", "-SessionTicket,-ServerPreference"},
+		{"SignatureAlgorithms", "ECDSA+SHA256"},
+	} {
+		c, err := openssl.ParseConfCommand(cmd[0], cmd[1])
+		if err != nil {
+			log.Fatalf("SSL_CONF_cmd(%q, %q) failed: %v", cmd[0], cmd[1], err)
+		}
+		switch c.Name {
+		case "MinProtocol":
+			cfg.MinVersion = c.Version
+		case "CipherString":
+			cfg.CipherSuites = c.Ciphers.CipherSuites
+		case "Groups":
+			cfg.CurvePreferences = c.Curves
+			fmt.Println("curves left out:", c.UnsupportedCurves)
+		case "Options":
+			if c.SessionTickets != nil {
+				cfg.SessionTicketsDisabled = !*c.SessionTickets
+			}
+		}
+		if len(c.Ignored) > 0 {
+			fmt.Println("not honoured:", c.Ignored)
+		}
+	}
+	fmt.Println(openssl.ProtocolName(cfg.MinVersion), len(cfg.CipherSuites), cfg.CurvePreferences, cfg.SessionTicketsDisabled)
+
+	_, err := openssl.ParseConfCommand("Options", "-Frobnicate")
+	fmt.Println(err, errors.Is(err, openssl.ErrBadValue))
+	// Output:
+	// curves left out: [X448]
+	// not honoured: [-ServerPreference]
+	// not honoured: [SignatureAlgorithms]
+	// TLSv1.2 4 [X25519 CurveP256] true
+	// bad value true
 }
 
 // The versions of nginx's ssl_protocols, for tls.Config's MinVersion and
