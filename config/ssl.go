@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
-	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -31,7 +30,7 @@ import (
 //	ssl_certificate(_key)      Certificates (one per pair; crypto/tls    openssl.ParseCertificates, ParsePrivateKey, KeyPair
 //	                           picks the one the client supports)
 //	ssl_password_file          passphrases for encrypted keys            readPasswords (nginx's format)
-//	ssl_protocols              MinVersion, MaxVersion
+//	ssl_protocols              MinVersion, MaxVersion                    openssl.ProtocolVersion
 //	ssl_ciphers                CipherSuites (TLS 1.0–1.2)                openssl.ParseCipherString
 //	ssl_prefer_server_ciphers  always on in crypto/tls
 //	ssl_ecdh_curve             CurvePreferences                          openssl.ParseGroups
@@ -53,7 +52,7 @@ type sslSettings struct {
 	certs, keys  []*Directive
 	passwordFile *Directive
 
-	protocols   uint8 // protoSSLv2… bits; 0 means nginx's default
+	protocols   []uint16 // openssl.ProtocolVersion numbers, sorted; nil means nginx's default
 	protocolsAt *Directive
 	ciphers     []uint16      // nil means the default, crypto/tls's own
 	curves      []tls.CurveID // nil means auto, crypto/tls's own
@@ -123,65 +122,33 @@ func setStartTLS(s *settings, d *Directive) error {
 	return nil
 }
 
-// Protocol versions as bits, in order.
-const (
-	protoSSLv2 uint8 = 1 << iota
-	protoSSLv3
-	protoTLS10
-	protoTLS11
-	protoTLS12
-	protoTLS13
+// defaultProtocols is nginx's ssl_protocols.
+var defaultProtocols = []uint16{tls.VersionTLS12, tls.VersionTLS13}
 
-	protoDefault = protoTLS12 | protoTLS13
-	protoGo      = protoTLS10 | protoTLS11 | protoTLS12 | protoTLS13
-)
-
-var protocolNames = []struct {
-	name    string
-	bit     uint8
-	version uint16
-}{
-	{"SSLv2", protoSSLv2, 0},
-	{"SSLv3", protoSSLv3, 0},
-	{"TLSv1", protoTLS10, tls.VersionTLS10},
-	{"TLSv1.1", protoTLS11, tls.VersionTLS11},
-	{"TLSv1.2", protoTLS12, tls.VersionTLS12},
-	{"TLSv1.3", protoTLS13, tls.VersionTLS13},
-}
-
-func protocolBit(name string) (uint8, bool) {
-	for _, p := range protocolNames {
-		if p.name == name {
-			return p.bit, true
-		}
-	}
-	return 0, false
-}
-
-// protocolList names the versions of mask.
-func protocolList(mask uint8) string {
-	var names []string
-	for _, p := range protocolNames {
-		if mask&p.bit != 0 {
-			names = append(names, p.name)
-		}
+// protocolList names versions.
+func protocolList(versions []uint16) string {
+	names := make([]string, len(versions))
+	for i, v := range versions {
+		names[i] = openssl.ProtocolName(v)
 	}
 	return strings.Join(names, " ")
 }
 
 func setSSLProtocols(s *settings, d *Directive) error {
-	var mask uint8
+	var versions []uint16
 	for _, v := range d.Args {
-		bit, ok := protocolBit(v)
+		version, ok := openssl.ProtocolVersion(v)
 		if !ok {
 			return fmt.Errorf("invalid value %q", v)
 		}
-		mask |= bit
+		versions = append(versions, version)
 	}
-	if old := mask & (protoSSLv2 | protoSSLv3); old != 0 {
-		s.tlsLoad.warn(d, "SSL versions are never offered: crypto/tls has only TLS", "ignored", protocolList(old))
+	slices.Sort(versions)
+	versions = slices.Compact(versions)
+	if old, _ := slices.BinarySearch(versions, tls.VersionTLS10); old > 0 {
+		s.tlsLoad.warn(d, "SSL versions are never offered: crypto/tls has only TLS", "ignored", protocolList(versions[:old]))
 	}
-	s.ssl.protocols, s.ssl.protocolsAt = mask, d
+	s.ssl.protocols, s.ssl.protocolsAt = versions, d
 	return nil
 }
 
@@ -362,8 +329,8 @@ func (s *settings) buildTLS(block *Directive) (*session.TLS, error) {
 		return nil, nil
 	}
 	b := &tlsBuild{ld: ld, t: t, cfg: &tls.Config{}, protocols: t.protocols, ciphers: t.ciphers, curves: t.curves, tickets: !t.ticketsOff}
-	if b.protocols == 0 {
-		b.protocols = protoDefault
+	if b.protocols == nil {
+		b.protocols = defaultProtocols
 	}
 	steps := []func() error{b.certificates, b.commands, b.versions, b.verify, b.files, b.sessions}
 	for _, step := range steps {
@@ -385,9 +352,9 @@ type tlsBuild struct {
 	cfg *tls.Config
 	tls session.TLS
 
-	protocols    uint8
-	minProto     uint8 // MinProtocol, MaxProtocol bits; 0 means none
-	maxProto     uint8
+	protocols    []uint16
+	minVersion   uint16 // MinProtocol, MaxProtocol; 0 means none
+	maxVersion   uint16
 	minAt, maxAt *Directive
 	ciphers      []uint16
 	curves       []tls.CurveID
@@ -448,12 +415,15 @@ func (b *tlsBuild) addPair(certAt *Directive, certV string, keyAt *Directive, ke
 // versions sets MinVersion and MaxVersion from ssl_protocols, narrowed by
 // MinProtocol and MaxProtocol.
 func (b *tlsBuild) versions() error {
-	mask := b.protocols
-	if b.minProto != 0 {
-		mask &^= b.minProto - 1
-	}
-	if b.maxProto != 0 {
-		mask &= b.maxProto<<1 - 1
+	var enabled, goVersions []uint16
+	for _, v := range b.protocols {
+		if b.minVersion != 0 && v < b.minVersion || b.maxVersion != 0 && v > b.maxVersion {
+			continue
+		}
+		enabled = append(enabled, v)
+		if v >= tls.VersionTLS10 {
+			goVersions = append(goVersions, v)
+		}
 	}
 	at := b.t.protocolsAt
 	for _, d := range []*Directive{b.minAt, b.maxAt} {
@@ -461,25 +431,20 @@ func (b *tlsBuild) versions() error {
 			at = d
 		}
 	}
-	goMask := mask & protoGo
-	if goMask == 0 {
+	if len(goVersions) == 0 {
 		msg := "no TLS version is enabled"
-		if mask != 0 {
-			msg += " (only " + protocolList(mask) + ")"
+		if len(enabled) > 0 {
+			msg += " (only " + protocolList(enabled) + ")"
 		}
 		return errorAt(at, msg)
 	}
-	lo := goMask & -goMask
-	hi := uint8(1) << (7 - bits.LeadingZeros8(goMask))
-	for _, p := range protocolNames {
-		if p.bit == lo {
-			b.cfg.MinVersion = p.version
+	lo, hi := goVersions[0], goVersions[len(goVersions)-1]
+	b.cfg.MinVersion, b.cfg.MaxVersion = lo, hi
+	if int(hi-lo)+1 != len(goVersions) { // TLS versions are numbered one after the other
+		var span []uint16
+		for v := lo; v <= hi; v++ {
+			span = append(span, v)
 		}
-		if p.bit == hi {
-			b.cfg.MaxVersion = p.version
-		}
-	}
-	if span := (hi<<1 - 1) &^ (lo - 1); span != goMask {
 		b.ld.warn(at, "crypto/tls takes a range of versions: the versions between are enabled too", "enabled", protocolList(span))
 	}
 	return nil
@@ -566,7 +531,7 @@ type confCommand struct {
 	at      *Directive
 	name    string // as OpenSSL spells it
 	ciphers []uint16
-	proto   uint8 // MinProtocol, MaxProtocol; 0 for None
+	version uint16 // MinProtocol, MaxProtocol; 0 for None
 	curves  []tls.CurveID
 	tickets int8 // Options: 1 for +SessionTicket, -1 for -SessionTicket
 	file    string
@@ -656,11 +621,11 @@ func parseConfCommand(ld *tlsLoad, d *Directive) (confCommand, error) {
 		}
 	case "MinProtocol", "MaxProtocol":
 		if value != "None" {
-			bit, ok := protocolBit(value)
-			if !ok || bit == protoSSLv2 {
+			v, ok := openssl.ProtocolVersion(value)
+			if !ok || value == "SSLv2" {
 				return c, bad
 			}
-			c.proto = bit
+			c.version = v
 		}
 	case "Groups", "Curves":
 		curves, unknown, err := openssl.ParseGroups(value)
@@ -715,9 +680,9 @@ func (b *tlsBuild) commands() error {
 		case "CipherString":
 			b.ciphers = c.ciphers
 		case "MinProtocol":
-			b.minProto, b.minAt = c.proto, c.at
+			b.minVersion, b.minAt = c.version, c.at
 		case "MaxProtocol":
-			b.maxProto, b.maxAt = c.proto, c.at
+			b.maxVersion, b.maxAt = c.version, c.at
 		case "Groups", "Curves":
 			b.curves = c.curves
 		case "Options":
