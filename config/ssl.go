@@ -19,12 +19,13 @@ import (
 // the whole inherited list. Errors are worded and placed as nginx's.
 //
 // The machinery lives elsewhere: package openssl reads OpenSSL's
-// notations (cipher strings, group lists) and files (certificates, keys,
-// CRLs), and session.Resumption runs session resumption. What is left
-// here is the table below: which directive sets which field, nginx's
-// defaults, the files read relative to the prefix when the configuration
-// is loaded (sslfiles.go), and a warning naming what crypto/tls cannot
-// do, which is accepted rather than refused.
+// notations (cipher strings, group lists, protocol names, SSL_CONF_cmd
+// commands) and files (certificates, keys, CRLs), and session.Resumption
+// runs session resumption. What is left here is the table below: which
+// directive sets which field, nginx's defaults, the files read relative
+// to the prefix when the configuration is loaded (sslfiles.go), and a
+// warning naming what crypto/tls cannot do, which is accepted rather
+// than refused.
 //
 //	directive                  tls.Config / session.TLS                  read by
 //	ssl_certificate(_key)      Certificates (one per pair; crypto/tls    openssl.ParseCertificates, ParsePrivateKey, KeyPair
@@ -41,7 +42,8 @@ import (
 //	ssl_client_certificate     TLS.ClientCAs                             openssl.ParseCertificates
 //	ssl_trusted_certificate    TLS.TrustedCAs                            openssl.ParseCertificates
 //	ssl_crl                    TLS.CRLs                                  openssl.ParseCRLs
-//	ssl_conf_command           the above, applied after the directives
+//	ssl_conf_command           the above, applied after the directives   openssl.ParseConfCommand
+//	                           (Certificate and PrivateKey paired here)
 //	starttls                   TLS.StartTLS
 
 // sslSettings are the TLS directives in force for a block.
@@ -528,147 +530,45 @@ func (b *tlsBuild) sessions() error {
 
 // A confCommand is one ssl_conf_command, read when the directive is.
 type confCommand struct {
+	openssl.ConfCommand
 	at      *Directive
-	name    string // as OpenSSL spells it
-	ciphers []uint16
-	version uint16 // MinProtocol, MaxProtocol; 0 for None
-	curves  []tls.CurveID
-	tickets int8 // Options: 1 for +SessionTicket, -1 for -SessionTicket
-	file    string
 	keyFile string     // for a Certificate: its PrivateKey command's file
 	keyAt   *Directive // and that command
 }
 
-// opensslCommands are the names SSL_CONF_cmd knows in configuration
-// files (SSL_CONF_FLAG_FILE), with OpenSSL's spelling; case does not
-// matter.
-var opensslCommands = []string{
-	"SignatureAlgorithms", "ClientSignatureAlgorithms", "Curves", "Groups", "ECDHParameters",
-	"CipherString", "Ciphersuites", "Protocol", "MinProtocol", "MaxProtocol", "Options", "VerifyMode",
-	"Certificate", "PrivateKey", "ServerInfoFile", "ChainCAPath", "ChainCAFile", "ChainCAStore",
-	"VerifyCAPath", "VerifyCAFile", "VerifyCAStore", "RequestCAFile", "ClientCAFile", "RequestCAPath",
-	"ClientCAPath", "RequestCAStore", "DHParameters", "RecordPadding", "NumTickets",
-}
-
-// opensslOptions are OpenSSL's Options names, each with what crypto/tls
-// does: the values it honours ("+" set, "-" clear, "" neither).
-var opensslOptions = map[string]string{
-	"SessionTicket":               "+-",
-	"ServerPreference":            "+", // always server preference
-	"PrioritizeChaCha":            "+", // crypto/tls does it
-	"Compression":                 "-", // never compresses
-	"NoRenegotiation":             "+", // a crypto/tls server never renegotiates
-	"UnsafeLegacyRenegotiation":   "-",
-	"UnsafeLegacyServerConnect":   "-",
-	"NoResumptionOnRenegotiation": "+",
-	"ExtendedMasterSecret":        "+",
-	"MiddleboxCompat":             "+",
-	"EncryptThenMac":              "-", // crypto/tls has no encrypt-then-MAC
-	"EmptyFragments":              "",
-	"Bugs":                        "",
-	"DHSingle":                    "+", // no DHE at all
-	"ECDHSingle":                  "+", // fresh ECDHE keys every time
-	"AllowNoDHEKEX":               "-",
-	"AntiReplay":                  "+", // no 0-RTT on a crypto/tls server
-	"CANames":                     "",
-	"KTLS":                        "-",
-	"StrictCertCheck":             "",
-	"TxCertificateCompression":    "-",
-	"RxCertificateCompression":    "-",
-	"IgnoreUnexpectedEOF":         "",
-	"ClientRenegotiation":         "-",
-	"LegacyServerConnect":         "-",
-}
-
-// goTLS13Suites are the TLS 1.3 suites crypto/tls always enables.
-var goTLS13Suites = []string{"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
-
+// setConfCommand reads one ssl_conf_command. A name OpenSSL does not
+// know, or a value it would refuse, is an error, as in nginx; a command
+// crypto/tls cannot honour is accepted with a warning.
 func setConfCommand(s *settings, d *Directive) error {
 	if !s.seen[d.Name] {
 		s.ssl.commands = nil
 	}
-	c, err := parseConfCommand(s.tlsLoad, d)
+	name, value := d.Args[0], d.Args[1]
+	c, err := openssl.ParseConfCommand(name, value)
 	if err != nil {
-		return err
+		return fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: %w", name, value, err)
 	}
-	s.ssl.commands = append(slices.Clip(s.ssl.commands), c)
+	s.tlsLoad.warnConfCommand(d, c)
+	s.ssl.commands = append(slices.Clip(s.ssl.commands), confCommand{ConfCommand: c, at: d})
 	return nil
 }
 
-// parseConfCommand reads one ssl_conf_command. A name OpenSSL does not
-// know, or a value it would refuse, is an error, as in nginx; a command
-// crypto/tls cannot honour is accepted with a warning.
-func parseConfCommand(ld *tlsLoad, d *Directive) (confCommand, error) {
-	name, value := d.Args[0], d.Args[1]
-	i := slices.IndexFunc(opensslCommands, func(c string) bool { return strings.EqualFold(c, name) })
-	if i < 0 {
-		return confCommand{}, fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: unknown cmd name", name, value)
+// warnConfCommand names what an ssl_conf_command asks that crypto/tls
+// will not do.
+func (ld *tlsLoad) warnConfCommand(d *Directive, c openssl.ConfCommand) {
+	if c.Ciphers != nil {
+		ld.warnCiphers(d, *c.Ciphers)
 	}
-	c := confCommand{at: d, name: opensslCommands[i]}
-	bad := fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: bad value", name, value)
-	switch c.name {
-	case "CipherString":
-		l, err := openssl.ParseCipherString(value)
-		if err != nil {
-			return c, fmt.Errorf("SSL_CONF_cmd(%q, %q) failed: %w", name, value, err)
-		}
-		ld.warnCiphers(d, l)
-		c.ciphers = l.CipherSuites
-	case "Ciphersuites":
-		names := strings.Split(value, ":")
-		if !slices.Equal(slices.Sorted(slices.Values(names)), goTLS13Suites) {
-			ld.warn(d, "TLS 1.3 suites cannot be chosen: crypto/tls always enables "+strings.Join(goTLS13Suites, " "), "ciphersuites", value)
-		}
-	case "MinProtocol", "MaxProtocol":
-		if value != "None" {
-			v, ok := openssl.ProtocolVersion(value)
-			if !ok || value == "SSLv2" {
-				return c, bad
-			}
-			c.version = v
-		}
-	case "Groups", "Curves":
-		curves, unknown, err := openssl.ParseGroups(value)
-		if err != nil {
-			return c, bad
-		}
-		ld.warnCurves(d, unknown)
-		c.curves = curves
-	case "Options":
-		var ignored []string
-		for _, opt := range strings.Split(value, ",") {
-			opt = strings.TrimSpace(opt)
-			sign := "+"
-			if strings.HasPrefix(opt, "+") || strings.HasPrefix(opt, "-") {
-				sign, opt = opt[:1], opt[1:]
-			}
-			var honoured string
-			var known bool
-			for o, h := range opensslOptions {
-				if strings.EqualFold(o, opt) {
-					opt, honoured, known = o, h, true
-				}
-			}
-			switch {
-			case !known:
-				return c, bad
-			case opt == "SessionTicket" && sign == "+":
-				c.tickets = 1
-			case opt == "SessionTicket":
-				c.tickets = -1
-			case !strings.Contains(honoured, sign):
-				ignored = append(ignored, sign+opt)
-			}
-		}
-		if len(ignored) > 0 {
-			ld.warn(d, "OpenSSL options not honoured by crypto/tls", "options", strings.Join(ignored, " "))
-		}
-	case "Certificate", "PrivateKey":
-		c.file = value
+	ld.warnCurves(d, c.UnsupportedCurves)
+	switch {
+	case len(c.Ignored) == 0:
+	case c.Name == "Ciphersuites":
+		ld.warn(d, "TLS 1.3 suites cannot be chosen: crypto/tls always enables "+strings.Join(openssl.TLS13CipherSuites(), " "), "ciphersuites", d.Args[1])
+	case c.Name == "Options":
+		ld.warn(d, "OpenSSL options not honoured by crypto/tls", "options", strings.Join(c.Ignored, " "))
 	default:
-		ld.warn(d, "OpenSSL command not honoured by crypto/tls", "command", c.name)
+		ld.warn(d, "OpenSSL command not honoured by crypto/tls", "command", c.Name)
 	}
-	return c, nil
 }
 
 // commands applies the ssl_conf_command list after the directives, as
@@ -676,34 +576,34 @@ func parseConfCommand(ld *tlsLoad, d *Directive) (confCommand, error) {
 func (b *tlsBuild) commands() error {
 	var certs []confCommand // Certificate commands, keys paired
 	for _, c := range b.t.commands {
-		switch c.name {
+		switch c.Name {
 		case "CipherString":
-			b.ciphers = c.ciphers
+			b.ciphers = c.Ciphers.CipherSuites
 		case "MinProtocol":
-			b.minVersion, b.minAt = c.version, c.at
+			b.minVersion, b.minAt = c.Version, c.at
 		case "MaxProtocol":
-			b.maxVersion, b.maxAt = c.version, c.at
+			b.maxVersion, b.maxAt = c.Version, c.at
 		case "Groups", "Curves":
-			b.curves = c.curves
+			b.curves = c.Curves
 		case "Options":
-			if c.tickets != 0 {
-				b.tickets = c.tickets > 0
+			if c.SessionTickets != nil {
+				b.tickets = *c.SessionTickets
 			}
 		case "Certificate":
 			certs = append(certs, c)
 		case "PrivateKey":
 			if len(certs) == 0 || certs[len(certs)-1].keyFile != "" {
-				return errorAt(c.at, fmt.Sprintf("SSL_CONF_cmd(%q, %q) failed: no Certificate command before it", c.name, c.file))
+				return errorAt(c.at, fmt.Sprintf("SSL_CONF_cmd(%q, %q) failed: no Certificate command before it", c.Name, c.File))
 			}
-			certs[len(certs)-1].keyFile, certs[len(certs)-1].keyAt = c.file, c.at
+			certs[len(certs)-1].keyFile, certs[len(certs)-1].keyAt = c.File, c.at
 		}
 	}
 	for _, c := range certs {
 		key, keyAt := c.keyFile, c.keyAt
 		if key == "" {
-			key, keyAt = c.file, c.at // OpenSSL then looks for the key in the certificate file
+			key, keyAt = c.File, c.at // OpenSSL then looks for the key in the certificate file
 		}
-		if err := b.addPair(c.at, c.file, keyAt, key); err != nil {
+		if err := b.addPair(c.at, c.File, keyAt, key); err != nil {
 			return err
 		}
 	}
