@@ -42,7 +42,7 @@ type client struct {
 
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings, replies), ctx: ctx}
+	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings), ctx: ctx}
 	if !cl.c.Open(ctx) {
 		return
 	}

@@ -72,7 +72,11 @@ func (s *Server) Close() error { return s.engine.Close() }
 // and LOGINDISABLED before TLS (RFC 9051).
 func (s *Server) settle() *engine.Settings {
 	mechanisms := engine.MechanismsOf(engine.Or(s.AuthMethods, DefaultAuthMethods), engine.SASLMethods)
-	st := settings{Settings: engine.Settle(s.Config, engine.OrPositive(s.ClientBuffer, DefaultClientBuffer), mechanisms)}
+	st := settings{Settings: engine.Settle(s.Config, engine.Protocol{
+		MaxLine:    engine.OrPositive(s.ClientBuffer, DefaultClientBuffer),
+		Mechanisms: mechanisms,
+		Replies:    replies,
+	})}
 	caps := engine.Or(s.Capabilities, DefaultCapabilities)
 	var startTLS []string
 	if st.StartTLSOffered() {

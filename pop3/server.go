@@ -80,7 +80,7 @@ func (s *Server) settle() *engine.Settings {
 	caps := engine.Or(s.Capabilities, DefaultCapabilities)
 	mechs := engine.MechanismsOf(methods, mechanisms)
 	st := settings{
-		Settings: engine.Settle(s.Config, maxLine, mechs),
+		Settings: engine.Settle(s.Config, engine.Protocol{MaxLine: maxLine, Mechanisms: mechs, Replies: replies}),
 		userPass: slices.Contains(methods, "plain"),
 		apop:     slices.Contains(methods, "apop"),
 	}

@@ -43,7 +43,7 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	st := &s.settled
-	cl := &client{st: st, c: engine.NewConn(nc, st.Settings, replies), ctx: ctx}
+	cl := &client{st: st, c: engine.NewConn(nc, st.Settings), ctx: ctx}
 	if !cl.c.Open(ctx) {
 		return
 	}

@@ -82,7 +82,11 @@ func (s *Server) Close() error { return s.engine.Close() }
 func (s *Server) settle() *engine.Settings {
 	methods := engine.Or(s.AuthMethods, DefaultAuthMethods)
 	s.settled = settings{
-		Settings:      engine.Settle(s.Config, engine.OrPositive(s.ClientBuffer, DefaultClientBuffer), engine.MechanismsOf(methods, engine.SASLMethods)),
+		Settings: engine.Settle(s.Config, engine.Protocol{
+			MaxLine:    engine.OrPositive(s.ClientBuffer, DefaultClientBuffer),
+			Mechanisms: engine.MechanismsOf(methods, engine.SASLMethods),
+			Replies:    replies,
+		}),
 		capabilities:  slices.Clone(s.Capabilities),
 		none:          slices.Contains(methods, "none"),
 		greetingDelay: s.GreetingDelay,

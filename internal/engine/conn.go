@@ -66,14 +66,13 @@ type Conn struct {
 	hostName string
 }
 
-// NewConn wraps c for a session of a server with the settings st, which
-// answers broken limits with replies.
-func NewConn(c net.Conn, st *Settings, replies Replies) *Conn {
+// NewConn wraps c for a session of a server with the settings st.
+func NewConn(c net.Conn, st *Settings) *Conn {
 	return &Conn{
 		Conn:    c,
 		Log:     st.Logger.With("client", c.RemoteAddr().String()),
 		cfg:     st,
-		replies: replies,
+		replies: st.Replies,
 		r:       bufio.NewReaderSize(c, st.MaxLine),
 		w:       bufio.NewWriterSize(c, 1024),
 	}

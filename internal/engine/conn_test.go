@@ -20,7 +20,7 @@ var testReplies = Replies{LineTooLong: "ERR long", TooManyCommands: "BYE command
 func serveOne(t *testing.T, cfg session.Config, maxLine int) (client net.Conn, r *bufio.Reader, done <-chan struct{}) {
 	t.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	st := Settle(cfg, maxLine, nil)
+	st := Settle(cfg, Protocol{MaxLine: maxLine, Replies: testReplies})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func serveOne(t *testing.T, cfg session.Config, maxLine int) (client net.Conn, r
 			return
 		}
 		defer nc.Close()
-		c := NewConn(nc, st, testReplies)
+		c := NewConn(nc, st)
 		c.Run(context.Background(), func(line []byte) bool {
 			if string(line) == "ok" {
 				c.Reply("fine")
@@ -129,7 +129,7 @@ func TestConnTimeout(t *testing.T) {
 func TestConnBuffered(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
-	c := NewConn(b, Settle(session.Config{Logger: slog.New(slog.DiscardHandler)}, 64, nil), testReplies)
+	c := NewConn(b, Settle(session.Config{Logger: slog.New(slog.DiscardHandler)}, Protocol{MaxLine: 64, Replies: testReplies}))
 	go io.WriteString(a, "first\r\npipelined bytes")
 	line, err := c.ReadCommand()
 	if err != nil || string(line) != "first" {
@@ -141,12 +141,12 @@ func TestConnBuffered(t *testing.T) {
 }
 
 func TestSettleDefaults(t *testing.T) {
-	got := Settle(session.Config{}, 0, nil)
+	got := Settle(session.Config{}, Protocol{})
 	if got.Timeout != session.DefaultTimeout || got.MaxErrors != 5 || got.MaxCommands != 1000 ||
 		got.ProxyTimeout != 24*time.Hour || got.ProxyBuffer != session.DefaultProxyBuffer || got.ServerName == "" || got.Logger == nil {
 		t.Errorf("defaults: %+v", got)
 	}
-	set := Settle(session.Config{Timeout: time.Second, MaxErrors: -1, ServerName: "x"}, 0, nil)
+	set := Settle(session.Config{Timeout: time.Second, MaxErrors: -1, ServerName: "x"}, Protocol{})
 	if set.Timeout != time.Second || set.MaxErrors != -1 || set.ServerName != "x" {
 		t.Errorf("set values changed: %+v", set)
 	}

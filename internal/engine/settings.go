@@ -21,6 +21,17 @@ import (
 	"github.com/mailproxy/mailproxy/session"
 )
 
+// Protocol is what a protocol server tells the engine about itself.
+type Protocol struct {
+	// MaxLine bounds a command line, CR LF included.
+	MaxLine int
+	// Mechanisms are the SASL mechanisms configured; EXTERNAL is offered
+	// only over TLS.
+	Mechanisms []string
+	// Replies are the protocol's words for what the engine answers.
+	Replies Replies
+}
+
 // Settings are a protocol server's session.Config with the defaults
 // applied, fixed when the server first serves.
 type Settings struct {
@@ -32,12 +43,13 @@ type Settings struct {
 	MaxLine int
 	// Mechanisms are the SASL mechanisms offered in each TLS state.
 	Mechanisms Announced[[]string]
+	// Replies are the protocol's words for what the engine answers.
+	Replies Replies
 }
 
-// Settle returns cfg with every zero field set to its default, for a
-// protocol whose command lines are at most maxLine bytes and which offers
-// the SASL mechanisms given (EXTERNAL only over TLS).
-func Settle(cfg session.Config, maxLine int, mechanisms []string) *Settings {
+// Settle returns cfg with every zero field set to its default, for the
+// protocol p.
+func Settle(cfg session.Config, p Protocol) *Settings {
 	if cfg.ServerName == "" {
 		cfg.ServerName = hostname()
 	}
@@ -49,7 +61,13 @@ func Settle(cfg session.Config, maxLine int, mechanisms []string) *Settings {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Settings{Config: cfg, TLS: settleTLS(cfg.TLS), MaxLine: max(maxLine, 16), Mechanisms: mechanismsByState(mechanisms)}
+	return &Settings{
+		Config:     cfg,
+		TLS:        settleTLS(cfg.TLS),
+		MaxLine:    max(p.MaxLine, 16),
+		Mechanisms: mechanismsByState(p.Mechanisms),
+		Replies:    p.Replies,
+	}
 }
 
 // hostname returns the machine's host name, or "localhost" when it cannot
