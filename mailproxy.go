@@ -36,8 +36,10 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/internal/accept"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -291,18 +293,32 @@ func (p *Proxy) serve(sc ServerConfig, l *listener) {
 
 // pump accepts connections on s until it is closed and hands each to the
 // listener its local address is routed to.
+//
+// An accept error that passes with time (descriptors running out under a
+// flood) pauses the loop, from 5ms up to a second, while the sessions go
+// on; only a socket that can accept no more fails the Proxy.
 func (p *Proxy) pump(s *socket) {
 	defer p.serving.Done()
+	var retry accept.Retrier
 	for {
 		c, err := s.ln.Accept()
-		if err != nil {
-			if !s.isClosed() {
-				p.logger().Error("accept failed; socket closed", "listen", s.name, "err", err)
-				p.fail(fmt.Errorf("mailproxy: %s: %w", s.name, err))
-			}
+		switch {
+		case err == nil:
+			retry.Accepted()
+			s.dispatch(c)
+		case s.isClosed():
 			return
+		case !accept.Retryable(err):
+			p.logger().Error("accept failed; socket closed", "listen", s.name, "err", err)
+			p.fail(fmt.Errorf("mailproxy: %s: %w", s.name, err))
+			return
+		default:
+			select {
+			case <-time.After(retry.Failed(p.logger(), s.name, err)):
+			case <-s.closed:
+				return
+			}
 		}
-		s.dispatch(c)
 	}
 }
 

@@ -3,11 +3,12 @@ package engine
 import (
 	"context"
 	"crypto/tls"
-	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/mailproxy/mailproxy/internal/accept"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -43,44 +44,32 @@ func (l *Loop) init() {
 }
 
 // Serve accepts connections on ln and handles each in its own goroutine
-// until ln fails or the Loop is shut down; it then returns session.ErrServerClosed.
-// Serve may be called for several listeners at once.
-func (l *Loop) Serve(ln net.Listener, handle Handler) error {
+// until the Loop is shut down (it then returns session.ErrServerClosed)
+// or ln can accept no more (then that error). An error that passes with
+// time, such as descriptors running out, pauses the loop and is logged on
+// log at a bounded rate. Serve may be called for several listeners at
+// once.
+func (l *Loop) Serve(ln net.Listener, log *slog.Logger, handle Handler) error {
 	if !l.track(ln) {
 		ln.Close()
 		return session.ErrServerClosed
 	}
 	defer l.untrack(ln)
-	var backoff time.Duration
+	var retry accept.Retrier
 	for {
 		conn, err := ln.Accept()
-		if err != nil {
-			if l.isDraining() {
-				return session.ErrServerClosed
-			}
-			if backoff = nextBackoff(backoff); isTemporary(err) {
-				time.Sleep(backoff)
-				continue
-			}
+		switch {
+		case err == nil:
+			retry.Accepted()
+			l.start(conn, handle)
+		case l.isDraining():
+			return session.ErrServerClosed
+		case !accept.Retryable(err):
 			return err
+		default:
+			time.Sleep(retry.Failed(log, ln.Addr().String(), err))
 		}
-		backoff = 0
-		l.start(conn, handle)
 	}
-}
-
-// nextBackoff doubles the pause after a temporary accept error (too many
-// open files), from 5ms up to one second, as net/http does.
-func nextBackoff(d time.Duration) time.Duration {
-	if d == 0 {
-		return 5 * time.Millisecond
-	}
-	return min(2*d, time.Second)
-}
-
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 func (l *Loop) track(ln net.Listener) bool {
@@ -204,7 +193,7 @@ func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler)
 	if l, ok := ln.(session.Listener); ok {
 		handle = s.opening(l.ProxyProtocol(), l.ImplicitTLS(), handle)
 	}
-	return s.loop.Serve(ln, handle)
+	return s.loop.Serve(ln, s.settings.Logger, handle)
 }
 
 // opening wraps handle for a listener whose connections start with a PROXY

@@ -3,7 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +22,7 @@ func TestLoopLifeCycle(t *testing.T) {
 	release := make(chan struct{})
 	served := make(chan error, 1)
 	go func() {
-		served <- l.Serve(ln, func(ctx context.Context, c net.Conn) {
+		served <- l.Serve(ln, discard, func(ctx context.Context, c net.Conn) {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -56,7 +59,7 @@ func TestLoopLifeCycle(t *testing.T) {
 		t.Errorf("%d sessions after Shutdown", active(&l))
 	}
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
-	if err := l.Serve(ln2, nil); !errors.Is(err, session.ErrServerClosed) {
+	if err := l.Serve(ln2, discard, nil); !errors.Is(err, session.ErrServerClosed) {
 		t.Errorf("Serve after Shutdown = %v", err)
 	}
 	if _, err := net.Dial("tcp", ln2.Addr().String()); err == nil {
@@ -67,7 +70,7 @@ func TestLoopLifeCycle(t *testing.T) {
 func TestLoopCloseEndsSessions(t *testing.T) {
 	var l Loop
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go l.Serve(ln, func(ctx context.Context, c net.Conn) {
+	go l.Serve(ln, discard, func(ctx context.Context, c net.Conn) {
 		buf := make([]byte, 1)
 		c.Read(buf) // returns when Close closes the connection
 	})
@@ -90,4 +93,51 @@ func active(l *Loop) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.conns)
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// flakyListener fails its first accepts with errs, then accepts from the
+// listener it wraps.
+type flakyListener struct {
+	net.Listener
+	errs []error
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		return nil, err
+	}
+	return f.Listener.Accept()
+}
+
+// Descriptors running out pause the accept loop and it goes on; a socket
+// that can accept no more ends it with its error.
+func TestLoopRetriesAcceptErrors(t *testing.T) {
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l Loop
+	defer l.Close()
+	served := make(chan struct{})
+	go l.Serve(&flakyListener{ln, []error{emfile, emfile, emfile}}, discard, func(ctx context.Context, c net.Conn) { close(served) })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no session after three EMFILE errors")
+	}
+
+	ebadf := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EBADF)}
+	if err := l.Serve(&flakyListener{ln, []error{ebadf}}, discard, nil); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("Serve after EBADF = %v, want EBADF", err)
+	}
 }
