@@ -187,10 +187,13 @@ type listener struct {
 	addr   net.Addr
 	config ListenConfig
 	once   sync.Once
+	// connLimit is the Proxy's MaxConnections, shared by its listeners
+	// (session.Limiter).
+	*connLimit
 }
 
-func newListener(addr net.Addr, lc ListenConfig) *listener {
-	return &listener{conns: make(chan net.Conn), done: make(chan struct{}), addr: addr, config: lc}
+func newListener(addr net.Addr, lc ListenConfig, limit *connLimit) *listener {
+	return &listener{conns: make(chan net.Conn), done: make(chan struct{}), addr: addr, config: lc, connLimit: limit}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -219,4 +222,7 @@ func (l *listener) ImplicitTLS() bool { return l.config.SSL }
 // protocol header (listen … proxy_protocol).
 func (l *listener) ProxyProtocol() bool { return l.config.ProxyProtocol }
 
-var _ Listener = (*listener)(nil)
+var (
+	_ Listener        = (*listener)(nil)
+	_ session.Limiter = (*listener)(nil)
+)

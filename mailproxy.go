@@ -111,7 +111,16 @@ type Proxy struct {
 	Config *Config
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// MaxConnections bounds the client sessions served at once, by every
+	// Server and generation together; a client beyond it is refused in its
+	// protocol's words (IMAP "* BYE", POP3 "-ERR", SMTP "421") and closed,
+	// so that a proxy under a flood still answers instead of running out
+	// of descriptors. Zero means what the descriptor limit (RLIMIT_NOFILE)
+	// leaves after a reserve, at six descriptors a session (two sockets
+	// and the relay's pipes); negative means no limit. Read by Start.
+	MaxConnections int
 
+	limit   *connLimit
 	mu      sync.Mutex
 	sockets map[string]*socket
 	servers []Server // the current generation
@@ -157,6 +166,7 @@ func (p *Proxy) Start() error {
 	}
 	p.sockets = make(map[string]*socket)
 	p.done = make(chan struct{})
+	p.limit = newConnLimit(p.MaxConnections, p.logger())
 	if err := p.apply(context.Background(), p.Config); err != nil {
 		return err
 	}
@@ -243,7 +253,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 	byServer := make([][]*listener, len(cfg.Servers))
 	for key, sp := range plan {
 		s := p.sockets[key]
-		s.setRoutes(sp, byServer)
+		s.setRoutes(sp, p.limit, byServer)
 	}
 	for key, s := range p.sockets {
 		if _, ok := plan[key]; !ok {

@@ -36,9 +36,10 @@ func newSocket(sp *socketPlan, ln net.Listener) *socket {
 	return &socket{name: sp.name, ln: ln, endpoint: sp.endpoint, config: sp.config, closed: make(chan struct{})}
 }
 
-// setRoutes makes new listeners for the routes of sp, appends each to
-// byServer for its server, and retires the listeners they replace.
-func (s *socket) setRoutes(sp *socketPlan, byServer [][]*listener) {
+// setRoutes makes new listeners for the routes of sp, sharing limit,
+// appends each to byServer for its server, and retires the listeners they
+// replace.
+func (s *socket) setRoutes(sp *socketPlan, limit *connLimit, byServer [][]*listener) {
 	routes := make(map[string]*listener, len(sp.routes))
 	served := make([]servedRoute, 0, len(sp.routes))
 	for _, r := range sp.routes {
@@ -46,7 +47,7 @@ func (s *socket) setRoutes(sp *socketPlan, byServer [][]*listener) {
 		if r.local != "" {
 			addr = tcpAddr(r.addr)
 		}
-		l := newListener(addr, r.config)
+		l := newListener(addr, r.config, limit)
 		routes[r.local] = l
 		served = append(served, servedRoute{r.server, r.order, addr})
 		byServer[r.server] = append(byServer[r.server], l)

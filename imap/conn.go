@@ -12,11 +12,12 @@ import (
 
 // replies are the untagged replies for broken limits.
 var replies = engine.Replies{
-	LineTooLong:     "* BAD line too long",
-	TooManyCommands: "* BYE too many commands",
-	TooManyErrors:   "* BYE too many invalid commands",
-	NoClientCert:    "* BAD No required SSL certificate was sent",
-	BadClientCert:   "* BAD SSL certificate error",
+	LineTooLong:        "* BAD line too long",
+	TooManyCommands:    "* BYE too many commands",
+	TooManyErrors:      "* BYE too many invalid commands",
+	NoClientCert:       "* BAD No required SSL certificate was sent",
+	BadClientCert:      "* BAD SSL certificate error",
+	TooManyConnections: "* BYE Too many connections, try again later",
 	SASL: engine.SASLReplies{ // after the tag
 		Mechanism:     "NO unsupported authentication mechanism",
 		NoCertificate: "NO [AUTHENTICATIONFAILED] EXTERNAL needs a TLS client certificate",

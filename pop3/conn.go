@@ -12,11 +12,12 @@ import (
 )
 
 var replies = engine.Replies{
-	LineTooLong:     "-ERR line too long",
-	TooManyCommands: "-ERR too many commands",
-	TooManyErrors:   "-ERR too many invalid commands",
-	NoClientCert:    "-ERR No required SSL certificate was sent",
-	BadClientCert:   "-ERR SSL certificate error",
+	LineTooLong:        "-ERR line too long",
+	TooManyCommands:    "-ERR too many commands",
+	TooManyErrors:      "-ERR too many invalid commands",
+	NoClientCert:       "-ERR No required SSL certificate was sent",
+	BadClientCert:      "-ERR SSL certificate error",
+	TooManyConnections: "-ERR [SYS/TEMP] Too many connections, try again later",
 	SASL: engine.SASLReplies{
 		Mechanism:     "-ERR unsupported authentication mechanism",
 		NoCertificate: "-ERR EXTERNAL needs a TLS client certificate",

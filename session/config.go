@@ -107,6 +107,16 @@ type Listener interface {
 	ProxyProtocol() bool
 }
 
+// Limiter is a Listener that bounds the sessions served at once: the
+// listeners of a mailproxy.Proxy share its MaxConnections. A protocol
+// server asks Admit before each session and calls Release when an
+// admitted one ends; a connection not admitted is refused in the
+// protocol's words (IMAP "* BYE", POP3 "-ERR", SMTP "421") and closed.
+type Limiter interface {
+	Admit() bool
+	Release()
+}
+
 // RealIP says which peers may replace the client address with the one in
 // their PROXY protocol header (set_real_ip_from). The zero value trusts
 // none: the client address stays the peer's, and the header's is only

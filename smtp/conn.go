@@ -12,11 +12,12 @@ import (
 )
 
 var replies = engine.Replies{
-	LineTooLong:     "500 5.5.6 Line too long",
-	TooManyCommands: "421 4.7.0 Too many commands",
-	TooManyErrors:   "421 4.7.0 Too many errors",
-	NoClientCert:    "421 4.7.1 No required SSL certificate was sent",
-	BadClientCert:   "421 4.7.1 SSL certificate error",
+	LineTooLong:        "500 5.5.6 Line too long",
+	TooManyCommands:    "421 4.7.0 Too many commands",
+	TooManyErrors:      "421 4.7.0 Too many errors",
+	NoClientCert:       "421 4.7.1 No required SSL certificate was sent",
+	BadClientCert:      "421 4.7.1 SSL certificate error",
+	TooManyConnections: "421 4.7.0 Too many connections, try again later",
 	SASL: engine.SASLReplies{
 		Mechanism:     "504 5.5.4 Unrecognized authentication type",
 		NoCertificate: "535 5.7.8 EXTERNAL needs a TLS client certificate",

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -36,9 +37,8 @@ const (
 // Retrier paces an accept loop's retries and logs them. The zero value is
 // ready; a Retrier belongs to one loop.
 type Retrier struct {
-	pause   time.Duration
-	logged  time.Time
-	skipped int // errors not logged since the last line
+	pause time.Duration
+	log   Throttle
 }
 
 // Failed records err and returns how long to pause before the next
@@ -47,14 +47,32 @@ type Retrier struct {
 // it did not log in between.
 func (r *Retrier) Failed(log *slog.Logger, listener string, err error) time.Duration {
 	r.pause = min(max(2*r.pause, firstPause), maxPause)
-	if now := time.Now(); now.Sub(r.logged) >= logEvery {
-		log.Error("accept failed; retrying", "listen", listener, "err", err, "pause", r.pause, "unlogged", r.skipped)
-		r.logged, r.skipped = now, 0
-	} else {
-		r.skipped++
+	if unlogged, ok := r.log.Allow(); ok {
+		log.Error("accept failed; retrying", "listen", listener, "err", err, "pause", r.pause, "unlogged", unlogged)
 	}
 	return r.pause
 }
 
 // Accepted resets the pause after a successful accept.
 func (r *Retrier) Accepted() { r.pause = 0 }
+
+// Throttle bounds the log lines of an event that may come in floods: one
+// a second. The zero value is ready; it is safe for concurrent use.
+type Throttle struct {
+	mu      sync.Mutex
+	logged  time.Time
+	skipped int // events not logged since the last line
+}
+
+// Allow reports whether the event may be logged now, and how many were
+// not logged since the last one that was.
+func (t *Throttle) Allow() (unlogged int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.logged) >= logEvery {
+		unlogged, t.logged, t.skipped = t.skipped, now, 0
+		return unlogged, true
+	}
+	t.skipped++
+	return 0, false
+}

@@ -63,7 +63,7 @@ func TestRetrier(t *testing.T) {
 	if lines := strings.Count(out.String(), "\n"); lines != 1 {
 		t.Errorf("%d log lines for a burst of 11 errors, want 1:\n%s", lines, out.String())
 	}
-	r.logged = time.Now().Add(-2 * logEvery)
+	r.log.logged = time.Now().Add(-2 * logEvery)
 	r.Failed(log, "imap", syscall.EMFILE)
 	if !strings.Contains(out.String(), "unlogged=10") {
 		t.Errorf("the second line does not count the 10 errors in between:\n%s", out.String())

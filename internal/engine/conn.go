@@ -32,6 +32,9 @@ type Replies struct {
 	// certificate is missing or invalid (ssl_verify_client).
 	NoClientCert  string
 	BadClientCert string
+	// TooManyConnections refuses a client beyond the limit of a
+	// session.Limiter before the greeting.
+	TooManyConnections string
 	// SASL answers a SASL exchange that failed; see [Conn.SASLFailed].
 	SASL SASLReplies
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -190,11 +191,37 @@ type Server struct {
 // happen in the session's goroutine, before handle's dialogue starts.
 func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler) error {
 	s.once.Do(func() { s.settings = settle() })
-	if l, ok := ln.(session.Listener); ok {
+	l, ok := ln.(session.Listener)
+	if ok {
 		handle = s.opening(l.ProxyProtocol(), l.ImplicitTLS(), handle)
+	}
+	if lim, ok := ln.(session.Limiter); ok {
+		handle = s.limited(lim, l != nil && l.ImplicitTLS(), handle)
 	}
 	return s.loop.Serve(ln, s.settings.Logger, handle)
 }
+
+// limited wraps handle so that a session beyond lim's bound is refused
+// before anything else happens on its connection: with the protocol's
+// reply on a plain connection, with a close on one of implicit TLS, where
+// a reply in clear text would mean nothing to the client.
+func (s *Server) limited(lim session.Limiter, implicitTLS bool, handle Handler) Handler {
+	return func(ctx context.Context, conn net.Conn) {
+		if !lim.Admit() {
+			if !implicitTLS {
+				conn.SetWriteDeadline(time.Now().Add(refusalTimeout))
+				io.WriteString(conn, s.settings.Replies.TooManyConnections+"\r\n")
+			}
+			return
+		}
+		defer lim.Release()
+		handle(ctx, conn)
+	}
+}
+
+// refusalTimeout bounds the write of a refusal to a client beyond the
+// connection limit.
+const refusalTimeout = time.Second
 
 // opening wraps handle for a listener whose connections start with a PROXY
 // protocol header or a TLS handshake.
