@@ -64,13 +64,13 @@ func TestAuthHTTPFullRunLogsNoSecrets(t *testing.T) {
 		clients = append(clients, c)
 		return c
 	}
-	plainIR := b64("\x00" + user + "\x00" + password)
-	run(t, dial(), []step{{"a LOGIN alice secret\r\n", []string{"a OK "}}})
-	run(t, dial(), []step{{"a AUTHENTICATE PLAIN " + plainIR + "\r\n", []string{"a OK "}}})
-	run(t, dial(), []step{
-		{"a AUTHENTICATE LOGIN\r\n", []string{"+ "}},
-		{b64(user) + "\r\n", []string{"+ "}},
-		{b64(password) + "\r\n", []string{"a OK "}},
+	plainIR := testutil.B64("\x00" + user + "\x00" + password)
+	dial().Exchange("a LOGIN alice secret\r\n", "a OK ")
+	dial().Exchange("a AUTHENTICATE PLAIN "+plainIR+"\r\n", "a OK ")
+	dial().Play([]testutil.Step{
+		{"a AUTHENTICATE LOGIN\r\n", "+ "},
+		{testutil.B64(user) + "\r\n", "+ "},
+		{testutil.B64(password) + "\r\n", "a OK "},
 	})
 	c := dial()
 	c.Send("a AUTHENTICATE CRAM-MD5")
@@ -78,9 +78,9 @@ func TestAuthHTTPFullRunLogsNoSecrets(t *testing.T) {
 	mac := hmac.New(md5.New, []byte(password))
 	mac.Write(challenge)
 	digest := hex.EncodeToString(mac.Sum(nil))
-	cramResp := b64(user + " " + digest)
-	run(t, c, []step{{cramResp + "\r\n", []string{"a OK "}}})
-	run(t, dial(), []step{{"a LOGIN alice wrong-" + backendPass + "\r\n", []string{"a NO [AUTHENTICATIONFAILED] Invalid login or password"}}})
+	cramResp := testutil.B64(user + " " + digest)
+	c.Exchange(cramResp+"\r\n", "a OK ")
+	dial().Exchange("a LOGIN alice wrong-"+backendPass+"\r\n", "a NO [AUTHENTICATIONFAILED] Invalid login or password")
 
 	// The clients leave; the relays log the ends of their sessions.
 	for _, c := range clients {
@@ -95,7 +95,7 @@ func TestAuthHTTPFullRunLogsNoSecrets(t *testing.T) {
 	if !strings.Contains(out, "login accepted") || !strings.Contains(out, "login refused") {
 		t.Fatalf("the run did not log its logins:\n%s", out)
 	}
-	for _, secret := range []string{password, plainIR, b64(password), cramResp, digest, backendPass} {
+	for _, secret := range []string{password, plainIR, testutil.B64(password), cramResp, digest, backendPass} {
 		if strings.Contains(out, secret) {
 			t.Errorf("secret %q is in the logs:\n%s", secret, out)
 		}

@@ -282,7 +282,7 @@ func TestDovecotBackendRefusal(t *testing.T) {
 			if got := c.Line(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
-			run(t, c, []step{{"b NOOP\r\n", []string{"b OK NOOP completed"}}})
+			c.Exchange("b NOOP\r\n", "b OK NOOP completed")
 			if !d.LogContains("passwd-file(" + d.User + ",127.0.0.1,") {
 				t.Error("Dovecot did not log the failed login")
 			}
@@ -311,26 +311,26 @@ func TestDovecotCredentialOverride(t *testing.T) {
 		name     string
 		wantUser string // as the client sends it
 		result   func(d *testutil.Dovecot) auth.Result
-		steps    func(d *testutil.Dovecot) []step
+		steps    func(d *testutil.Dovecot) []testutil.Step
 		wantLog  string
 	}{
 		{"client password in a synchronising literal, Result.Password for Dovecot", "", func(d *testutil.Dovecot) auth.Result {
 			return auth.Result{Backend: d.IMAPAddr, Password: d.Password}
-		}, func(d *testutil.Dovecot) []step {
-			return []step{
-				{"a LOGIN " + d.User + " " + literal(clientPass, true), []string{"+ OK"}},
-				{clientPass + "\r\n", []string{"a OK [CAPABILITY "}},
-				{"b SELECT INBOX\r\n", []string{"…b OK [READ-WRITE]"}},
-				{"c LOGOUT\r\n", []string{"* BYE", "c OK"}},
+		}, func(d *testutil.Dovecot) []testutil.Step {
+			return []testutil.Step{
+				{"a LOGIN " + d.User + " " + literal(clientPass, true), "+ OK"},
+				{clientPass + "\r\n", "a OK [CAPABILITY "},
+				{"b SELECT INBOX\r\n", "…b OK [READ-WRITE]"},
+				{"c LOGOUT\r\n", "* BYE", "c OK"},
 			}
 		}, "imap-login: Info: Login: user=<testuser>, method=PLAIN, "},
 		{"client user and password in non-synchronising literals, Result.User and Result.Password for Dovecot", clientUser, func(d *testutil.Dovecot) auth.Result {
 			return auth.Result{Backend: d.IMAPAddr, User: d.User, Password: d.Password}
-		}, func(d *testutil.Dovecot) []step {
-			return []step{
-				{"a LOGIN " + literal(clientUser, false) + clientUser + " " + literal(clientPass, false) + clientPass + "\r\n", []string{"a OK [CAPABILITY "}},
-				{"b SELECT INBOX\r\n", []string{"…b OK [READ-WRITE]"}},
-				{"c LOGOUT\r\n", []string{"* BYE", "c OK"}},
+		}, func(d *testutil.Dovecot) []testutil.Step {
+			return []testutil.Step{
+				{"a LOGIN " + literal(clientUser, false) + clientUser + " " + literal(clientPass, false) + clientPass + "\r\n", "a OK [CAPABILITY "},
+				{"b SELECT INBOX\r\n", "…b OK [READ-WRITE]"},
+				{"c LOGOUT\r\n", "* BYE", "c OK"},
 			}
 		}, "imap-login: Info: Login: user=<testuser>, method=PLAIN, "},
 		// Dovecot's passwd-file user is fixed by the harness, and its
@@ -340,9 +340,9 @@ func TestDovecotCredentialOverride(t *testing.T) {
 		// log show that it parsed the proxy's literal.
 		{"Result.User sent to Dovecot as a literal", clientUser, func(d *testutil.Dovecot) auth.Result {
 			return auth.Result{Backend: d.IMAPAddr, User: "jürgen", Password: d.Password}
-		}, func(d *testutil.Dovecot) []step {
-			return []step{
-				{"a LOGIN " + literal(clientUser, false) + clientUser + " " + literal(clientPass, false) + clientPass + "\r\n", []string{"a NO [AUTHENTICATIONFAILED] Authentication failed."}},
+		}, func(d *testutil.Dovecot) []testutil.Step {
+			return []testutil.Step{
+				{"a LOGIN " + literal(clientUser, false) + clientUser + " " + literal(clientPass, false) + clientPass + "\r\n", "a NO [AUTHENTICATIONFAILED] Authentication failed."},
 			}
 		}, "(username: jürgen)"},
 	}
@@ -364,7 +364,7 @@ func TestDovecotCredentialOverride(t *testing.T) {
 					return &res, nil
 				}),
 			}})
-			run(t, greet(t, proxy), tt.steps(d))
+			greet(t, proxy).Play(tt.steps(d))
 			testutil.WaitFor(t, fmt.Sprintf("%q in Dovecot's log", tt.wantLog), func() bool { return d.LogContains(tt.wantLog) })
 		})
 	}

@@ -69,115 +69,98 @@ func TestCapability(t *testing.T) {
 	}
 }
 
-// step is one exchange of a transcript: what the client sends and the
-// lines it then reads, each a prefix of what the proxy answers ("…x"
-// skips lines up to one starting with x; "<closed>" is the end).
-type step struct {
-	send   string
-	expect []string
-}
-
-func run(t *testing.T, c *testutil.Client, steps []step) {
-	t.Helper()
-	for _, st := range steps {
-		c.Exchange(st.send, st.expect...)
-	}
-}
-
 func TestTranscripts(t *testing.T) {
 	tests := []struct {
 		name  string
 		srv   *imap.Server
-		steps []step
+		steps []testutil.Step
 	}{
-		{"sync literals", &imap.Server{}, []step{
-			{"a LOGIN {5}\r\n", []string{"+ OK"}},
-			{"alice {6}\r\n", []string{"+ OK"}},
-			{"secret\r\n", []string{"a OK "}},
-			{"b NOOP\r\n", []string{"b OK"}}, // answered by the backend
+		{"sync literals", &imap.Server{}, []testutil.Step{
+			{"a LOGIN {5}\r\n", "+ OK"},
+			{"alice {6}\r\n", "+ OK"},
+			{"secret\r\n", "a OK "},
+			{"b NOOP\r\n", "b OK"}, // answered by the backend
 		}},
-		{"non-synchronising literals in one write", &imap.Server{}, []step{
-			{"a LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n", []string{"a OK "}},
+		{"non-synchronising literals in one write", &imap.Server{}, []testutil.Step{
+			{"a LOGIN {5+}\r\nalice {6+}\r\nsecret\r\n", "a OK "},
 		}},
-		{"quoted strings with escapes, UTF-8 password", &imap.Server{}, []step{
-			{"t1 LOGIN \"o\\\"dd \\\\user\" \"pässword with spaces\"\r\n", []string{"t1 OK "}},
+		{"quoted strings with escapes, UTF-8 password", &imap.Server{}, []testutil.Step{
+			{"t1 LOGIN \"o\\\"dd \\\\user\" \"pässword with spaces\"\r\n", "t1 OK "},
 		}},
-		{"literal too big", &imap.Server{ClientBuffer: 64}, []step{
-			{"a LOGIN {65}\r\n", []string{"a BAD literal too big"}},
-			{"b NOOP\r\n", []string{"b OK NOOP completed"}},
+		{"literal too big", &imap.Server{ClientBuffer: 64}, []testutil.Step{
+			{"a LOGIN {65}\r\n", "a BAD literal too big"},
+			{"b NOOP\r\n", "b OK NOOP completed"},
 		}},
-		{"non-synchronising literal too big", &imap.Server{ClientBuffer: 64}, []step{
-			{"a LOGIN {65+}\r\n", []string{"* BYE literal too big", "<closed>"}},
+		{"non-synchronising literal too big", &imap.Server{ClientBuffer: 64}, []testutil.Step{
+			{"a LOGIN {65+}\r\n", "* BYE literal too big", "<closed>"},
 		}},
-		{"bad syntax", &imap.Server{Config: session.Config{MaxErrors: 10}}, []step{
-			{"a LOGIN alice\r\n", []string{"a BAD invalid LOGIN arguments"}},
-			{"a LOGIN \"alice secret\r\n", []string{"a BAD invalid arguments"}},
-			{"bad+tag NOOP\r\n", []string{"* BAD invalid command"}},
-			{"nocommand\r\n", []string{"* BAD invalid command"}},
-			{"a FETCH 1 BODY[]\r\n", []string{"a BAD invalid command"}},
-			{"a ID (\"x\")\r\n", []string{"a BAD invalid ID arguments"}},
+		{"bad syntax", &imap.Server{Config: session.Config{MaxErrors: 10}}, []testutil.Step{
+			{"a LOGIN alice\r\n", "a BAD invalid LOGIN arguments"},
+			{"a LOGIN \"alice secret\r\n", "a BAD invalid arguments"},
+			{"bad+tag NOOP\r\n", "* BAD invalid command"},
+			{"nocommand\r\n", "* BAD invalid command"},
+			{"a FETCH 1 BODY[]\r\n", "a BAD invalid command"},
+			{"a ID (\"x\")\r\n", "a BAD invalid ID arguments"},
 		}},
-		{"max_errors", &imap.Server{}, []step{
-			{"a X\r\nb X\r\nc X\r\nd X\r\ne X\r\n", []string{"a BAD", "b BAD", "c BAD", "d BAD", "e BAD", "* BYE too many invalid commands", "<closed>"}},
+		{"max_errors", &imap.Server{}, []testutil.Step{
+			{"a X\r\nb X\r\nc X\r\nd X\r\ne X\r\n", "a BAD", "b BAD", "c BAD", "d BAD", "e BAD", "* BYE too many invalid commands", "<closed>"},
 		}},
-		{"max_commands", &imap.Server{Config: session.Config{MaxCommands: 3}}, []step{
-			{"a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n", []string{"a OK", "b OK", "c OK", "* BYE too many commands", "<closed>"}},
+		{"max_commands", &imap.Server{Config: session.Config{MaxCommands: 3}}, []testutil.Step{
+			{"a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n", "a OK", "b OK", "c OK", "* BYE too many commands", "<closed>"},
 		}},
-		{"line too long", &imap.Server{ClientBuffer: 64}, []step{
-			{"a NOOP " + strings.Repeat("x", 100) + "\r\nb NOOP\r\n", []string{"* BAD line too long", "b OK"}},
+		{"line too long", &imap.Server{ClientBuffer: 64}, []testutil.Step{
+			{"a NOOP " + strings.Repeat("x", 100) + "\r\nb NOOP\r\n", "* BAD line too long", "b OK"},
 		}},
-		{"wrong password closes, as nginx without Auth-Wait", &imap.Server{}, []step{
-			{"a LOGIN alice wrong\r\n", []string{"a NO [AUTHENTICATIONFAILED] Invalid login or password", "<closed>"}},
+		{"wrong password closes, as nginx without Auth-Wait", &imap.Server{}, []testutil.Step{
+			{"a LOGIN alice wrong\r\n", "a NO [AUTHENTICATIONFAILED] Invalid login or password", "<closed>"},
 		}},
-		{"pipelined commands, the last one for the backend", &imap.Server{}, []step{
+		{"pipelined commands, the last one for the backend", &imap.Server{}, []testutil.Step{
 			{"a CAPABILITY\r\nb NOOP\r\nc LOGIN alice secret\r\nd SELECT INBOX\r\n",
-				[]string{"* CAPABILITY", "a OK", "b OK", "c OK ", "…d OK [READ-WRITE]"}},
+				"* CAPABILITY", "a OK", "b OK", "c OK ", "…d OK [READ-WRITE]"},
 		}},
-		{"ID", &imap.Server{}, []step{
-			{"a ID (\"name\" \"client\" \"version\" NIL)\r\n", []string{`* ID ("name" "mailproxy")`, "a OK ID completed"}},
-			{"b ID NIL\r\n", []string{`* ID`, "b OK"}},
+		{"ID", &imap.Server{}, []testutil.Step{
+			{"a ID (\"name\" \"client\" \"version\" NIL)\r\n", `* ID ("name" "mailproxy")`, "a OK ID completed"},
+			{"b ID NIL\r\n", `* ID`, "b OK"},
 		}},
-		{"AUTHENTICATE PLAIN without initial response", &imap.Server{}, []step{
-			{"a AUTHENTICATE PLAIN\r\n", []string{"+ "}},
-			{b64("\x00alice\x00secret") + "\r\n", []string{"a OK "}},
+		{"AUTHENTICATE PLAIN without initial response", &imap.Server{}, []testutil.Step{
+			{"a AUTHENTICATE PLAIN\r\n", "+ "},
+			{testutil.B64("\x00alice\x00secret") + "\r\n", "a OK "},
 		}},
-		{"AUTHENTICATE cancelled, bad base64, empty initial response", &imap.Server{}, []step{
-			{"a AUTHENTICATE PLAIN\r\n", []string{"+ "}},
-			{"*\r\n", []string{"a BAD AUTHENTICATE cancelled"}},
-			{"b AUTHENTICATE PLAIN\r\n", []string{"+ "}},
-			{"!!!\r\n", []string{"b BAD invalid base64"}},
-			{"c AUTHENTICATE PLAIN =\r\n", []string{"c NO [AUTHENTICATIONFAILED] invalid SASL response"}},
-			{"d AUTHENTICATE PLAIN " + b64("other\x00alice\x00secret") + "\r\n", []string{"d NO [AUTHENTICATIONFAILED]"}},
+		{"AUTHENTICATE cancelled, bad base64, empty initial response", &imap.Server{}, []testutil.Step{
+			{"a AUTHENTICATE PLAIN\r\n", "+ "},
+			{"*\r\n", "a BAD AUTHENTICATE cancelled"},
+			{"b AUTHENTICATE PLAIN\r\n", "+ "},
+			{"!!!\r\n", "b BAD invalid base64"},
+			{"c AUTHENTICATE PLAIN =\r\n", "c NO [AUTHENTICATIONFAILED] invalid SASL response"},
+			{"d AUTHENTICATE PLAIN " + testutil.B64("other\x00alice\x00secret") + "\r\n", "d NO [AUTHENTICATIONFAILED]"},
 		}},
-		{"AUTHENTICATE LOGIN", &imap.Server{AuthMethods: []string{"login"}}, []step{
-			{"a AUTHENTICATE LOGIN\r\n", []string{"+ VXNlcm5hbWU6"}},
-			{b64("alice") + "\r\n", []string{"+ UGFzc3dvcmQ6"}},
-			{b64("secret") + "\r\n", []string{"a OK "}},
+		{"AUTHENTICATE LOGIN", &imap.Server{AuthMethods: []string{"login"}}, []testutil.Step{
+			{"a AUTHENTICATE LOGIN\r\n", "+ VXNlcm5hbWU6"},
+			{testutil.B64("alice") + "\r\n", "+ UGFzc3dvcmQ6"},
+			{testutil.B64("secret") + "\r\n", "a OK "},
 		}},
-		{"AUTHENTICATE LOGIN with initial response", &imap.Server{AuthMethods: []string{"login"}}, []step{
-			{"a AUTHENTICATE LOGIN " + b64("alice") + "\r\n", []string{"+ UGFzc3dvcmQ6"}},
-			{b64("secret") + "\r\n", []string{"a OK "}},
+		{"AUTHENTICATE LOGIN with initial response", &imap.Server{AuthMethods: []string{"login"}}, []testutil.Step{
+			{"a AUTHENTICATE LOGIN " + testutil.B64("alice") + "\r\n", "+ UGFzc3dvcmQ6"},
+			{testutil.B64("secret") + "\r\n", "a OK "},
 		}},
-		{"mechanisms not offered", &imap.Server{}, []step{
-			{"a AUTHENTICATE LOGIN\r\n", []string{"a NO unsupported authentication mechanism"}},
-			{"b AUTHENTICATE X-UNKNOWN\r\n", []string{"b NO unsupported"}},
+		{"mechanisms not offered", &imap.Server{}, []testutil.Step{
+			{"a AUTHENTICATE LOGIN\r\n", "a NO unsupported authentication mechanism"},
+			{"b AUTHENTICATE X-UNKNOWN\r\n", "b NO unsupported"},
 		}},
-		{"EXTERNAL is not offered without TLS", &imap.Server{AuthMethods: []string{"external"}}, []step{
-			{"a AUTHENTICATE EXTERNAL =\r\n", []string{"a NO unsupported authentication mechanism"}},
+		{"EXTERNAL is not offered without TLS", &imap.Server{AuthMethods: []string{"external"}}, []testutil.Step{
+			{"a AUTHENTICATE EXTERNAL =\r\n", "a NO unsupported authentication mechanism"},
 		}},
-		{"logout", &imap.Server{}, []step{
-			{"z LOGOUT\r\n", []string{"* BYE", "z OK LOGOUT completed", "<closed>"}},
+		{"logout", &imap.Server{}, []testutil.Step{
+			{"z LOGOUT\r\n", "* BYE", "z OK LOGOUT completed", "<closed>"},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := start(t, tt.srv)
-			run(t, greet(t, s.proxy), tt.steps)
+			greet(t, s.proxy).Play(tt.steps)
 		})
 	}
 }
-
-func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // After a refusal with a wait the client may try again, and the attempts
 // are counted.
@@ -196,11 +179,11 @@ func TestRetryAfterWait(t *testing.T) {
 	})}}
 	c := greet(t, serve(t, srv))
 	start := time.Now()
-	run(t, c, []step{{"a LOGIN alice wrong\r\n", []string{"a NO [AUTHENTICATIONFAILED] Try again"}}})
+	c.Exchange("a LOGIN alice wrong\r\n", "a NO [AUTHENTICATIONFAILED] Try again")
 	if took := time.Since(start); took < 50*time.Millisecond {
 		t.Errorf("refusal after %v, before the wait", took)
 	}
-	run(t, c, []step{{"b LOGIN alice secret\r\n", []string{"b OK "}}})
+	c.Exchange("b LOGIN alice secret\r\n", "b OK ")
 	mu.Lock()
 	defer mu.Unlock()
 	if fmt.Sprint(attempts) != "[1 2]" {
@@ -224,9 +207,9 @@ func TestTemporaryFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := greet(t, serve(t, &imap.Server{Config: session.Config{Auth: tt.auth}}))
-			run(t, c, []step{
-				{"a LOGIN alice secret\r\n", []string{tt.want}},
-				{"b NOOP\r\n", []string{"b OK NOOP completed"}}, // the session goes on
+			c.Play([]testutil.Step{
+				{"a LOGIN alice secret\r\n", tt.want},
+				{"b NOOP\r\n", "b OK NOOP completed"}, // the session goes on
 			})
 		})
 	}
@@ -240,9 +223,9 @@ func TestBackendRefusal(t *testing.T) {
 				return &auth.Result{Backend: fake.ln.Addr().String(), User: "refuse-me", Password: "x"}, nil
 			})}}
 			want := map[bool]string{false: "a NO [AUTHENTICATIONFAILED] Authentication failed", true: "a NO go away"}[pass]
-			run(t, greet(t, serve(t, srv)), []step{
-				{"a LOGIN u p\r\n", []string{want}},
-				{"b NOOP\r\n", []string{"b OK NOOP completed"}},
+			greet(t, serve(t, srv)).Play([]testutil.Step{
+				{"a LOGIN u p\r\n", want},
+				{"b NOOP\r\n", "b OK NOOP completed"},
 			})
 		})
 	}
@@ -270,9 +253,9 @@ func TestBackendLoginEncoding(t *testing.T) {
 				return &auth.Result{Backend: fake.ln.Addr().String(), User: tt.user, Password: tt.pass}, nil
 			})}}
 			c := greet(t, serve(t, srv))
-			run(t, c, []step{
-				{"i ID (\"name\" \"t\" \"x-originating-ip\" \"6.6.6.6\" \"x-session-id\" \"spoofed\")\r\n", []string{"* ID", "i OK"}},
-				{"a LOGIN u p\r\n", []string{"a OK done"}},
+			c.Play([]testutil.Step{
+				{"i ID (\"name\" \"t\" \"x-originating-ip\" \"6.6.6.6\" \"x-session-id\" \"spoofed\")\r\n", "* ID", "i OK"},
+				{"a LOGIN u p\r\n", "a OK done"},
 			})
 			got := fake.sent()
 			for _, w := range tt.want {
@@ -308,7 +291,7 @@ func TestCRAMMD5(t *testing.T) {
 	}
 	mac := hmac.New(md5.New, []byte(password))
 	mac.Write(challenge)
-	run(t, c, []step{{b64(user+" "+hex.EncodeToString(mac.Sum(nil))) + "\r\n", []string{"a OK "}}})
+	c.Exchange(testutil.B64(user+" "+hex.EncodeToString(mac.Sum(nil)))+"\r\n", "a OK ")
 }
 
 func TestTimeout(t *testing.T) {

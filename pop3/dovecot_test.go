@@ -88,14 +88,14 @@ func TestDovecotRelay(t *testing.T) {
 	}{
 		{"USER PASS", func(*testutil.Dovecot) *pop3.Server { return &pop3.Server{} },
 			func(t *testing.T, c *testutil.Client, d *testutil.Dovecot, _ string) {
-				run(t, c, []step{
-					{"USER " + d.User + "\r\n", []string{"+OK"}},
-					{"PASS " + d.Password + "\r\n", []string{"+OK Logged in."}},
+				c.Play([]testutil.Step{
+					{"USER " + d.User + "\r\n", "+OK"},
+					{"PASS " + d.Password + "\r\n", "+OK Logged in."},
 				})
 			}},
 		{"AUTH PLAIN with initial response", func(*testutil.Dovecot) *pop3.Server { return &pop3.Server{} },
 			func(t *testing.T, c *testutil.Client, d *testutil.Dovecot, _ string) {
-				run(t, c, []step{{"AUTH PLAIN " + b64("\x00"+d.User+"\x00"+d.Password) + "\r\n", []string{"+OK Logged in."}}})
+				c.Exchange("AUTH PLAIN "+testutil.B64("\x00"+d.User+"\x00"+d.Password)+"\r\n", "+OK Logged in.")
 			}},
 		{"APOP", func(d *testutil.Dovecot) *pop3.Server {
 			return &pop3.Server{AuthMethods: []string{"plain", "apop"}, Config: session.Config{Auth: apopAuth(d)}}
@@ -105,7 +105,7 @@ func TestDovecotRelay(t *testing.T) {
 				t.Fatalf("greeting %q has no APOP challenge", greeting)
 			}
 			digest := md5.Sum([]byte(greeting[start:end+1] + d.Password))
-			run(t, c, []step{{fmt.Sprintf("APOP %s %x\r\n", d.User, digest), []string{"+OK Logged in."}}})
+			c.Exchange(fmt.Sprintf("APOP %s %x\r\n", d.User, digest), "+OK Logged in.")
 		}},
 	}
 	for _, tt := range tests {
@@ -120,11 +120,11 @@ func TestDovecotRelay(t *testing.T) {
 			}
 			tt.login(t, c, d, greeting)
 
-			run(t, c, []step{{"STAT\r\n", []string{fmt.Sprintf("+OK 1 %d", len(dovecotMessage))}}})
+			c.Exchange("STAT\r\n", fmt.Sprintf("+OK 1 %d", len(dovecotMessage)))
 			if got := retr(t, c, 1, len(dovecotMessage)); got != dovecotMessage {
 				t.Errorf("RETR 1 is %q, want %q", got, dovecotMessage)
 			}
-			run(t, c, []step{{"QUIT\r\n", []string{"+OK Logging out", "<closed>"}}})
+			c.Exchange("QUIT\r\n", "+OK Logging out", "<closed>")
 
 			// Dovecot saw a USER/PASS login (method=PLAIN, whatever the
 			// client used with the proxy) and the RETR.
@@ -157,12 +157,12 @@ func TestDovecotBackendRefusal(t *testing.T) {
 				Auth:             auth.Static{"proxyuser": {Password: "client-secret", Backend: d.POP3Addr, BackendUser: d.User, BackendPassword: "wrong-backend-password"}},
 			}})
 			c := testutil.Dial(t, "tcp", proxy)
-			run(t, c, []step{{"", []string{"+OK POP3 ready"}}, {"USER proxyuser\r\n", []string{"+OK"}}})
+			c.Play([]testutil.Step{{"", "+OK POP3 ready"}, {"USER proxyuser\r\n", "+OK"}})
 			c.Send("PASS client-secret")
 			if got := c.Line(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
-			run(t, c, []step{{"NOOP\r\n", []string{"+OK"}}})
+			c.Exchange("NOOP\r\n", "+OK")
 			if !d.LogContains("passwd-file(" + d.User + ",127.0.0.1,") {
 				t.Error("Dovecot did not log the failed login")
 			}

@@ -26,18 +26,6 @@ const (
 	message  = "From: a@example.org\r\nSubject: hi\r\n\r\n.dot-stuffed line\r\nend\r\n"
 )
 
-type step struct {
-	send   string
-	expect []string
-}
-
-func run(t *testing.T, c *testutil.Client, steps []step) {
-	t.Helper()
-	for _, st := range steps {
-		c.Exchange(st.send, st.expect...)
-	}
-}
-
 // start runs srv in front of a POP3 backend holding one message for
 // alice; srv.Auth defaults to a table routing alice there.
 func start(t *testing.T, srv *pop3.Server) (proxy string, backend *mailtest.POP3Server) {
@@ -65,84 +53,82 @@ func serve(t *testing.T, srv *pop3.Server) string {
 	return testutil.Serve(t, srv)
 }
 
-func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-
 func TestTranscripts(t *testing.T) {
 	tests := []struct {
 		name  string
 		srv   *pop3.Server
-		steps []step
+		steps []testutil.Step
 	}{
-		{"USER PASS then the backend's session", &pop3.Server{}, []step{
-			{"", []string{"+OK POP3 ready"}},
-			{"USER alice\r\n", []string{"+OK"}},
-			{"PASS secret\r\n", []string{"+OK"}},
-			{"STAT\r\n", []string{"+OK 1 "}},
-			{"RETR 1\r\n", []string{"+OK", "From: a@example.org", "Subject: hi", "", "..dot-stuffed line", "end", "."}},
-			{"QUIT\r\n", []string{"+OK", "<closed>"}},
+		{"USER PASS then the backend's session", &pop3.Server{}, []testutil.Step{
+			{"", "+OK POP3 ready"},
+			{"USER alice\r\n", "+OK"},
+			{"PASS secret\r\n", "+OK"},
+			{"STAT\r\n", "+OK 1 "},
+			{"RETR 1\r\n", "+OK", "From: a@example.org", "Subject: hi", "", "..dot-stuffed line", "end", "."},
+			{"QUIT\r\n", "+OK", "<closed>"},
 		}},
-		{"CAPA default", &pop3.Server{}, []step{
-			{"", []string{"+OK POP3 ready"}},
-			{"CAPA\r\n", []string{"+OK Capability list follows", "TOP", "USER", "UIDL", "SASL PLAIN LOGIN", "."}},
+		{"CAPA default", &pop3.Server{}, []testutil.Step{
+			{"", "+OK POP3 ready"},
+			{"CAPA\r\n", "+OK Capability list follows", "TOP", "USER", "UIDL", "SASL PLAIN LOGIN", "."},
 		}},
-		{"CAPA without plain has no USER", &pop3.Server{AuthMethods: []string{"apop", "cram-md5"}, Capabilities: []string{"TOP", "USER", "PIPELINING"}}, []step{
-			{"", []string{"+OK POP3 ready <"}},
-			{"CAPA\r\n", []string{"+OK", "TOP", "PIPELINING", "SASL CRAM-MD5", "."}},
-			{"USER alice\r\n", []string{"-ERR USER not allowed"}},
-			{"AUTH\r\n", []string{"+OK methods supported:", "CRAM-MD5", "."}},
+		{"CAPA without plain has no USER", &pop3.Server{AuthMethods: []string{"apop", "cram-md5"}, Capabilities: []string{"TOP", "USER", "PIPELINING"}}, []testutil.Step{
+			{"", "+OK POP3 ready <"},
+			{"CAPA\r\n", "+OK", "TOP", "PIPELINING", "SASL CRAM-MD5", "."},
+			{"USER alice\r\n", "-ERR USER not allowed"},
+			{"AUTH\r\n", "+OK methods supported:", "CRAM-MD5", "."},
 		}},
-		{"AUTH PLAIN with and without initial response", &pop3.Server{}, []step{
-			{"", []string{"+OK"}},
-			{"AUTH PLAIN\r\n", []string{"+ "}},
-			{"*\r\n", []string{"-ERR authentication cancelled"}},
-			{"AUTH PLAIN\r\n", []string{"+ "}},
-			{"%%%\r\n", []string{"-ERR invalid base64"}},
-			{"AUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"+OK"}},
-			{"STAT\r\n", []string{"+OK 1 "}},
+		{"AUTH PLAIN with and without initial response", &pop3.Server{}, []testutil.Step{
+			{"", "+OK"},
+			{"AUTH PLAIN\r\n", "+ "},
+			{"*\r\n", "-ERR authentication cancelled"},
+			{"AUTH PLAIN\r\n", "+ "},
+			{"%%%\r\n", "-ERR invalid base64"},
+			{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "+OK"},
+			{"STAT\r\n", "+OK 1 "},
 		}},
-		{"AUTH LOGIN", &pop3.Server{}, []step{
-			{"", []string{"+OK"}},
-			{"AUTH LOGIN\r\n", []string{"+ VXNlcm5hbWU6"}},
-			{b64("alice") + "\r\n", []string{"+ UGFzc3dvcmQ6"}},
-			{b64("secret") + "\r\n", []string{"+OK"}},
+		{"AUTH LOGIN", &pop3.Server{}, []testutil.Step{
+			{"", "+OK"},
+			{"AUTH LOGIN\r\n", "+ VXNlcm5hbWU6"},
+			{testutil.B64("alice") + "\r\n", "+ UGFzc3dvcmQ6"},
+			{testutil.B64("secret") + "\r\n", "+OK"},
 		}},
-		{"errors", &pop3.Server{Config: session.Config{MaxErrors: 10}}, []step{
-			{"", []string{"+OK"}},
-			{"PASS secret\r\n", []string{"-ERR USER first"}},
-			{"RETR 1\r\n", []string{"-ERR invalid command"}},
-			{"APOP alice 0123456789abcdef0123456789abcdef\r\n", []string{"-ERR APOP not allowed"}},
-			{"AUTH CRAM-MD5\r\n", []string{"-ERR unsupported authentication mechanism"}},
-			{"AUTH EXTERNAL =\r\n", []string{"-ERR unsupported"}},
-			{"USER\r\n", []string{"-ERR invalid USER argument"}},
-			{"NOOP\r\n", []string{"+OK"}},
-			{strings.Repeat("x", 5000) + "\r\n", []string{"-ERR line too long"}},
+		{"errors", &pop3.Server{Config: session.Config{MaxErrors: 10}}, []testutil.Step{
+			{"", "+OK"},
+			{"PASS secret\r\n", "-ERR USER first"},
+			{"RETR 1\r\n", "-ERR invalid command"},
+			{"APOP alice 0123456789abcdef0123456789abcdef\r\n", "-ERR APOP not allowed"},
+			{"AUTH CRAM-MD5\r\n", "-ERR unsupported authentication mechanism"},
+			{"AUTH EXTERNAL =\r\n", "-ERR unsupported"},
+			{"USER\r\n", "-ERR invalid USER argument"},
+			{"NOOP\r\n", "+OK"},
+			{strings.Repeat("x", 5000) + "\r\n", "-ERR line too long"},
 		}},
-		{"max_errors", &pop3.Server{}, []step{
-			{"", []string{"+OK"}},
-			{"X\r\nX\r\nX\r\nX\r\nX\r\n", []string{"-ERR", "-ERR", "-ERR", "-ERR", "-ERR", "-ERR too many invalid commands", "<closed>"}},
+		{"max_errors", &pop3.Server{}, []testutil.Step{
+			{"", "+OK"},
+			{"X\r\nX\r\nX\r\nX\r\nX\r\n", "-ERR", "-ERR", "-ERR", "-ERR", "-ERR", "-ERR too many invalid commands", "<closed>"},
 		}},
-		{"wrong password closes as nginx does without Auth-Wait", &pop3.Server{}, []step{
-			{"", []string{"+OK"}},
-			{"USER alice\r\nPASS nope\r\n", []string{"+OK", "-ERR Invalid login or password", "<closed>"}},
+		{"wrong password closes as nginx does without Auth-Wait", &pop3.Server{}, []testutil.Step{
+			{"", "+OK"},
+			{"USER alice\r\nPASS nope\r\n", "+OK", "-ERR Invalid login or password", "<closed>"},
 		}},
-		{"backend refusal, generic", &pop3.Server{}, []step{
-			{"", []string{"+OK"}},
-			{"USER mapped\r\nPASS x\r\n", []string{"+OK", "-ERR Authentication failed"}},
-			{"NOOP\r\n", []string{"+OK"}},
+		{"backend refusal, generic", &pop3.Server{}, []testutil.Step{
+			{"", "+OK"},
+			{"USER mapped\r\nPASS x\r\n", "+OK", "-ERR Authentication failed"},
+			{"NOOP\r\n", "+OK"},
 		}},
-		{"backend refusal passed on", &pop3.Server{Config: session.Config{PassErrorMessage: true}}, []step{
-			{"", []string{"+OK"}},
-			{"USER mapped\r\nPASS x\r\n", []string{"+OK", "-ERR [AUTH]"}},
+		{"backend refusal passed on", &pop3.Server{Config: session.Config{PassErrorMessage: true}}, []testutil.Step{
+			{"", "+OK"},
+			{"USER mapped\r\nPASS x\r\n", "+OK", "-ERR [AUTH]"},
 		}},
-		{"pipelined after PASS", &pop3.Server{}, []step{
-			{"", []string{"+OK"}},
-			{"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n", []string{"+OK", "+OK", "+OK 1 ", "+OK", "<closed>"}},
+		{"pipelined after PASS", &pop3.Server{}, []testutil.Step{
+			{"", "+OK"},
+			{"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n", "+OK", "+OK", "+OK 1 ", "+OK", "<closed>"},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			proxy, _ := start(t, tt.srv)
-			run(t, testutil.Dial(t, "tcp", proxy), tt.steps)
+			testutil.Dial(t, "tcp", proxy).Play(tt.steps)
 		})
 	}
 }
@@ -177,7 +163,7 @@ func TestAPOPAndCRAMMD5(t *testing.T) {
 	greeting := c.Line()
 	salt := greeting[strings.Index(greeting, "<"):]
 	sum := md5.Sum([]byte(salt + password))
-	run(t, c, []step{{fmt.Sprintf("APOP alice %x\r\n", sum), []string{"+OK"}}, {"STAT\r\n", []string{"+OK 1 "}}, {"QUIT\r\n", []string{"+OK", "<closed>"}}})
+	c.Play([]testutil.Step{{fmt.Sprintf("APOP alice %x\r\n", sum), "+OK"}, {"STAT\r\n", "+OK 1 "}, {"QUIT\r\n", "+OK", "<closed>"}})
 
 	c = testutil.Dial(t, "tcp", proxy)
 	c.Line()
@@ -185,7 +171,7 @@ func TestAPOPAndCRAMMD5(t *testing.T) {
 	challenge, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.Line(), "+ "))
 	mac := hmac.New(md5.New, []byte(password))
 	mac.Write(challenge)
-	run(t, c, []step{{b64(user+" "+hex.EncodeToString(mac.Sum(nil))) + "\r\n", []string{"+OK"}}})
+	c.Exchange(testutil.B64(user+" "+hex.EncodeToString(mac.Sum(nil)))+"\r\n", "+OK")
 }
 
 func TestTemporaryFailures(t *testing.T) {
@@ -199,7 +185,7 @@ func TestTemporaryFailures(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			want := map[bool]string{true: "-ERR Temporary authentication failure", false: "-ERR Backend unavailable"}[a == nil]
 			c := testutil.Dial(t, "tcp", serve(t, &pop3.Server{Config: session.Config{Auth: a}}))
-			run(t, c, []step{{"", []string{"+OK"}}, {"USER alice\r\nPASS secret\r\n", []string{"+OK", want}}, {"NOOP\r\n", []string{"+OK"}}})
+			c.Play([]testutil.Step{{"", "+OK"}, {"USER alice\r\nPASS secret\r\n", "+OK", want}, {"NOOP\r\n", "+OK"}})
 		})
 	}
 }
@@ -224,8 +210,8 @@ func TestBackendGreetingRefusal(t *testing.T) {
 		func(context.Context, *auth.Request) (*auth.Result, error) {
 			return &auth.Result{Backend: ln.Addr().String()}, nil
 		})}}
-	run(t, testutil.Dial(t, "tcp", serve(t, srv)), []step{
-		{"", []string{"+OK"}},
-		{"USER alice\r\nPASS secret\r\n", []string{"+OK", "-ERR Backend unavailable"}},
+	testutil.Dial(t, "tcp", serve(t, srv)).Play([]testutil.Step{
+		{"", "+OK"},
+		{"USER alice\r\nPASS secret\r\n", "+OK", "-ERR Backend unavailable"},
 	})
 }

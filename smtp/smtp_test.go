@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"encoding/base64"
 	"net"
 	"net/netip"
 	"strings"
@@ -26,18 +25,6 @@ const (
 	user     = "alice"
 	password = "secret"
 )
-
-type step struct {
-	send   string
-	expect []string
-}
-
-func run(t *testing.T, c *testutil.Client, steps []step) {
-	t.Helper()
-	for _, st := range steps {
-		c.Exchange(st.send, st.expect...)
-	}
-}
 
 // serve runs srv, logging nothing unless it has a Logger and named
 // proxy.test unless it has a ServerName, and returns its address.
@@ -77,8 +64,6 @@ func submit(t *testing.T, c *gosmtp.Client, helo, msg string) {
 	}
 	c.Quit()
 }
-
-func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // A real SMTP client submits through the proxy; the backend receives the
 // message byte for byte, with the proxy's AUTH when proxy_smtp_auth is on.
@@ -171,12 +156,12 @@ func TestXCLIENT(t *testing.T) {
 	fake := startFake(t, true)
 	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(fake.ln.Addr().String())}})
 	c := testutil.Dial(t, "tcp", addr)
-	run(t, c, []step{
-		{"", []string{"220 proxy.test ESMTP ready"}},
-		{"EHLO client.test\r\n", []string{"250-proxy.test", "250 AUTH LOGIN PLAIN"}},
-		{"AUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"235 2.0.0 OK"}},
-		{"MAIL FROM:<a@b.test>\r\n", []string{"250 2.0.0 OK"}},
-		{"QUIT\r\n", []string{"221"}},
+	c.Play([]testutil.Step{
+		{"", "220 proxy.test ESMTP ready"},
+		{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH LOGIN PLAIN"},
+		{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235 2.0.0 OK"},
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"},
+		{"QUIT\r\n", "221"},
 	})
 	want := []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test", "MAIL FROM:<a@b.test>", "QUIT"}
 	if got := fake.received(); strings.Join(got, "|") != strings.Join(want, "|") {
@@ -197,11 +182,11 @@ func TestXCLIENTOffAndUnsupported(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := startFake(t, tt.xclient)
 			addr := serve(t, &smtp.Server{DisableXClient: tt.disable, Config: session.Config{Auth: table(fake.ln.Addr().String())}})
-			run(t, testutil.Dial(t, "tcp", addr), []step{
-				{"", []string{"220"}},
-				{"HELO client.test\r\n", []string{"250 proxy.test"}},
-				{"AUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"235"}},
-				{"MAIL FROM:<a@b.test>\r\n", []string{"250"}},
+			testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
+				{"", "220"},
+				{"HELO client.test\r\n", "250 proxy.test"},
+				{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235"},
+				{"MAIL FROM:<a@b.test>\r\n", "250"},
 			})
 			testutil.WaitFor(t, "the MAIL command", func() bool { return len(fake.received()) >= 2 })
 			if got := fake.received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
@@ -229,17 +214,17 @@ func TestAuthNone(t *testing.T) {
 		})}}
 	addr := serve(t, srv)
 	odd := "MAIL FROM:<we\"ird address@example.test> SIZE=100 BODY=8BITMIME " + strings.Repeat("X", 300)
-	run(t, testutil.Dial(t, "tcp", addr), []step{
-		{"", []string{"220"}},
-		{"EHLO mx.client.test\r\n", []string{"250 proxy.test"}},
-		{odd + "\r\n", []string{"250 2.1.0 OK"}},
-		{"RCPT TO:<spam@x.test>\r\n", []string{"554 5.7.1 Relay denied", "<closed>"}},
+	testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
+		{"", "220"},
+		{"EHLO mx.client.test\r\n", "250 proxy.test"},
+		{odd + "\r\n", "250 2.1.0 OK"},
+		{"RCPT TO:<spam@x.test>\r\n", "554 5.7.1 Relay denied", "<closed>"},
 	})
-	run(t, testutil.Dial(t, "tcp", addr), []step{
-		{"", []string{"220"}},
+	testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
+		{"", "220"},
 		{"EHLO mx.client.test\r\nMAIL FROM:<>\r\nRCPT TO:<nobody@x.test>\r\nRCPT TO:<bob@x.test>\r\nDATA\r\n",
-			[]string{"250 proxy.test", "250 2.1.0 OK", "550 5.1.1 No such user", "250 2.0.0 OK", "354"}},
-		{"Subject: x\r\n\r\nbody\r\n.\r\n", []string{"250 2.0.0 queued"}},
+			"250 proxy.test", "250 2.1.0 OK", "550 5.1.1 No such user", "250 2.0.0 OK", "354"},
+		{"Subject: x\r\n\r\nbody\r\n.\r\n", "250 2.0.0 queued"},
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -261,52 +246,52 @@ func TestTranscripts(t *testing.T) {
 	tests := []struct {
 		name  string
 		srv   *smtp.Server
-		steps []step
+		steps []testutil.Step
 	}{
-		{"sequence and syntax errors", &smtp.Server{Config: session.Config{MaxErrors: 20}}, []step{
-			{"", []string{"220 proxy.test ESMTP ready"}},
-			{"AUTH PLAIN\r\n", []string{"503 5.5.1 Send EHLO first"}},
-			{"EHLO\r\n", []string{"501 5.5.4 Invalid argument"}},
-			{"MAIL FROM:<a@b>\r\n", []string{"530 5.7.0 Authentication required"}},
-			{"RCPT TO:<a@b>\r\n", []string{"530"}},
-			{"DATA\r\n", []string{"502 5.5.1"}},
-			{"FOO\r\n", []string{"500 5.5.1 Invalid command"}},
-			{"EHLO c.test\r\n", []string{"250-proxy.test", "250 AUTH LOGIN PLAIN"}},
-			{"AUTH CRAM-MD5\r\n", []string{"504 5.5.4"}},
-			{"AUTH PLAIN\r\n", []string{"334 "}},
-			{"*\r\n", []string{"501 5.7.0 Authentication cancelled"}},
-			{"AUTH LOGIN\r\n", []string{"334 VXNlcm5hbWU6"}},
-			{"@@@\r\n", []string{"501 5.5.2 Cannot decode response"}},
-			{"NOOP\r\nRSET\r\n", []string{"250 2.0.0 OK", "250 2.0.0 OK"}},
-			{strings.Repeat("x", 5000) + "\r\n", []string{"500 5.5.6 Line too long"}},
-			{"QUIT\r\n", []string{"221 2.0.0 Bye", "<closed>"}},
+		{"sequence and syntax errors", &smtp.Server{Config: session.Config{MaxErrors: 20}}, []testutil.Step{
+			{"", "220 proxy.test ESMTP ready"},
+			{"AUTH PLAIN\r\n", "503 5.5.1 Send EHLO first"},
+			{"EHLO\r\n", "501 5.5.4 Invalid argument"},
+			{"MAIL FROM:<a@b>\r\n", "530 5.7.0 Authentication required"},
+			{"RCPT TO:<a@b>\r\n", "530"},
+			{"DATA\r\n", "502 5.5.1"},
+			{"FOO\r\n", "500 5.5.1 Invalid command"},
+			{"EHLO c.test\r\n", "250-proxy.test", "250 AUTH LOGIN PLAIN"},
+			{"AUTH CRAM-MD5\r\n", "504 5.5.4"},
+			{"AUTH PLAIN\r\n", "334 "},
+			{"*\r\n", "501 5.7.0 Authentication cancelled"},
+			{"AUTH LOGIN\r\n", "334 VXNlcm5hbWU6"},
+			{"@@@\r\n", "501 5.5.2 Cannot decode response"},
+			{"NOOP\r\nRSET\r\n", "250 2.0.0 OK", "250 2.0.0 OK"},
+			{strings.Repeat("x", 5000) + "\r\n", "500 5.5.6 Line too long"},
+			{"QUIT\r\n", "221 2.0.0 Bye", "<closed>"},
 		}},
-		{"max_errors", &smtp.Server{}, []step{
-			{"", []string{"220"}},
-			{"A\r\nB\r\nC\r\nD\r\nE\r\n", []string{"500", "500", "500", "500", "500", "421 4.7.0 Too many errors", "<closed>"}},
+		{"max_errors", &smtp.Server{}, []testutil.Step{
+			{"", "220"},
+			{"A\r\nB\r\nC\r\nD\r\nE\r\n", "500", "500", "500", "500", "500", "421 4.7.0 Too many errors", "<closed>"},
 		}},
-		{"wrong password", &smtp.Server{Config: session.Config{Auth: table(be.Addr)}}, []step{
-			{"", []string{"220"}},
-			{"EHLO c.test\r\nAUTH PLAIN " + b64("\x00alice\x00nope") + "\r\n", []string{"250-", "250 ", "535 5.7.8 Invalid login or password", "<closed>"}},
+		{"wrong password", &smtp.Server{Config: session.Config{Auth: table(be.Addr)}}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\nAUTH PLAIN " + testutil.B64("\x00alice\x00nope") + "\r\n", "250-", "250 ", "535 5.7.8 Invalid login or password", "<closed>"},
 		}},
-		{"AUTH LOGIN", &smtp.Server{Config: session.Config{Auth: table(be.Addr)}}, []step{
-			{"", []string{"220"}},
-			{"EHLO c.test\r\nAUTH LOGIN " + b64("alice") + "\r\n", []string{"250-", "250 ", "334 UGFzc3dvcmQ6"}},
-			{b64("secret") + "\r\n", []string{"235 2.0.0 OK"}},
+		{"AUTH LOGIN", &smtp.Server{Config: session.Config{Auth: table(be.Addr)}}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\nAUTH LOGIN " + testutil.B64("alice") + "\r\n", "250-", "250 ", "334 UGFzc3dvcmQ6"},
+			{testutil.B64("secret") + "\r\n", "235 2.0.0 OK"},
 		}},
-		{"temporary failures", &smtp.Server{Config: session.Config{Auth: auth.Static{user: {Password: password, Backend: deadAddr}}}}, []step{
-			{"", []string{"220"}},
-			{"EHLO c.test\r\nAUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"250-", "250 ", "451 4.3.0 Backend unavailable"}},
-			{"NOOP\r\n", []string{"250"}},
+		{"temporary failures", &smtp.Server{Config: session.Config{Auth: auth.Static{user: {Password: password, Backend: deadAddr}}}}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\nAUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "250-", "250 ", "451 4.3.0 Backend unavailable"},
+			{"NOOP\r\n", "250"},
 		}},
-		{"no authenticator", &smtp.Server{}, []step{
-			{"", []string{"220"}},
-			{"EHLO c.test\r\nAUTH PLAIN " + b64("\x00alice\x00secret") + "\r\n", []string{"250-", "250 ", "451 4.3.0 Temporary authentication failure"}},
+		{"no authenticator", &smtp.Server{}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\nAUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "250-", "250 ", "451 4.3.0 Temporary authentication failure"},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run(t, testutil.Dial(t, "tcp", serve(t, tt.srv)), tt.steps)
+			testutil.Dial(t, "tcp", serve(t, tt.srv)).Play(tt.steps)
 		})
 	}
 }
@@ -316,10 +301,10 @@ func TestGreetingDelay(t *testing.T) {
 	addr := serve(t, &smtp.Server{GreetingDelay: 200 * time.Millisecond})
 	early := testutil.Dial(t, "tcp", addr)
 	early.Send("EHLO eager.test")
-	run(t, early, []step{{"", []string{"554 5.5.0 Improper use of SMTP command pipelining", "<closed>"}}})
+	early.Exchange("", "554 5.5.0 Improper use of SMTP command pipelining", "<closed>")
 	patient := testutil.Dial(t, "tcp", addr)
 	start := time.Now()
-	run(t, patient, []step{{"", []string{"220 proxy.test"}}})
+	patient.Exchange("", "220 proxy.test")
 	if took := time.Since(start); took < 150*time.Millisecond {
 		t.Errorf("greeting after %v, before the delay", took)
 	}
