@@ -1,17 +1,12 @@
 package imap_test
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -76,80 +71,19 @@ func greet(t *testing.T, addr string) *testutil.Client {
 	return c
 }
 
-// fakeBackend is a scripted IMAP backend that records what the proxy sends.
-type fakeBackend struct {
-	ln       net.Listener
-	greeting string
-	mu       sync.Mutex
-	received []string
-}
-
-func startFake(t *testing.T, greeting string) *fakeBackend {
+// startFake starts a scripted IMAP backend that reads literals (answering
+// "+" to the synchronising ones) and answers OK to every command ("NO go
+// away" to a LOGIN of "refuse-me").
+func startFake(t *testing.T, greeting string) *testutil.FakeBackend {
 	t.Helper()
-	f := &fakeBackend{greeting: greeting}
-	f.ln = testutil.Accept(t, f.handle)
-	return f
-}
-
-// handle answers "+" to every synchronising literal and OK to every
-// command ("NO go away" to a LOGIN of "refuse-me"), and records what it
-// reads.
-func (f *fakeBackend) handle(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	c.Write([]byte(f.greeting + "\r\n"))
-	for {
-		cmd, err := readFakeCommand(c, r)
-		f.mu.Lock()
-		f.received = append(f.received, cmd)
-		f.mu.Unlock()
-		if err != nil {
-			return
-		}
+	return testutil.StartFake(t, testutil.Script{Greeting: greeting, Literals: true, Answer: func(c *testutil.FakeConn, cmd string) {
 		tag, _, _ := strings.Cut(cmd, " ")
 		if strings.Contains(cmd, "LOGIN \"refuse-me\"") {
-			c.Write([]byte(tag + " NO go away\r\n"))
-			continue
+			c.Reply(tag + " NO go away")
+			return
 		}
-		c.Write([]byte(tag + " OK done\r\n"))
-	}
-}
-
-// readFakeCommand reads a command with its literals, answering "+" to the
-// synchronising ones.
-func readFakeCommand(c net.Conn, r *bufio.Reader) (string, error) {
-	var cmd strings.Builder
-	for {
-		line, err := r.ReadString('\n')
-		cmd.WriteString(line)
-		if err != nil {
-			return cmd.String(), err
-		}
-		open := strings.LastIndexByte(line, '{')
-		if open < 0 || !strings.HasSuffix(line, "}\r\n") {
-			return cmd.String(), nil
-		}
-		spec := line[open+1 : len(line)-3]
-		sync := !strings.HasSuffix(spec, "+")
-		var n int
-		fmt.Sscanf(strings.TrimSuffix(spec, "+"), "%d", &n)
-		if sync {
-			c.Write([]byte("+ go ahead\r\n"))
-		}
-		lit := make([]byte, n)
-		if _, err := io.ReadFull(r, lit); err != nil {
-			return cmd.String(), err
-		}
-		cmd.Write(lit)
-	}
-}
-
-// sent returns everything the backend received, joined.
-func (f *fakeBackend) sent() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.received, "")
+		c.Reply(tag + " OK done")
+	}})
 }
 
 // authFunc is an Authenticator for tests.

@@ -220,7 +220,7 @@ func TestBackendRefusal(t *testing.T) {
 		t.Run(fmt.Sprintf("proxy_pass_error_message=%v", pass), func(t *testing.T) {
 			fake := startFake(t, "* OK hi")
 			srv := &imap.Server{Config: session.Config{PassErrorMessage: pass, Auth: authFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
-				return &auth.Result{Backend: fake.ln.Addr().String(), User: "refuse-me", Password: "x"}, nil
+				return &auth.Result{Backend: fake.Addr, User: "refuse-me", Password: "x"}, nil
 			})}}
 			want := map[bool]string{false: "a NO [AUTHENTICATIONFAILED] Authentication failed", true: "a NO go away"}[pass]
 			greet(t, serve(t, srv)).Play([]testutil.Step{
@@ -250,14 +250,14 @@ func TestBackendLoginEncoding(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := startFake(t, tt.greeting)
 			srv := &imap.Server{Config: session.Config{Auth: authFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
-				return &auth.Result{Backend: fake.ln.Addr().String(), User: tt.user, Password: tt.pass}, nil
+				return &auth.Result{Backend: fake.Addr, User: tt.user, Password: tt.pass}, nil
 			})}}
 			c := greet(t, serve(t, srv))
 			c.Play([]testutil.Step{
 				{"i ID (\"name\" \"t\" \"x-originating-ip\" \"6.6.6.6\" \"x-session-id\" \"spoofed\")\r\n", "* ID", "i OK"},
 				{"a LOGIN u p\r\n", "a OK done"},
 			})
-			got := fake.sent()
+			got := strings.Join(fake.Received(), "\r\n") + "\r\n" // the bytes it read
 			for _, w := range tt.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("backend got %q, want %q in it", got, w)

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -202,13 +201,10 @@ func TestTimeout(t *testing.T) {
 // A backend that refuses the session in its greeting is unavailable, not a
 // refused login, whatever proxy_pass_error_message says.
 func TestBackendGreetingRefusal(t *testing.T) {
-	ln := testutil.Accept(t, func(c net.Conn) {
-		c.Write([]byte("-ERR [SYS/TEMP] too many connections\r\n"))
-		c.Close()
-	})
+	fake := testutil.StartFake(t, testutil.Script{Greeting: "-ERR [SYS/TEMP] too many connections"})
 	srv := &pop3.Server{Config: session.Config{PassErrorMessage: true, Auth: auth.AuthenticatorFunc(
 		func(context.Context, *auth.Request) (*auth.Result, error) {
-			return &auth.Result{Backend: ln.Addr().String()}, nil
+			return &auth.Result{Backend: fake.Addr}, nil
 		})}}
 	testutil.Dial(t, "tcp", serve(t, srv)).Play([]testutil.Step{
 		{"", "+OK"},

@@ -1,10 +1,8 @@
 package smtp_test
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -90,71 +88,40 @@ func TestSubmission(t *testing.T) {
 	}
 }
 
-// fakeMTA is a scripted SMTP backend with XCLIENT that records commands.
-type fakeMTA struct {
-	ln       net.Listener
-	xclient  bool
-	mu       sync.Mutex
-	commands []string
-}
-
-func startFake(t *testing.T, xclient bool) *fakeMTA {
+// startFake starts a scripted SMTP backend, with XCLIENT when xclient is
+// set, that accepts every command but a RCPT to nobody@.
+func startFake(t *testing.T, xclient bool) *testutil.FakeBackend {
 	t.Helper()
-	f := &fakeMTA{xclient: xclient}
-	f.ln = testutil.Accept(t, f.handle)
-	return f
-}
-
-func (f *fakeMTA) handle(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	write := func(s string) { c.Write([]byte(s + "\r\n")) }
-	write("220 fake.test ESMTP")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\r\n")
-		f.mu.Lock()
-		f.commands = append(f.commands, line)
-		f.mu.Unlock()
+	return testutil.StartFake(t, testutil.Script{Greeting: "220 fake.test ESMTP", Answer: func(c *testutil.FakeConn, line string) {
 		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
 		switch {
-		case verb == "EHLO" && f.xclient:
-			write("250-fake.test\r\n250-XCLIENT ADDR NAME LOGIN HELO\r\n250 AUTH PLAIN")
+		case verb == "EHLO" && xclient:
+			c.Reply("250-fake.test", "250-XCLIENT ADDR NAME LOGIN HELO", "250 AUTH PLAIN")
 		case verb == "EHLO":
-			write("250-fake.test\r\n250 AUTH PLAIN")
+			c.Reply("250-fake.test", "250 AUTH PLAIN")
 		case verb == "XCLIENT":
-			write("220 fake.test ESMTP again")
+			c.Reply("220 fake.test ESMTP again")
 		case verb == "RCPT" && strings.Contains(line, "nobody@"):
-			write("550 5.1.1 No such user")
+			c.Reply("550 5.1.1 No such user")
 		case verb == "DATA":
-			write("354 go ahead")
-			for l, _ := r.ReadString('\n'); l != ".\r\n" && l != ""; l, _ = r.ReadString('\n') {
+			c.Reply("354 go ahead")
+			for l, err := c.ReadLine(); l != "." && err == nil; l, err = c.ReadLine() {
 			}
-			write("250 2.0.0 queued")
+			c.Reply("250 2.0.0 queued")
 		case verb == "QUIT":
-			write("221 bye")
-			return
+			c.Reply("221 bye")
+			c.Close()
 		default:
-			write("250 2.0.0 OK")
+			c.Reply("250 2.0.0 OK")
 		}
-	}
-}
-
-func (f *fakeMTA) received() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.commands...)
+	}})
 }
 
 // XCLIENT carries the client's address, login, name and HELO, then the
 // client's EHLO is given again.
 func TestXCLIENT(t *testing.T) {
 	fake := startFake(t, true)
-	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(fake.ln.Addr().String())}})
+	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(fake.Addr)}})
 	c := testutil.Dial(t, "tcp", addr)
 	c.Play([]testutil.Step{
 		{"", "220 proxy.test ESMTP ready"},
@@ -164,7 +131,7 @@ func TestXCLIENT(t *testing.T) {
 		{"QUIT\r\n", "221"},
 	})
 	want := []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test", "MAIL FROM:<a@b.test>", "QUIT"}
-	if got := fake.received(); strings.Join(got, "|") != strings.Join(want, "|") {
+	if got := fake.Received(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("backend got\n%q\nwant\n%q", got, want)
 	}
 }
@@ -181,15 +148,15 @@ func TestXCLIENTOffAndUnsupported(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := startFake(t, tt.xclient)
-			addr := serve(t, &smtp.Server{DisableXClient: tt.disable, Config: session.Config{Auth: table(fake.ln.Addr().String())}})
+			addr := serve(t, &smtp.Server{DisableXClient: tt.disable, Config: session.Config{Auth: table(fake.Addr)}})
 			testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
 				{"", "220"},
 				{"HELO client.test\r\n", "250 proxy.test"},
 				{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235"},
 				{"MAIL FROM:<a@b.test>\r\n", "250"},
 			})
-			testutil.WaitFor(t, "the MAIL command", func() bool { return len(fake.received()) >= 2 })
-			if got := fake.received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			testutil.WaitFor(t, "the MAIL command", func() bool { return len(fake.Received()) >= 2 })
+			if got := fake.Received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
 				t.Fatalf("backend got %q, want %q", got, tt.want)
 			}
 		})
@@ -210,7 +177,7 @@ func TestAuthNone(t *testing.T) {
 			if strings.Contains(req.SMTPTo[0], "spam@") {
 				return &auth.Result{Error: "Relay denied", SMTPCode: "554 5.7.1"}, nil
 			}
-			return &auth.Result{Backend: fake.ln.Addr().String()}, nil
+			return &auth.Result{Backend: fake.Addr}, nil
 		})}}
 	addr := serve(t, srv)
 	odd := "MAIL FROM:<we\"ird address@example.test> SIZE=100 BODY=8BITMIME " + strings.Repeat("X", 300)
@@ -235,7 +202,7 @@ func TestAuthNone(t *testing.T) {
 	if first.Method != auth.MethodNone || first.SMTPHelo != "mx.client.test" || first.SMTPFrom != odd || first.SMTPTo[0] != "RCPT TO:<spam@x.test>" || first.User != "" {
 		t.Errorf("first request %+v", first)
 	}
-	if got := strings.Join(fake.received(), "|"); !strings.Contains(got, "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE] HELO=mx.client.test|EHLO mx.client.test|MAIL FROM:<>|RCPT TO:<nobody@x.test>|RCPT TO:<bob@x.test>|DATA") {
+	if got := strings.Join(fake.Received(), "|"); !strings.Contains(got, "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE] HELO=mx.client.test|EHLO mx.client.test|MAIL FROM:<>|RCPT TO:<nobody@x.test>|RCPT TO:<bob@x.test>|DATA") {
 		t.Errorf("backend got %q", got)
 	}
 }
