@@ -52,7 +52,8 @@ func StartFake(t testing.TB, s Script) *FakeBackend {
 }
 
 // Received returns the commands read so far, from every connection, in
-// the form Answer gets them.
+// the form Answer gets them; a command cut short by the end of its
+// connection is there too.
 func (b *FakeBackend) Received() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -75,7 +76,7 @@ func (b *FakeBackend) serve(nc net.Conn) {
 	}
 	for {
 		cmd, err := c.command(b.script.Literals)
-		if cmd != "" {
+		if err == nil || cmd != "" {
 			b.mu.Lock()
 			b.commands = append(b.commands, cmd)
 			b.mu.Unlock()

@@ -23,8 +23,8 @@ func TestFakeBackend(t *testing.T) {
 	}{
 		{"lines", Script{Greeting: "* OK hi", Answer: echo}, []Step{
 			{"", "* OK hi"},
-			{"a NOOP\r\nb X {3}\r\n", "a OK", "[6]", "b OK", "[7]"},
-		}, []string{"a NOOP", "b X {3}"}},
+			{"a NOOP\r\n\r\nb X {3}\r\n", "a OK", "[6]", " OK", "[0]", "b OK", "[7]"},
+		}, []string{"a NOOP", "", "b X {3}"}},
 		{"IMAP literals", Script{Greeting: "* OK hi", Literals: true, Answer: echo}, []Step{
 			{"", "* OK hi"},
 			{"a LOGIN {5}\r\n", "+ go ahead"},
