@@ -413,8 +413,10 @@ func revocationList(t *testing.T, ca *testutil.Cert, certs ...*testutil.Cert) *x
 	return crl
 }
 
-// SASL EXTERNAL is offered only over TLS, and logs in with the name the
-// client gives, the certificate's facts going to the Authenticator.
+// SASL EXTERNAL, when configured, is offered with and without TLS, as
+// nginx offers it: the Authenticator decides, seeing whether there is a
+// TLS session and a verified certificate. Over TLS the certificate's facts
+// go with the name the client gives.
 func TestTLSExternal(t *testing.T) {
 	f, backends := newTLSFixture(t), startBackends(t)
 	client := f.ca.Issue(t, testutil.CertOptions{Client: true, Subject: pkix.Name{CommonName: "alice"}})
@@ -425,10 +427,19 @@ func TestTLSExternal(t *testing.T) {
 	d := dialogues[0]
 	d.server = srv
 	settings := &session.TLS{StartTLS: session.StartTLSOn, Verify: session.VerifyOptional, ClientCAs: []*x509.Certificate{f.ca.Cert}}
-	c := testutil.Dial(t, "tcp", f.serve(t, d, a, mailproxy.ListenConfig{}, settings))
-	if greeting := c.Line(); strings.Contains(greeting, "AUTH=EXTERNAL") {
-		t.Errorf("EXTERNAL offered before TLS: %q", greeting)
+	addr := f.serve(t, d, a, mailproxy.ListenConfig{}, settings)
+	plain := testutil.Dial(t, "tcp", addr)
+	if greeting := plain.Line(); !strings.Contains(greeting, "AUTH=EXTERNAL") {
+		t.Errorf("EXTERNAL not offered before TLS: %q", greeting)
 	}
+	plain.Exchange("a AUTHENTICATE EXTERNAL\r\n", "+ ")
+	plain.Exchange(testutil.B64("alice")+"\r\n", "a OK")
+	if req := a.requests()[0]; req.Method != auth.MethodExternal || req.User != "alice" || req.Password != "" || req.TLS != nil {
+		t.Fatalf("EXTERNAL without TLS: request %+v", req)
+	}
+
+	c := testutil.Dial(t, "tcp", addr)
+	c.Line()
 	say(c, d.startTLS)
 	cfg := f.client.Clone()
 	cfg.Certificates = []tls.Certificate{client.TLS()}
@@ -439,7 +450,7 @@ func TestTLSExternal(t *testing.T) {
 	if got := say(c, exchange{"a AUTHENTICATE EXTERNAL YWxpY2U=", "a "}); !strings.HasPrefix(got, "a OK") {
 		t.Fatalf("AUTHENTICATE EXTERNAL: %q", got)
 	}
-	req := a.requests()[0]
+	req := a.requests()[1]
 	if req.Method != auth.MethodExternal || req.User != "alice" || req.TLS.Verify != "SUCCESS" || req.TLS.Subject != "CN=alice" {
 		t.Fatalf("request %+v, TLS %+v", req, req.TLS)
 	}

@@ -10,7 +10,7 @@ func (cl *client) authenticate(tag string, args []token) bool {
 	if len(args) == 2 {
 		initial = []byte(args[1].value)
 	}
-	req, err := cl.c.ReadSASL("imap", args[0].value, cl.st.Mechanisms.For(cl.c), initial, "+ ")
+	req, err := cl.c.ReadSASL("imap", args[0].value, initial, "+ ")
 	if err != nil {
 		return cl.c.SASLFailed(tag+" ", err)
 	}

@@ -19,12 +19,11 @@ var replies = engine.Replies{
 	BadClientCert:      "* BAD SSL certificate error",
 	TooManyConnections: "* BYE Too many connections, try again later",
 	SASL: engine.SASLReplies{ // after the tag
-		Mechanism:     "NO unsupported authentication mechanism",
-		NoCertificate: "NO [AUTHENTICATIONFAILED] EXTERNAL needs a TLS client certificate",
-		Cancelled:     "BAD AUTHENTICATE cancelled",
-		BadBase64:     "BAD invalid base64",
-		LineTooLong:   "BAD line too long",
-		Invalid:       "NO [AUTHENTICATIONFAILED] invalid SASL response",
+		Mechanism:   "NO unsupported authentication mechanism",
+		Cancelled:   "BAD AUTHENTICATE cancelled",
+		BadBase64:   "BAD invalid base64",
+		LineTooLong: "BAD line too long",
+		Invalid:     "NO [AUTHENTICATIONFAILED] invalid SASL response",
 	},
 }
 

@@ -226,25 +226,28 @@ func TestDovecotCurl(t *testing.T) {
 
 	tests := []struct {
 		name string
-		// authMethods are the proxy's; curl uses AUTHENTICATE with a
-		// mechanism offered, else the LOGIN command.
-		authMethods []string
-		path        string
-		args        []string
-		wantExit    int
-		wantOut     string // all of stdout, or with wantIn a part of it
-		wantIn      bool
-		wantSent    string // in curl's -v trace of what it sent
+		// authMethods and capabilities are the proxy's; curl uses
+		// AUTHENTICATE with a mechanism offered, else the LOGIN command.
+		authMethods, capabilities []string
+		path                      string
+		args                      []string
+		wantExit                  int
+		wantOut                   string // all of stdout, or with wantIn a part of it
+		wantIn                    bool
+		wantSent                  string // in curl's -v trace of what it sent
 	}{
-		{"AUTHENTICATE PLAIN", nil, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE PLAIN "},
-		{"AUTHENTICATE LOGIN", []string{"login"}, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE LOGIN"},
-		{"LOGIN command", []string{}, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 LOGIN "},
-		{"EXAMINE", nil, "/INBOX", []string{"-u", creds, "-X", "EXAMINE INBOX"}, 0, "* 1 EXISTS\r\n", true, "EXAMINE INBOX"},
-		{"wrong password", nil, "/INBOX;UID=1", []string{"-u", d.User + ":wrong"}, 67, "", false, ""},
+		{"AUTHENTICATE PLAIN", nil, nil, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE PLAIN"},
+		// SASL-IR is read always, but announced only when configured:
+		// then curl sends the credentials with the command.
+		{"AUTHENTICATE PLAIN with SASL-IR", nil, []string{"IMAP4rev1", "SASL-IR"}, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE PLAIN AHRlc3R1c2Vy"},
+		{"AUTHENTICATE LOGIN", []string{"login"}, nil, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 AUTHENTICATE LOGIN"},
+		{"LOGIN command", []string{}, nil, "/INBOX;UID=1", []string{"-u", creds}, 0, dovecotMessage, false, "> A002 LOGIN "},
+		{"EXAMINE", nil, nil, "/INBOX", []string{"-u", creds, "-X", "EXAMINE INBOX"}, 0, "* 1 EXISTS\r\n", true, "EXAMINE INBOX"},
+		{"wrong password", nil, nil, "/INBOX;UID=1", []string{"-u", d.User + ":wrong"}, 67, "", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			proxy := dovecotProxy(t, d, &imap.Server{AuthMethods: tt.authMethods})
+			proxy := dovecotProxy(t, d, &imap.Server{AuthMethods: tt.authMethods, Capabilities: tt.capabilities})
 			out, trace := testutil.Curl(t, curl, tt.wantExit, "imap://"+proxy+tt.path, tt.args...)
 			if tt.wantIn && !strings.Contains(out, tt.wantOut) || !tt.wantIn && out != tt.wantOut {
 				t.Errorf("curl wrote %q, want %q", out, tt.wantOut)

@@ -38,6 +38,6 @@ func ExampleServer() {
 	fmt.Println(strings.TrimSpace(greeting))
 	fmt.Println(strings.TrimSpace(reply))
 	// Output:
-	// * OK [CAPABILITY IMAP4 IMAP4rev1 UIDPLUS ID SASL-IR LITERAL+ AUTH=PLAIN] IMAP4 ready
+	// * OK [CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN] IMAP4 ready
 	// a NO [AUTHENTICATIONFAILED] Invalid login or password
 }

@@ -60,10 +60,12 @@ func TestLoginThenRelay(t *testing.T) {
 }
 
 func TestCapability(t *testing.T) {
-	s := start(t, &imap.Server{AuthMethods: []string{"plain", "login", "cram-md5"}})
+	// The configured list as written, then the AUTH= entries in nginx's
+	// order, whatever order imap_auth gives.
+	s := start(t, &imap.Server{AuthMethods: []string{"external", "cram-md5", "login", "plain"}})
 	c := greet(t, s.proxy)
 	got := c.Cmd("A.1-x CAPABILITY", "A.1-x ")
-	want := []string{"* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS ID SASL-IR LITERAL+ AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5", "A.1-x OK CAPABILITY completed"}
+	want := []string{"* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 AUTH=EXTERNAL", "A.1-x OK CAPABILITY completed"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
@@ -143,12 +145,20 @@ func TestTranscripts(t *testing.T) {
 			{"a AUTHENTICATE LOGIN " + testutil.B64("alice") + "\r\n", "+ UGFzc3dvcmQ6"},
 			{testutil.B64("secret") + "\r\n", "a OK "},
 		}},
-		{"mechanisms not offered", &imap.Server{}, []testutil.Step{
-			{"a AUTHENTICATE LOGIN\r\n", "a NO unsupported authentication mechanism"},
-			{"b AUTHENTICATE X-UNKNOWN\r\n", "b NO unsupported"},
+		{"LOGIN is taken though not announced, as LOGIN is", &imap.Server{}, []testutil.Step{
+			{"a AUTHENTICATE LOGIN\r\n", "+ VXNlcm5hbWU6"},
+			{testutil.B64("alice") + "\r\n", "+ UGFzc3dvcmQ6"},
+			{testutil.B64("secret") + "\r\n", "a OK "},
 		}},
-		{"EXTERNAL is not offered without TLS", &imap.Server{AuthMethods: []string{"external"}}, []testutil.Step{
-			{"a AUTHENTICATE EXTERNAL =\r\n", "a NO unsupported authentication mechanism"},
+		{"mechanisms not configured", &imap.Server{}, []testutil.Step{
+			{"a AUTHENTICATE CRAM-MD5\r\n", "a NO unsupported authentication mechanism"},
+			{"b AUTHENTICATE EXTERNAL =\r\n", "b NO unsupported authentication mechanism"},
+			{"c AUTHENTICATE X-UNKNOWN\r\n", "c NO unsupported"},
+		}},
+		{"EXTERNAL without TLS goes to the Authenticator", &imap.Server{AuthMethods: []string{"external"}}, []testutil.Step{
+			{"a CAPABILITY\r\n", "* CAPABILITY IMAP4 IMAP4rev1 UIDPLUS AUTH=EXTERNAL", "a OK"},
+			{"b AUTHENTICATE EXTERNAL\r\n", "+ "},
+			{testutil.B64("alice") + "\r\n", "b NO [AUTHENTICATIONFAILED] Invalid login or password"},
 		}},
 		{"logout", &imap.Server{}, []testutil.Step{
 			{"z LOGOUT\r\n", "* BYE", "z OK LOGOUT completed", "<closed>"},

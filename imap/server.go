@@ -32,9 +32,9 @@ type Server struct {
 	// Capabilities are announced before login (imap_capabilities); nil
 	// means DefaultCapabilities.
 	Capabilities []string
-	// AuthMethods are the login methods offered (imap_auth): "plain"
-	// (LOGIN and AUTHENTICATE PLAIN), "login", "cram-md5", "external".
-	// Nil means DefaultAuthMethods.
+	// AuthMethods are the SASL mechanisms announced (imap_auth): "plain",
+	// "login", "cram-md5", "external". Nil means DefaultAuthMethods.
+	// LOGIN, and AUTHENTICATE PLAIN and LOGIN, are taken whatever it says.
 	AuthMethods []string
 	// ClientBuffer bounds a command line (imap_client_buffer); zero means
 	// DefaultClientBuffer.
@@ -67,14 +67,16 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.engine.Shutdown(
 // Close closes the listeners and every session at once.
 func (s *Server) Close() error { return s.engine.Close() }
 
-// settle fixes the capabilities and mechanisms of each TLS state: EXTERNAL
-// only over TLS; STARTTLS while it is offered; with starttls only, no AUTH=
-// and LOGINDISABLED before TLS (RFC 9051).
+// settle fixes the capabilities of each TLS state: STARTTLS while it is
+// offered; with starttls only, no AUTH= and LOGINDISABLED before TLS (RFC
+// 9051). AUTHENTICATE takes PLAIN and LOGIN even when imap_auth does not
+// name them, as nginx does: LOGIN is allowed anyway.
 func (s *Server) settle() *engine.Settings {
-	mechanisms := engine.MechanismsOf(engine.Or(s.AuthMethods, DefaultAuthMethods), engine.SASLMethods)
+	mechanisms := engine.SASLMechanisms(engine.Or(s.AuthMethods, DefaultAuthMethods))
 	st := settings{Settings: engine.Settle(s.Config, engine.Protocol{
 		MaxLine:    engine.OrPositive(s.ClientBuffer, DefaultClientBuffer),
 		Mechanisms: mechanisms,
+		PlainText:  true,
 		Replies:    replies,
 	})}
 	caps := engine.Or(s.Capabilities, DefaultCapabilities)
@@ -82,21 +84,19 @@ func (s *Server) settle() *engine.Settings {
 	if st.StartTLSOffered() {
 		startTLS = []string{"STARTTLS"}
 	}
-	st.capabilities[engine.Plain] = capabilities(caps, st.Mechanisms[engine.Plain], startTLS...)
+	st.capabilities[engine.Plain] = capabilities(caps, mechanisms, startTLS...)
 	st.capabilities[engine.TLSFirst] = capabilities(caps, nil, "STARTTLS", "LOGINDISABLED")
 	st.capabilities[engine.Secure] = capabilities(caps, mechanisms)
 	s.settled = st
 	return st.Settings
 }
 
-// capabilities returns a CAPABILITY list: the configured capabilities,
-// what the proxy itself implements (ID, SASL-IR, LITERAL+ for the commands
-// it reads), an AUTH= entry for each SASL mechanism, then extra.
+// capabilities returns a CAPABILITY list as nginx builds it: the configured
+// capabilities as written, an AUTH= entry for each SASL mechanism, then
+// extra. The proxy reads ID, SASL-IR and LITERAL+ input whether or not the
+// configured list announces them.
 func capabilities(caps, mechanisms []string, extra ...string) string {
 	list := slices.Clone(caps)
-	for _, c := range []string{"ID", "SASL-IR", "LITERAL+"} {
-		list = appendNew(list, c)
-	}
 	for _, m := range mechanisms {
 		list = appendNew(list, "AUTH="+m)
 	}

@@ -19,12 +19,11 @@ var replies = engine.Replies{
 	BadClientCert:      "-ERR SSL certificate error",
 	TooManyConnections: "-ERR [SYS/TEMP] Too many connections, try again later",
 	SASL: engine.SASLReplies{
-		Mechanism:     "-ERR unsupported authentication mechanism",
-		NoCertificate: "-ERR EXTERNAL needs a TLS client certificate",
-		Cancelled:     "-ERR authentication cancelled",
-		BadBase64:     "-ERR invalid base64",
-		LineTooLong:   "-ERR line too long",
-		Invalid:       "-ERR invalid SASL response",
+		Mechanism:   "-ERR unsupported authentication mechanism",
+		Cancelled:   "-ERR authentication cancelled",
+		BadBase64:   "-ERR invalid base64",
+		LineTooLong: "-ERR line too long",
+		Invalid:     "-ERR invalid SASL response",
 	},
 }
 
@@ -156,7 +155,7 @@ func (cl *client) auth(arg []byte) bool {
 	if !hasInitial {
 		initial = nil
 	}
-	req, err := cl.c.ReadSASL("pop3", string(mech), cl.st.Mechanisms.For(cl.c), initial, "+ ")
+	req, err := cl.c.ReadSASL("pop3", string(mech), initial, "+ ")
 	if err != nil {
 		return cl.c.SASLFailed("", err)
 	}

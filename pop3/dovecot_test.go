@@ -191,7 +191,9 @@ func TestDovecotCurl(t *testing.T) {
 		wantSent string // in curl's -v trace of what it sent
 	}{
 		{"AUTH PLAIN", func() *pop3.Server { return &pop3.Server{} }, []string{"-u", creds}, 0, dovecotMessage, "> AUTH PLAIN"},
-		{"AUTH LOGIN", func() *pop3.Server { return &pop3.Server{} }, []string{"-u", creds, "--login-options", "AUTH=LOGIN"}, 0, dovecotMessage, "> AUTH LOGIN"},
+		// LOGIN is taken but not announced, as with nginx: curl does not
+		// use a mechanism the server does not list.
+		{"AUTH LOGIN not announced", func() *pop3.Server { return &pop3.Server{} }, []string{"-u", creds, "--login-options", "AUTH=LOGIN"}, 67, "", "> CAPA"},
 		{"APOP", func() *pop3.Server {
 			return &pop3.Server{AuthMethods: []string{"apop"}, Config: session.Config{Auth: apopAuth(d)}}
 		}, []string{"-u", creds}, 0, dovecotMessage, "> APOP " + d.User + " "},

@@ -68,13 +68,20 @@ func TestTranscripts(t *testing.T) {
 		}},
 		{"CAPA default", &pop3.Server{}, []testutil.Step{
 			{"", "+OK POP3 ready"},
-			{"CAPA\r\n", "+OK Capability list follows", "TOP", "USER", "UIDL", "SASL PLAIN LOGIN", "."},
+			{"CAPA\r\n", "+OK Capability list follows", "TOP", "USER", "UIDL", "SASL PLAIN", "."},
+			{"AUTH\r\n", "+OK methods supported:", "PLAIN", "."},
+		}},
+		{"mechanisms in nginx's order, whatever the directive's", &pop3.Server{AuthMethods: []string{"external", "cram-md5", "apop", "plain"}}, []testutil.Step{
+			{"", "+OK POP3 ready <"},
+			{"CAPA\r\n", "+OK Capability list follows", "TOP", "USER", "UIDL", "SASL PLAIN CRAM-MD5 EXTERNAL", "."},
 		}},
 		{"CAPA without plain has no USER", &pop3.Server{AuthMethods: []string{"apop", "cram-md5"}, Capabilities: []string{"TOP", "USER", "PIPELINING"}}, []testutil.Step{
 			{"", "+OK POP3 ready <"},
 			{"CAPA\r\n", "+OK", "TOP", "PIPELINING", "SASL CRAM-MD5", "."},
 			{"USER alice\r\n", "-ERR USER not allowed"},
 			{"AUTH\r\n", "+OK methods supported:", "CRAM-MD5", "."},
+			{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "-ERR unsupported authentication mechanism"},
+			{"AUTH LOGIN\r\n", "-ERR unsupported authentication mechanism"},
 		}},
 		{"AUTH PLAIN with and without initial response", &pop3.Server{}, []testutil.Step{
 			{"", "+OK"},
@@ -85,7 +92,7 @@ func TestTranscripts(t *testing.T) {
 			{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "+OK"},
 			{"STAT\r\n", "+OK 1 "},
 		}},
-		{"AUTH LOGIN", &pop3.Server{}, []testutil.Step{
+		{"AUTH LOGIN, taken where USER/PASS is though not announced", &pop3.Server{}, []testutil.Step{
 			{"", "+OK"},
 			{"AUTH LOGIN\r\n", "+ VXNlcm5hbWU6"},
 			{testutil.B64("alice") + "\r\n", "+ UGFzc3dvcmQ6"},

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/engine"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -35,8 +34,9 @@ type Server struct {
 	// DefaultCapabilities.
 	Capabilities []string
 	// AuthMethods are the login methods offered (pop3_auth): "plain"
-	// (USER/PASS and the SASL mechanisms PLAIN and LOGIN), "apop",
-	// "cram-md5", "external". Nil means DefaultAuthMethods.
+	// (USER/PASS, and SASL PLAIN announced), "apop", "cram-md5",
+	// "external". Nil means DefaultAuthMethods. Where USER/PASS is allowed,
+	// AUTH takes PLAIN and LOGIN whatever it says, as nginx does.
 	AuthMethods []string
 
 	engine  engine.Server
@@ -50,14 +50,6 @@ type settings struct {
 	capa     engine.Announced[[]string] // the CAPA list in each TLS state
 	userPass bool                       // USER/PASS allowed
 	apop     bool
-}
-
-// mechanisms maps pop3_auth methods to the SASL mechanisms they offer:
-// plain offers LOGIN too, and apop none.
-var mechanisms = map[string][]string{
-	"plain":    {auth.SASLPlain, auth.SASLLogin},
-	"cram-md5": {auth.SASLCRAMMD5},
-	"external": {auth.SASLExternal},
 }
 
 // Serve accepts POP3 clients on l until l is closed or the Server is shut
@@ -78,17 +70,18 @@ func (s *Server) Close() error { return s.engine.Close() }
 func (s *Server) settle() *engine.Settings {
 	methods := engine.Or(s.AuthMethods, DefaultAuthMethods)
 	caps := engine.Or(s.Capabilities, DefaultCapabilities)
-	mechs := engine.MechanismsOf(methods, mechanisms)
+	mechs := engine.SASLMechanisms(methods)
+	userPass := slices.Contains(methods, "plain")
 	st := settings{
-		Settings: engine.Settle(s.Config, engine.Protocol{MaxLine: maxLine, Mechanisms: mechs, Replies: replies}),
-		userPass: slices.Contains(methods, "plain"),
+		Settings: engine.Settle(s.Config, engine.Protocol{MaxLine: maxLine, Mechanisms: mechs, PlainText: userPass, Replies: replies}),
+		userPass: userPass,
 		apop:     slices.Contains(methods, "apop"),
 	}
 	var stls []string
 	if st.StartTLSOffered() {
 		stls = []string{"STLS"}
 	}
-	st.capa[engine.Plain] = capabilities(caps, st.Mechanisms[engine.Plain], st.userPass, stls...)
+	st.capa[engine.Plain] = capabilities(caps, mechs, st.userPass, stls...)
 	st.capa[engine.TLSFirst] = capabilities(caps, nil, false, "STLS")
 	st.capa[engine.Secure] = capabilities(caps, mechs, st.userPass)
 	s.settled = st

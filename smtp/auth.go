@@ -6,14 +6,12 @@ import (
 	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
-// auth runs "AUTH mechanism [initial-response]" (RFC 4954).
+// auth runs "AUTH mechanism [initial-response]" (RFC 4954). PLAIN and
+// LOGIN are taken even when smtp_auth does not name them, as nginx does.
 func (cl *client) auth(arg []byte) bool {
-	mechanisms := cl.st.Mechanisms.For(cl.c)
 	switch {
 	case cl.c.TLSState() == engine.TLSFirst:
 		return cl.c.Fail(mustStartTLS)
-	case len(mechanisms) == 0:
-		return cl.c.Fail("503 5.5.1 AUTH not available")
 	case cl.helo == "":
 		return cl.c.Fail("503 5.5.1 Send EHLO first")
 	case len(arg) == 0:
@@ -23,7 +21,7 @@ func (cl *client) auth(arg []byte) bool {
 	if !hasInitial {
 		initial = nil
 	}
-	req, err := cl.c.ReadSASL("smtp", string(mech), mechanisms, initial, "334 ")
+	req, err := cl.c.ReadSASL("smtp", string(mech), initial, "334 ")
 	if err != nil {
 		return cl.c.SASLFailed("", err)
 	}

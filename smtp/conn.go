@@ -19,12 +19,11 @@ var replies = engine.Replies{
 	BadClientCert:      "421 4.7.1 SSL certificate error",
 	TooManyConnections: "421 4.7.0 Too many connections, try again later",
 	SASL: engine.SASLReplies{
-		Mechanism:     "504 5.5.4 Unrecognized authentication type",
-		NoCertificate: "535 5.7.8 EXTERNAL needs a TLS client certificate",
-		Cancelled:     "501 5.7.0 Authentication cancelled",
-		BadBase64:     "501 5.5.2 Cannot decode response",
-		LineTooLong:   "500 5.5.6 Line too long",
-		Invalid:       "535 5.7.8 Authentication credentials invalid",
+		Mechanism:   "504 5.5.4 Unrecognized authentication type",
+		Cancelled:   "501 5.7.0 Authentication cancelled",
+		BadBase64:   "501 5.5.2 Cannot decode response",
+		LineTooLong: "500 5.5.6 Line too long",
+		Invalid:     "535 5.7.8 Authentication credentials invalid",
 	},
 }
 
@@ -146,6 +145,9 @@ func (cl *client) finishLogin(req *auth.Request, replay []string) bool {
 	case err != nil:
 		return cl.c.Fail("451 4.3.0 Temporary authentication failure")
 	}
+	if !cl.canLogIn(login, req) {
+		return cl.c.Fail("451 4.3.0 Temporary authentication failure")
+	}
 	return cl.proxy(login, req, replay)
 }
 
@@ -157,4 +159,19 @@ func refusalReply(r *engine.Refusal) string {
 		code = "535 5.7.8"
 	}
 	return code + " " + r.Message
+}
+
+// canLogIn reports whether the backend login of proxy_smtp_auth can be
+// made: AUTH PLAIN needs a password, which a client that proved itself
+// with EXTERNAL or CRAM-MD5 never gave, so the Authenticator must. As in
+// nginx, it is a temporary failure when it did not.
+func (cl *client) canLogIn(login *engine.Login, req *auth.Request) bool {
+	switch {
+	case !cl.st.backendAuth || login.Password != "":
+		return true
+	case req.Method == auth.MethodPlain || req.Method == auth.MethodLogin || req.Method == auth.MethodNone:
+		return true
+	}
+	cl.c.Log.Warn("proxy_smtp_auth: the Authenticator gave no backend password", "method", string(req.Method))
+	return false
 }

@@ -84,7 +84,8 @@ func (s *Server) settle() *engine.Settings {
 	s.settled = settings{
 		Settings: engine.Settle(s.Config, engine.Protocol{
 			MaxLine:    engine.OrPositive(s.ClientBuffer, DefaultClientBuffer),
-			Mechanisms: engine.MechanismsOf(methods, engine.SASLMethods),
+			Mechanisms: engine.SASLMechanisms(methods),
+			PlainText:  true,
 			Replies:    replies,
 		}),
 		capabilities:  slices.Clone(s.Capabilities),

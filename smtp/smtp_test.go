@@ -125,7 +125,7 @@ func TestXCLIENT(t *testing.T) {
 	c := testutil.Dial(t, "tcp", addr)
 	c.Play([]testutil.Step{
 		{"", "220 proxy.test ESMTP ready"},
-		{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH LOGIN PLAIN"},
+		{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH PLAIN LOGIN"},
 		{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235 2.0.0 OK"},
 		{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"},
 		{"QUIT\r\n", "221"},
@@ -223,7 +223,7 @@ func TestTranscripts(t *testing.T) {
 			{"RCPT TO:<a@b>\r\n", "530"},
 			{"DATA\r\n", "502 5.5.1"},
 			{"FOO\r\n", "500 5.5.1 Invalid command"},
-			{"EHLO c.test\r\n", "250-proxy.test", "250 AUTH LOGIN PLAIN"},
+			{"EHLO c.test\r\n", "250-proxy.test", "250 AUTH PLAIN LOGIN"},
 			{"AUTH CRAM-MD5\r\n", "504 5.5.4"},
 			{"AUTH PLAIN\r\n", "334 "},
 			{"*\r\n", "501 5.7.0 Authentication cancelled"},

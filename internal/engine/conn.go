@@ -42,12 +42,11 @@ type Replies struct {
 // SASLReplies answer the errors of [Conn.ReadSASL], one reply each. In
 // IMAP they follow the command's tag.
 type SASLReplies struct {
-	Mechanism     string // ErrMechanism: not offered
-	NoCertificate string // ErrNoCertificate: EXTERNAL without a certificate
-	Cancelled     string // the client sent "*"
-	BadBase64     string // a response that is not base64
-	LineTooLong   string // ErrLineTooLong: a response beyond the client buffer
-	Invalid       string // any other error of the mechanism
+	Mechanism   string // ErrMechanism: not offered
+	Cancelled   string // the client sent "*"
+	BadBase64   string // a response that is not base64
+	LineTooLong string // ErrLineTooLong: a response beyond the client buffer
+	Invalid     string // any other error of the mechanism
 }
 
 // Conn is a client connection during the dialogue before proxying starts.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"slices"
 	"strings"
 
 	"github.com/emersion/go-sasl"
@@ -49,22 +48,19 @@ func (c *Conn) Exchange(m sasl.Server, initial []byte, prefix string) error {
 
 // Errors of [Conn.ReadSASL] before the exchange starts.
 var (
-	ErrMechanism     = errors.New("mail: unsupported authentication mechanism")
-	ErrNoCertificate = errors.New("mail: EXTERNAL needs a TLS client certificate")
+	ErrMechanism = errors.New("mail: unsupported authentication mechanism")
 )
 
 // ReadSASL runs a client's SASL login (IMAP AUTHENTICATE, POP3 AUTH, SMTP
-// AUTH) for mech, which must be one of offered (SASL names). initial is
-// the initial response as the client wrote it ("=" for an empty one), or
-// nil. It returns the Request filled with the credentials, or the error to
-// answer: ErrMechanism, ErrNoCertificate, or one of [Conn.Exchange]'s.
-func (c *Conn) ReadSASL(protocol, mech string, offered []string, initial []byte, prefix string) (*auth.Request, error) {
+// AUTH) for mech, which must be accepted in the session's TLS state: one
+// announced, or PLAIN and LOGIN where the protocol takes them anyway.
+// initial is the initial response as the client wrote it ("=" for an
+// empty one), or nil. It returns the Request filled with the credentials,
+// or the error to answer: ErrMechanism, or one of [Conn.Exchange]'s.
+func (c *Conn) ReadSASL(protocol, mech string, initial []byte, prefix string) (*auth.Request, error) {
 	mech = strings.ToUpper(mech)
-	if !slices.Contains(offered, mech) {
+	if !c.cfg.accepts(c.TLSState(), mech) {
 		return nil, ErrMechanism
-	}
-	if mech == auth.SASLExternal && (c.tls == nil || c.tls.Certificate == "") {
-		return nil, ErrNoCertificate
 	}
 	req := &auth.Request{Protocol: protocol, TLS: c.TLS()}
 	m, err := auth.NewSASL(mech, req, c.cfg.ServerName)
@@ -91,8 +87,6 @@ func (c *Conn) SASLFailed(prefix string, err error) bool {
 		return false
 	case errors.Is(err, ErrMechanism):
 		reply = r.Mechanism
-	case errors.Is(err, ErrNoCertificate):
-		reply = r.NoCertificate
 	case errors.Is(err, errCancelled):
 		reply = r.Cancelled
 	case errors.Is(err, errBadBase64):

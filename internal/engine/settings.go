@@ -25,9 +25,13 @@ import (
 type Protocol struct {
 	// MaxLine bounds a command line, CR LF included.
 	MaxLine int
-	// Mechanisms are the SASL mechanisms configured; EXTERNAL is offered
-	// only over TLS.
+	// Mechanisms are the SASL mechanisms configured, announced and
+	// accepted.
 	Mechanisms []string
+	// PlainText accepts the PLAIN and LOGIN mechanisms even when they are
+	// not configured, as nginx does wherever a clear-text login is allowed:
+	// they ask nothing a LOGIN or USER/PASS command would not.
+	PlainText bool
 	// Replies are the protocol's words for what the engine answers.
 	Replies Replies
 }
@@ -41,8 +45,10 @@ type Settings struct {
 	TLS *serverTLS
 	// MaxLine bounds a command line, CR LF included.
 	MaxLine int
-	// Mechanisms are the SASL mechanisms offered in each TLS state.
+	// Mechanisms are the SASL mechanisms announced in each TLS state.
 	Mechanisms Announced[[]string]
+	// plainText: see Protocol.PlainText.
+	plainText bool
 	// Replies are the protocol's words for what the engine answers.
 	Replies Replies
 }
@@ -66,6 +72,7 @@ func Settle(cfg session.Config, p Protocol) *Settings {
 		TLS:        settleTLS(cfg.TLS),
 		MaxLine:    max(p.MaxLine, 16),
 		Mechanisms: mechanismsByState(p.Mechanisms),
+		plainText:  p.PlainText,
 		Replies:    p.Replies,
 	}
 }
@@ -86,13 +93,26 @@ func (s *Settings) StartTLSOffered() bool {
 	return s.TLS != nil && s.TLS.StartTLS != session.StartTLSOff
 }
 
-// mechanismsByState returns the SASL mechanisms to offer in each TLS state:
-// EXTERNAL only over TLS, and none while TLS must come first.
+// mechanismsByState returns the SASL mechanisms to announce in each TLS
+// state: none while TLS must come first (starttls only), all of them
+// otherwise. EXTERNAL is among them with or without TLS, as in nginx: the
+// Authenticator, which sees whether there is a verified certificate,
+// decides.
 func mechanismsByState(all []string) Announced[[]string] {
 	var a Announced[[]string]
-	a[Plain] = slices.DeleteFunc(slices.Clone(all), func(m string) bool { return m == auth.SASLExternal })
-	a[Secure] = all
+	a[Plain], a[Secure] = all, all
 	return a
+}
+
+// accepts reports whether the SASL mechanism mech may be used in state.
+func (s *Settings) accepts(state TLSState, mech string) bool {
+	switch {
+	case slices.Contains(s.Mechanisms[state], mech):
+		return true
+	case state == TLSFirst:
+		return false
+	}
+	return s.plainText && (mech == auth.SASLPlain || mech == auth.SASLLogin)
 }
 
 // serverTLS is a server's TLS settings ready for serving: a tls.Config
@@ -147,22 +167,25 @@ func OrPositive(v, def int) int {
 	return def
 }
 
-// SASLMethods maps the login methods of imap_auth and smtp_auth to the SASL
-// mechanism each offers.
-var SASLMethods = map[string][]string{
-	"plain":    {auth.SASLPlain},
-	"login":    {auth.SASLLogin},
-	"cram-md5": {auth.SASLCRAMMD5},
-	"external": {auth.SASLExternal},
+// saslMethods maps the login methods of the *_auth directives to the SASL
+// mechanism each offers, in the order nginx announces them whatever order
+// the directive lists them in.
+var saslMethods = []struct{ method, mechanism string }{
+	{"plain", auth.SASLPlain},
+	{"login", auth.SASLLogin},
+	{"cram-md5", auth.SASLCRAMMD5},
+	{"external", auth.SASLExternal},
 }
 
-// MechanismsOf returns the SASL mechanisms that the configured login
-// methods offer, in their order, as a protocol's table maps them; methods
-// the table lacks offer none.
-func MechanismsOf(methods []string, table map[string][]string) []string {
+// SASLMechanisms returns the SASL mechanisms that the configured login
+// methods offer, in nginx's order: PLAIN, LOGIN, CRAM-MD5, EXTERNAL.
+// Methods that are no SASL mechanism (apop, none) offer none.
+func SASLMechanisms(methods []string) []string {
 	var mechs []string
-	for _, m := range methods {
-		mechs = append(mechs, table[strings.ToLower(m)]...)
+	for _, m := range saslMethods {
+		if slices.ContainsFunc(methods, func(method string) bool { return strings.EqualFold(method, m.method) }) {
+			mechs = append(mechs, m.mechanism)
+		}
 	}
 	return mechs
 }
