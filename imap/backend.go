@@ -36,13 +36,13 @@ type backend struct {
 // relay. It reports whether the dialogue goes on (after a failed backend
 // login the client may try again).
 func (cl *client) proxy(tag string, login *engine.Login) bool {
-	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) ([]string, error) {
 		be := &backend{conn: conn, r: r, w: bufio.NewWriter(conn)}
 		reply, err := be.login(cl, login)
 		if err != nil {
-			return reply, err
+			return []string{reply}, err
 		}
-		return tag + " " + reply, nil
+		return []string{tag + " " + reply}, nil
 	})
 	if err != nil {
 		return cl.backendFailed(tag, reply, err)
