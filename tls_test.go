@@ -55,8 +55,8 @@ var dialogues = []dialogue{
 		login:     []exchange{{"a LOGIN alice secret", "a "}},
 		tlsFirst:  "a NO [PRIVACYREQUIRED] Run STARTTLS first",
 		offer:     " STARTTLS",
-		noCert:    "* BAD No required SSL certificate was sent",
-		badCert:   "* BAD SSL certificate error",
+		noCert:    "* BYE No required SSL certificate was sent",
+		badCert:   "* BYE SSL certificate error",
 		backendOf: func(b *tlsBackends) string {
 			return b.imap.Addr
 		},
@@ -392,6 +392,33 @@ func TestTLSClientCertificates(t *testing.T) {
 			if tt.want == "SUCCESS" && reqs[0].TLS.Subject != auth.NewTLSInfo(tt.cert[0].Cert, "").Subject {
 				t.Errorf("subject %q", reqs[0].TLS.Subject)
 			}
+		})
+	}
+}
+
+// A session that ssl_verify_client refuses ends with the protocol's
+// refusal and a close, whether TLS came first (listen … ssl) or by
+// STARTTLS: in IMAP the refusal is a BYE, the server's word for closing.
+func TestTLSClientCertificateRefusal(t *testing.T) {
+	f := newTLSFixture(t)
+	for _, lc := range []mailproxy.ListenConfig{{SSL: true}, {}} {
+		name := map[bool]string{true: "implicit TLS", false: "STARTTLS"}[lc.SSL]
+		t.Run(name, func(t *testing.T) {
+			settings := &session.TLS{StartTLS: session.StartTLSOn, Verify: session.VerifyOn, ClientCAs: []*x509.Certificate{f.ca.Cert}}
+			f.eachProtocol(t, nil, lc, settings, func(t *testing.T, d dialogue, c *testutil.Client, a *routeAuth) {
+				if !lc.SSL {
+					c.Line()
+					say(c, d.hello...)
+					say(c, d.startTLS)
+					c.StartTLS(f.client) // no certificate
+				}
+				if got := c.Line(); got != d.noCert {
+					t.Fatalf("got %q, want %q", got, d.noCert)
+				}
+				if !c.Closed() {
+					t.Error("the session goes on after the refusal")
+				}
+			})
 		})
 	}
 }

@@ -33,16 +33,18 @@ type backend struct {
 }
 
 // proxy logs in to the backend for login and hands the session to the
-// relay. It reports whether the dialogue goes on (after a failed backend
-// login the client may try again).
+// relay. The client gets the backend's answer to LOGIN under its own tag:
+// the untagged data (such as the capabilities after login) and the tagged
+// reply with its response code. It reports whether the dialogue goes on
+// (after a failed backend login the client may try again).
 func (cl *client) proxy(tag string, login *engine.Login) bool {
-	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) ([]string, error) {
 		be := &backend{conn: conn, r: r, w: bufio.NewWriter(conn)}
-		reply, err := be.login(cl, login)
+		untagged, reply, err := be.login(cl, login)
 		if err != nil {
-			return reply, err
+			return []string{reply}, err // the untagged data of a refusal is not passed on
 		}
-		return tag + " " + reply, nil
+		return append(untagged, tag+" "+reply), nil
 	})
 	if err != nil {
 		return cl.backendFailed(tag, reply, err)
@@ -66,32 +68,33 @@ func (cl *client) backendFailed(tag, reply string, err error) bool {
 }
 
 // login reads the greeting, passes the client's ID on, and logs in. It
-// returns the text of the backend's tagged reply to LOGIN ("OK …", or "NO
-// …" with errBackendRefused).
-func (be *backend) login(cl *client, login *engine.Login) (string, error) {
+// returns the backend's answer to LOGIN: the untagged lines it sent before
+// the tagged reply, and the text of that reply ("OK …", or "NO …" with
+// errBackendRefused). The answer to ID is the proxy's own and is dropped.
+func (be *backend) login(cl *client, login *engine.Login) (untagged []string, reply string, err error) {
 	greeting, err := be.line()
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if !strings.HasPrefix(greeting, "* OK") {
-		return "", fmt.Errorf("backend greeting %q", truncate(greeting))
+		return nil, "", fmt.Errorf("backend greeting %q", truncate(greeting))
 	}
 	be.caps = greetingCapabilities(greeting)
 	if be.has("ID") {
-		if _, err := be.command(idTag, arg{text: idCommand(cl)}); err != nil {
-			return "", err
+		if _, _, err := be.command(idTag, arg{text: idCommand(cl)}); err != nil {
+			return nil, "", err
 		}
 	}
-	reply, err := be.command(loginTag, arg{text: "LOGIN "}, astring(login.User), arg{text: " "}, astring(login.Password))
+	untagged, reply, err = be.command(loginTag, arg{text: "LOGIN "}, astring(login.User), arg{text: " "}, astring(login.Password))
 	switch {
 	case err != nil:
-		return "", err
+		return nil, "", err
 	case strings.HasPrefix(reply, "OK"):
-		return reply, nil
+		return untagged, reply, nil
 	case strings.HasPrefix(reply, "NO"):
-		return reply, errBackendRefused
+		return nil, reply, errBackendRefused
 	}
-	return "", fmt.Errorf("backend answered LOGIN with %q", truncate(reply))
+	return nil, "", fmt.Errorf("backend answered LOGIN with %q", truncate(reply))
 }
 
 // arg is a piece of a backend command: text as it is, or a string that
@@ -101,22 +104,24 @@ type arg struct {
 	literal bool
 }
 
-// command sends a command and returns the text of the tagged reply.
-// Untagged replies are skipped.
-func (be *backend) command(tag string, args ...arg) (string, error) {
+// command sends a command and returns the lines the backend sent before
+// the tagged reply (its untagged data), in order, and the text of the
+// tagged reply.
+func (be *backend) command(tag string, args ...arg) (untagged []string, reply string, err error) {
 	if err := be.send(append([]arg{{text: tag + " "}}, args...)); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	for range maxBackendLines {
 		line, err := be.line()
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
 		if reply, ok := strings.CutPrefix(line, tag+" "); ok {
-			return reply, nil
+			return untagged, reply, nil
 		}
+		untagged = append(untagged, line)
 	}
-	return "", errors.New("backend sent too many lines")
+	return nil, "", errors.New("backend sent too many lines")
 }
 
 // send writes a command line, waiting for the continuation request before

@@ -10,13 +10,15 @@ import (
 	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
-// replies are the untagged replies for broken limits.
+// replies are the untagged replies for broken limits. The certificate
+// refusals close the session, so they are BYE where nginx says BAD (RFC
+// 9051 7.1.5: BYE is how a server says it is closing).
 var replies = engine.Replies{
 	LineTooLong:        "* BAD line too long",
 	TooManyCommands:    "* BYE too many commands",
 	TooManyErrors:      "* BYE too many invalid commands",
-	NoClientCert:       "* BAD No required SSL certificate was sent",
-	BadClientCert:      "* BAD SSL certificate error",
+	NoClientCert:       "* BYE No required SSL certificate was sent",
+	BadClientCert:      "* BYE SSL certificate error",
 	TooManyConnections: "* BYE Too many connections, try again later",
 	SASL: engine.SASLReplies{ // after the tag
 		Mechanism:   "NO unsupported authentication mechanism",

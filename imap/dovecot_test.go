@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,6 +149,65 @@ func TestDovecotRelay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Dovecot answers LOGIN with its capabilities after login in the tagged
+// OK ("a OK [CAPABILITY …] Logged in"), and the client gets that answer
+// under its own tag: the list is the one Dovecot's CAPABILITY gives once
+// logged in, not the proxy's. A real client takes it from there, without
+// a CAPABILITY command of its own.
+func TestDovecotLoginCapabilities(t *testing.T) {
+	t.Parallel()
+	d := testutil.StartDovecot(t)
+	proxy := dovecotProxy(t, d, &imap.Server{})
+
+	c := greet(t, proxy)
+	answer := c.Cmd("a LOGIN "+d.User+" "+d.Password, "a ")
+	if len(answer) != 1 {
+		t.Errorf("LOGIN answered with %q, want the tagged reply alone (Dovecot's ID answer is the proxy's)", answer)
+	}
+	text, ok := strings.CutPrefix(answer[len(answer)-1], "a OK [CAPABILITY ")
+	list, _, closed := strings.Cut(text, "] ")
+	if !ok || !closed {
+		t.Fatalf("LOGIN answered %q, want a OK [CAPABILITY …]", answer)
+	}
+	after := c.Cmd("b CAPABILITY", "b ")
+	if len(after) != 2 || after[0] != "* CAPABILITY "+list {
+		t.Errorf("Dovecot's CAPABILITY after login is %q, the LOGIN reply had %q", after, list)
+	}
+	if strings.Contains(list, "AUTH=") || !strings.Contains(list, "IDLE") {
+		t.Errorf("the LOGIN reply's list %q is not Dovecot's after login", list)
+	}
+	c.Exchange("c LOGOUT\r\n", "* BYE", "c OK")
+
+	conn := &recordingConn{Conn: dialTCP(t, proxy, nil)}
+	client := imapclient.New(conn, nil)
+	clientLogin(t, client, "LOGIN", d.User, d.Password)
+	got := client.Caps()
+	want := goimap.CapSet{}
+	for _, name := range strings.Fields(list) {
+		want[goimap.Cap(name)] = struct{}{}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("imapclient's capabilities after login are %v, want Dovecot's %v", slices.Sorted(maps.Keys(got)), list)
+	}
+	if sent := conn.sent.String(); strings.Contains(sent, "CAPABILITY") {
+		t.Errorf("imapclient asked for the capabilities again:\n%s", sent)
+	}
+	if err := client.Logout().Wait(); err != nil {
+		t.Errorf("LOGOUT: %v", err)
+	}
+}
+
+// recordingConn keeps what is written to it, as sent.
+type recordingConn struct {
+	net.Conn
+	sent testutil.Buffer
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	c.sent.Write(p)
+	return c.Conn.Write(p)
 }
 
 // dovecotLogin matches Dovecot 2.3's login line with the default

@@ -241,6 +241,62 @@ func TestBackendRefusal(t *testing.T) {
 	}
 }
 
+// The backend's answer to LOGIN reaches the client under the client's tag:
+// the untagged data it sent first, then the tagged reply with its response
+// code, then what it sent after, each once; never the answer to the
+// proxy's own ID, nor a continuation request for the proxy's literal, nor
+// the untagged data of a refusal.
+func TestBackendAnswer(t *testing.T) {
+	const caps = "IMAP4rev1 IDLE X-AFTER-LOGIN"
+	fake := testutil.StartFake(t, testutil.Script{Greeting: "* OK [CAPABILITY IMAP4rev1 ID] fake", Literals: true, Answer: func(c *testutil.FakeConn, cmd string) {
+		tag, rest, _ := strings.Cut(cmd, " ")
+		verb, _, _ := strings.Cut(rest, " ")
+		switch {
+		case verb == "ID":
+			c.Reply(`* ID ("name" "fake")`, tag+" OK ID completed")
+		case verb == "LOGIN" && strings.Contains(rest, `"refuse-me"`):
+			c.Reply("* CAPABILITY IMAP4rev1 X-REFUSED", tag+" NO [AUTHENTICATIONFAILED] refused by the backend")
+		case verb == "LOGIN":
+			// In one write: the line after the OK reaches the proxy with
+			// it, in the buffer the login reply was read through.
+			c.Reply("* CAPABILITY "+caps, "* OK [ALERT] welcome", tag+" OK [CAPABILITY "+caps+"] Logged in", "* 1 EXISTS")
+		default:
+			c.Reply(tag + " OK " + verb + " from the backend")
+		}
+	}})
+	loggedIn := []string{"* CAPABILITY " + caps, "* OK [ALERT] welcome", "x OK [CAPABILITY " + caps + "] Logged in", "* 1 EXISTS"}
+	tests := []struct {
+		name        string
+		backendUser string
+		steps       []testutil.Step
+	}{
+		{"LOGIN", "alice", []testutil.Step{
+			append(testutil.Step{"x LOGIN alice secret\r\n"}, loggedIn...),
+			{"y NOOP\r\n", "y OK NOOP from the backend"},
+		}},
+		{"AUTHENTICATE PLAIN", "alice", []testutil.Step{
+			append(testutil.Step{"x AUTHENTICATE PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n"}, loggedIn...),
+			{"y NOOP\r\n", "y OK NOOP from the backend"},
+		}},
+		{"backend user in a synchronising literal", "ünï", []testutil.Step{
+			append(testutil.Step{"x LOGIN alice secret\r\n"}, loggedIn...),
+			{"y NOOP\r\n", "y OK NOOP from the backend"},
+		}},
+		{"refused, proxy_pass_error_message", "refuse-me", []testutil.Step{
+			{"x LOGIN alice secret\r\n", "x NO [AUTHENTICATIONFAILED] refused by the backend"},
+			{"y NOOP\r\n", "y OK NOOP completed"}, // the proxy's: the session is not relayed
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := &imap.Server{Config: session.Config{PassErrorMessage: true, Auth: authFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+				return &auth.Result{Backend: fake.Addr, User: tt.backendUser, Password: "x"}, nil
+			})}}
+			greet(t, serve(t, srv)).Play(tt.steps)
+		})
+	}
+}
+
 // The backend login quotes what it can and sends the rest as literals,
 // non-synchronising when the backend has LITERAL+; the client's ID goes
 // along with its address.

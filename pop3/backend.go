@@ -15,8 +15,9 @@ var errBackendRefused = errors.New("pop3: backend refused the login")
 // proxy logs in to the backend with USER and PASS and hands the session to
 // the relay. After a failed backend login the client may try again.
 func (cl *client) proxy(login *engine.Login) bool {
-	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
-		return backendLogin(conn, r, login)
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) ([]string, error) {
+		reply, err := backendLogin(conn, r, login)
+		return []string{reply}, err
 	})
 	if err != nil {
 		return cl.backendFailed(reply, err)

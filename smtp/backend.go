@@ -46,10 +46,10 @@ func (r reply) last() string {
 // proxy prepares the backend session (greeting, EHLO, XCLIENT, AUTH, the
 // replayed MAIL and RCPT), answers the client, and relays.
 func (cl *client) proxy(login *engine.Login, req *auth.Request, replay []string) bool {
-	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) (string, error) {
+	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) ([]string, error) {
 		be := &backend{conn: conn, r: r}
 		answer, err := be.prepare(cl, login, req, replay)
-		return answer.last(), err
+		return []string{answer.last()}, err
 	})
 	if err != nil {
 		return cl.backendFailed(reply, err)

@@ -114,22 +114,31 @@ func (c *Conn) ask(ctx context.Context, req *auth.Request) (*auth.Result, error)
 const backendBuffer = 4 << 10
 
 // ProxyVia connects to the backend at addr and runs login there, reading
-// through r. When login succeeds, its reply goes to the client and the
-// session is relayed until it ends; ProxyVia then returns nil. When it
-// fails, the backend connection is closed and login's reply and error are
-// returned for the protocol to answer.
-func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Conn, r *bufio.Reader) (reply string, err error)) (string, error) {
+// through r. login returns the answer to the client's login: its lines in
+// order, the last one the reply proper (in IMAP the untagged data the
+// backend sent before its tagged status comes first). When login succeeds,
+// the lines go to the client and the session is relayed until it ends,
+// starting with what the backend sent past them; ProxyVia then returns
+// nil. When it fails, the backend connection is closed and the answer's
+// last line ("" without one) and the error are returned for the protocol
+// to answer.
+func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Conn, r *bufio.Reader) (answer []string, err error)) (string, error) {
 	conn, err := c.dialBackend(ctx, addr)
 	if err != nil {
 		return "", err
 	}
 	r := bufio.NewReaderSize(conn, backendBuffer)
-	reply, err := login(conn, r)
+	answer, err := login(conn, r)
 	if err != nil {
 		conn.Close()
-		return reply, err
+		if len(answer) == 0 {
+			return "", err
+		}
+		return answer[len(answer)-1], err
 	}
-	c.Reply("%s", reply)
+	for _, line := range answer {
+		c.Reply("%s", line)
+	}
 	pending, _ := r.Peek(r.Buffered())
 	c.relay(ctx, conn, bytes.Clone(pending))
 	return "", nil
