@@ -103,7 +103,8 @@ func (cl *client) startTLS(arg []byte) bool {
 	return cl.c.StartTLS("220 2.0.0 Start TLS") == nil
 }
 
-// hello answers EHLO with the extensions, one per line, or HELO.
+// hello answers EHLO with the extensions, one per line, or HELO. As in
+// nginx, smtp_capabilities come first, then AUTH, and STARTTLS last.
 func (cl *client) hello(name string, ehlo bool) bool {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 255 || strings.ContainsAny(name, " \t") {
@@ -116,11 +117,11 @@ func (cl *client) hello(name string, ehlo bool) bool {
 		return true
 	}
 	lines := append([]string{st.ServerName}, st.capabilities...)
-	if cl.c.CanStartTLS() {
-		lines = append(lines, "STARTTLS")
-	}
 	if mechanisms := st.Mechanisms.For(cl.c); len(mechanisms) > 0 {
 		lines = append(lines, "AUTH "+strings.Join(mechanisms, " "))
+	}
+	if cl.c.CanStartTLS() {
+		lines = append(lines, "STARTTLS")
 	}
 	for i, l := range lines {
 		sep := "-"

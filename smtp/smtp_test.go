@@ -210,6 +210,9 @@ func TestAuthNone(t *testing.T) {
 func TestTranscripts(t *testing.T) {
 	be := startBackend(t)
 	deadAddr := testutil.FreeAddr(t) // nothing listens there
+	startTLS := func(mode session.StartTLS) session.Config {
+		return session.Config{TLS: &session.TLS{Config: testutil.ServerTLS(t), StartTLS: mode}}
+	}
 	tests := []struct {
 		name  string
 		srv   *smtp.Server
@@ -232,6 +235,14 @@ func TestTranscripts(t *testing.T) {
 			{"NOOP\r\nRSET\r\n", "250 2.0.0 OK", "250 2.0.0 OK"},
 			{strings.Repeat("x", 5000) + "\r\n", "500 5.5.6 Line too long"},
 			{"QUIT\r\n", "221 2.0.0 Bye", "<closed>"},
+		}},
+		{"EHLO: capabilities, AUTH, STARTTLS last", &smtp.Server{Capabilities: []string{"SIZE 1000", "8BITMIME"}, Config: startTLS(session.StartTLSOn)}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\n", "250-proxy.test", "250-SIZE 1000", "250-8BITMIME", "250-AUTH LOGIN PLAIN", "250 STARTTLS"},
+		}},
+		{"EHLO with starttls only: no AUTH before TLS", &smtp.Server{Capabilities: []string{"SIZE 1000"}, Config: startTLS(session.StartTLSOnly)}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\n", "250-proxy.test", "250-SIZE 1000", "250 STARTTLS"},
 		}},
 		{"max_errors", &smtp.Server{}, []testutil.Step{
 			{"", "220"},
