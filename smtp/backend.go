@@ -121,7 +121,9 @@ func (be *backend) hello(cl *client, login *engine.Login, req *auth.Request) err
 	return err
 }
 
-// xclientCommand passes the client's facts on (Postfix XCLIENT_README).
+// xclientCommand passes the client's facts on (Postfix XCLIENT_README):
+// its address, its login unless proxy_smtp_auth logs in, its name, and
+// its HELO.
 func xclientCommand(cl *client, login *engine.Login, req *auth.Request) string {
 	addr := "[UNAVAILABLE]"
 	if host, _, err := net.SplitHostPort(cl.c.RemoteAddr().String()); err == nil {
@@ -135,7 +137,9 @@ func xclientCommand(cl *client, login *engine.Login, req *auth.Request) string {
 		name = unavailableName
 	}
 	cmd := "XCLIENT ADDR=" + xtext(addr)
-	if req.Method != auth.MethodNone {
+	if req.Method != auth.MethodNone && !cl.st.backendAuth {
+		// With proxy_smtp_auth the backend learns the login from AUTH,
+		// which it refuses once XCLIENT has logged the session in.
 		cmd += " LOGIN=" + xtext(login.User)
 	}
 	cmd += " NAME=" + xtext(name)

@@ -101,6 +101,8 @@ func startFake(t *testing.T, xclient bool) *testutil.FakeBackend {
 			c.Reply("250-fake.test", "250 AUTH PLAIN")
 		case verb == "XCLIENT":
 			c.Reply("220 fake.test ESMTP again")
+		case verb == "AUTH":
+			c.Reply("235 2.7.0 Authentication successful")
 		case verb == "RCPT" && strings.Contains(line, "nobody@"):
 			c.Reply("550 5.1.1 No such user")
 		case verb == "DATA":
@@ -118,21 +120,34 @@ func startFake(t *testing.T, xclient bool) *testutil.FakeBackend {
 }
 
 // XCLIENT carries the client's address, login, name and HELO, then the
-// client's EHLO is given again.
+// client's EHLO is given again. With proxy_smtp_auth the login goes in
+// AUTH instead: a backend that took XCLIENT LOGIN refuses AUTH.
 func TestXCLIENT(t *testing.T) {
-	fake := startFake(t, true)
-	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(fake.Addr)}})
-	c := testutil.Dial(t, "tcp", addr)
-	c.Play([]testutil.Step{
-		{"", "220 proxy.test ESMTP ready"},
-		{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH LOGIN PLAIN"},
-		{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235 2.0.0 OK"},
-		{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"},
-		{"QUIT\r\n", "221"},
-	})
-	want := []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test", "MAIL FROM:<a@b.test>", "QUIT"}
-	if got := fake.Received(); strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("backend got\n%q\nwant\n%q", got, want)
+	for _, tt := range []struct {
+		name        string
+		backendAuth bool
+		want        []string
+	}{
+		{"xclient", false, []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test",
+			"MAIL FROM:<a@b.test>", "QUIT"}},
+		{"proxy_smtp_auth", true, []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test",
+			"AUTH PLAIN " + testutil.B64("\x00alice\x00secret"), "MAIL FROM:<a@b.test>", "QUIT"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := startFake(t, true)
+			addr := serve(t, &smtp.Server{BackendAuth: tt.backendAuth, Config: session.Config{Auth: table(fake.Addr)}})
+			c := testutil.Dial(t, "tcp", addr)
+			c.Play([]testutil.Step{
+				{"", "220 proxy.test ESMTP ready"},
+				{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH LOGIN PLAIN"},
+				{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235 2.0.0 OK"},
+				{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"},
+				{"QUIT\r\n", "221"},
+			})
+			if got := fake.Received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("backend got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
 	}
 }
 
