@@ -14,8 +14,6 @@ func (cl *client) auth(arg []byte) bool {
 		return cl.c.Fail(mustStartTLS)
 	case len(mechanisms) == 0:
 		return cl.c.Fail("503 5.5.1 AUTH not available")
-	case cl.helo == "":
-		return cl.c.Fail("503 5.5.1 Send EHLO first")
 	case len(arg) == 0:
 		return cl.c.Fail("501 5.5.4 Invalid argument")
 	}

@@ -36,7 +36,7 @@ type client struct {
 	st   *settings
 	c    *engine.Conn
 	ctx  context.Context
-	helo string // the name given with HELO or EHLO
+	helo string // the name given with HELO or EHLO; "" if none (AUTH and MAIL need none)
 	ehlo bool   // the client said EHLO (not HELO)
 	from string // the MAIL FROM command line, with smtp_auth none
 }

@@ -3,6 +3,9 @@ package smtp_test
 import (
 	"cmp"
 	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -178,6 +181,121 @@ func TestXCLIENTOffAndUnsupported(t *testing.T) {
 	}
 }
 
+// What the backend is told, for a client that said HELO or nothing before
+// AUTH or, with smtp_auth none, MAIL: without a HELO of the client's the
+// proxy introduces the session with its own name, and XCLIENT has no
+// HELO=. After XCLIENT only a client's HELO is repeated, and an EHLO of
+// the proxy's comes before proxy_smtp_auth's AUTH.
+func TestBackendHello(t *testing.T) {
+	plain := "AUTH PLAIN " + testutil.B64("\x00alice\x00secret")
+	login := []testutil.Step{
+		{plain + "\r\n", "235 2.0.0 OK"},
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"}, // the backend's
+	}
+	envelope := []testutil.Step{
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.1.0 OK"},
+		{"RCPT TO:<bob@b.test>\r\n", "250 2.0.0 OK"}, // the backend's
+	}
+	helo := testutil.Step{"HELO client.test\r\n", "250 proxy.test"}
+	xclient := "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE]"
+	xclientNoLogin := "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]"
+	tests := []struct {
+		name        string
+		none        bool // smtp_auth none
+		disable     bool // xclient off
+		backendAuth bool // proxy_smtp_auth
+		steps       []testutil.Step
+		want        []string
+	}{
+		{"AUTH without HELO, xclient", false, false, false, login,
+			[]string{"EHLO proxy.test", xclient, "MAIL FROM:<a@b.test>"}},
+		{"AUTH without HELO, xclient off", false, true, false, login,
+			[]string{"HELO proxy.test", "MAIL FROM:<a@b.test>"}},
+		{"AUTH without HELO, proxy_smtp_auth", false, false, true, login,
+			[]string{"EHLO proxy.test", xclientNoLogin, "EHLO proxy.test", plain, "MAIL FROM:<a@b.test>"}},
+		{"AUTH without HELO, proxy_smtp_auth, xclient off", false, true, true, login,
+			[]string{"EHLO proxy.test", plain, "MAIL FROM:<a@b.test>"}},
+
+		{"MAIL without HELO, xclient", true, false, false, envelope,
+			[]string{"EHLO proxy.test", xclientNoLogin, "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+		{"MAIL without HELO, xclient off", true, true, false, envelope,
+			[]string{"HELO proxy.test", "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+		{"MAIL without HELO, proxy_smtp_auth", true, false, true, envelope,
+			[]string{"EHLO proxy.test", xclientNoLogin, "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+		{"MAIL without HELO, proxy_smtp_auth, xclient off", true, true, true, envelope,
+			[]string{"HELO proxy.test", "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+
+		{"HELO then AUTH, xclient", false, false, false, append([]testutil.Step{helo}, login...),
+			[]string{"EHLO proxy.test", xclient + " HELO=client.test", "HELO client.test", "MAIL FROM:<a@b.test>"}},
+		{"HELO then AUTH, xclient off", false, true, false, append([]testutil.Step{helo}, login...),
+			[]string{"HELO client.test", "MAIL FROM:<a@b.test>"}},
+		{"HELO then AUTH, proxy_smtp_auth", false, false, true, append([]testutil.Step{helo}, login...),
+			[]string{"EHLO proxy.test", xclientNoLogin + " HELO=client.test", "EHLO client.test", plain, "MAIL FROM:<a@b.test>"}},
+		{"HELO then AUTH, proxy_smtp_auth, xclient off", false, true, true, append([]testutil.Step{helo}, login...),
+			[]string{"EHLO client.test", plain, "MAIL FROM:<a@b.test>"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := startFake(t, true)
+			var methods []string
+			if tt.none {
+				methods = []string{"none"}
+			}
+			var mu sync.Mutex
+			var helos []string
+			a := auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+				mu.Lock()
+				helos = append(helos, req.SMTPHelo)
+				mu.Unlock()
+				if tt.none {
+					return &auth.Result{Backend: fake.Addr}, nil
+				}
+				return table(fake.Addr).Authenticate(ctx, req)
+			})
+			addr := serve(t, &smtp.Server{AuthMethods: methods, DisableXClient: tt.disable, BackendAuth: tt.backendAuth, Config: session.Config{Auth: a}})
+			testutil.Dial(t, "tcp", addr).Play(append([]testutil.Step{{"", "220 proxy.test ESMTP ready"}}, tt.steps...))
+			if got := fake.Received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("backend got\n%q\nwant\n%q", got, tt.want)
+			}
+			wantHelo := ""
+			if tt.steps[0][0] == helo[0] {
+				wantHelo = "client.test"
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(helos) != 1 || helos[0] != wantHelo {
+				t.Errorf("the Authenticator got HELO %q, want %q", helos, wantHelo)
+			}
+		})
+	}
+}
+
+// An auth_http service hears of a client that gave no HELO as nginx tells
+// it: Auth-SMTP-Helo is there, and empty.
+func TestAuthHTTPWithoutHelo(t *testing.T) {
+	fake := startFake(t, true)
+	host, port, _ := net.SplitHostPort(fake.Addr)
+	helos := make(chan []string, 1)
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		helos <- r.Header.Values("Auth-SMTP-Helo")
+		w.Header().Set("Auth-Status", "OK")
+		w.Header().Set("Auth-Server", host)
+		w.Header().Set("Auth-Port", port)
+	}))
+	defer svc.Close()
+	h := &auth.HTTP{URL: svc.URL + "/auth", Logger: testutil.Discard}
+	defer h.Close()
+	addr := serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: h}})
+	testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
+		{"", "220"},
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.1.0 OK"},
+		{"RCPT TO:<bob@b.test>\r\n", "250 2.0.0 OK"},
+	})
+	if got := <-helos; len(got) != 1 || got[0] != "" {
+		t.Errorf("Auth-SMTP-Helo %q, want one empty header", got)
+	}
+}
+
 // smtp_auth none: MAIL and the first RCPT go to the Authenticator with
 // method none and are replayed; the backend answers the RCPT.
 func TestAuthNone(t *testing.T) {
@@ -235,7 +353,8 @@ func TestTranscripts(t *testing.T) {
 	}{
 		{"sequence and syntax errors", &smtp.Server{Config: session.Config{MaxErrors: 20}}, []testutil.Step{
 			{"", "220 proxy.test ESMTP ready"},
-			{"AUTH PLAIN\r\n", "503 5.5.1 Send EHLO first"},
+			{"AUTH PLAIN\r\n", "334 "}, // no EHLO needed, as in nginx
+			{"*\r\n", "501 5.7.0 Authentication cancelled"},
 			{"EHLO\r\n", "501 5.5.4 Invalid argument"},
 			{"MAIL FROM:<a@b>\r\n", "530 5.7.0 Authentication required"},
 			{"RCPT TO:<a@b>\r\n", "530"},
