@@ -87,7 +87,7 @@ var dialogues = []dialogue{
 		startTLS:  exchange{"STARTTLS", "220 2.0.0"},
 		login:     []exchange{{"EHLO client.test", "250 "}, {"AUTH PLAIN AGFsaWNlAHNlY3JldA==", ""}},
 		tlsFirst:  "530 5.7.0 Must issue a STARTTLS command first",
-		offer:     "250-STARTTLS",
+		offer:     "250 STARTTLS", // the last line, after AUTH
 		noCert:    "421 4.7.1 No required SSL certificate was sent",
 		badCert:   "421 4.7.1 SSL certificate error",
 		backendOf: func(b *tlsBackends) string {

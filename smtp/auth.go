@@ -12,8 +12,6 @@ func (cl *client) auth(arg []byte) bool {
 	switch {
 	case cl.c.TLSState() == engine.TLSFirst:
 		return cl.c.Fail(mustStartTLS)
-	case cl.helo == "":
-		return cl.c.Fail("503 5.5.1 Send EHLO first")
 	case len(arg) == 0:
 		return cl.c.Fail("501 5.5.4 Invalid argument")
 	}

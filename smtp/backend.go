@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -82,7 +83,7 @@ func (be *backend) prepare(cl *client, login *engine.Login, req *auth.Request, r
 	if err := be.hello(cl, login, req); err != nil {
 		return reply{}, err
 	}
-	if cl.st.backendAuth && req.Method != auth.MethodNone {
+	if cl.backendLogin(req) {
 		if r, err := be.authenticate(login); err != nil {
 			return r, err
 		}
@@ -97,12 +98,16 @@ func (be *backend) prepare(cl *client, login *engine.Login, req *auth.Request, r
 	return r, err
 }
 
-// hello introduces the session: with XCLIENT (the default) as the proxy
-// first, then with the client's address and name, and the client's own
-// HELO or EHLO again; without, with the client's HELO or EHLO.
+// hello introduces the session. With XCLIENT (the default) the proxy
+// says EHLO as itself, passes the client's address and name, then repeats
+// the client's HELO or EHLO; after a client that said neither nothing is
+// repeated, as in nginx, except before AUTH (proxy_smtp_auth), which
+// follows an EHLO of the proxy's. Without XCLIENT the backend gets the
+// client's HELO or EHLO, or the proxy's name when the client gave none.
+// Before AUTH, HELO becomes EHLO.
 func (be *backend) hello(cl *client, login *engine.Login, req *auth.Request) error {
-	helo, verb := cl.helo, "HELO"
-	if cl.ehlo || cl.st.backendAuth {
+	helo, verb := cmp.Or(cl.helo, cl.st.ServerName), "HELO"
+	if cl.ehlo || cl.backendLogin(req) {
 		verb = "EHLO"
 	}
 	if cl.st.xclient {
@@ -116,12 +121,23 @@ func (be *backend) hello(cl *client, login *engine.Login, req *auth.Request) err
 		if _, err := be.command(xclientCommand(cl, login, req), 220); err != nil {
 			return err
 		}
+		if cl.helo == "" && !cl.backendLogin(req) {
+			return nil
+		}
 	}
 	_, err := be.command(verb+" "+helo, 250)
 	return err
 }
 
-// xclientCommand passes the client's facts on (Postfix XCLIENT_README).
+// backendLogin reports whether the proxy logs in to the backend with AUTH
+// (proxy_smtp_auth, after a client's AUTH; not with smtp_auth none).
+func (cl *client) backendLogin(req *auth.Request) bool {
+	return cl.st.backendAuth && req.Method != auth.MethodNone
+}
+
+// xclientCommand passes the client's facts on (Postfix XCLIENT_README):
+// its address, its login unless proxy_smtp_auth logs in, its name, and
+// its HELO.
 func xclientCommand(cl *client, login *engine.Login, req *auth.Request) string {
 	addr := "[UNAVAILABLE]"
 	if host, _, err := net.SplitHostPort(cl.c.RemoteAddr().String()); err == nil {
@@ -135,7 +151,9 @@ func xclientCommand(cl *client, login *engine.Login, req *auth.Request) string {
 		name = unavailableName
 	}
 	cmd := "XCLIENT ADDR=" + xtext(addr)
-	if req.Method != auth.MethodNone {
+	if req.Method != auth.MethodNone && !cl.st.backendAuth {
+		// With proxy_smtp_auth the backend learns the login from AUTH,
+		// which it refuses once XCLIENT has logged the session in.
 		cmd += " LOGIN=" + xtext(login.User)
 	}
 	cmd += " NAME=" + xtext(name)

@@ -35,7 +35,7 @@ type client struct {
 	st   *settings
 	c    *engine.Conn
 	ctx  context.Context
-	helo string // the name given with HELO or EHLO
+	helo string // the name given with HELO or EHLO; "" if none (AUTH and MAIL need none)
 	ehlo bool   // the client said EHLO (not HELO)
 	from string // the MAIL FROM command line, with smtp_auth none
 }
@@ -102,7 +102,8 @@ func (cl *client) startTLS(arg []byte) bool {
 	return cl.c.StartTLS("220 2.0.0 Start TLS") == nil
 }
 
-// hello answers EHLO with the extensions, one per line, or HELO.
+// hello answers EHLO with the extensions, one per line, or HELO. As in
+// nginx, smtp_capabilities come first, then AUTH, and STARTTLS last.
 func (cl *client) hello(name string, ehlo bool) bool {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 255 || strings.ContainsAny(name, " \t") {
@@ -115,11 +116,11 @@ func (cl *client) hello(name string, ehlo bool) bool {
 		return true
 	}
 	lines := append([]string{st.ServerName}, st.capabilities...)
-	if cl.c.CanStartTLS() {
-		lines = append(lines, "STARTTLS")
-	}
 	if mechanisms := st.Mechanisms.For(cl.c); len(mechanisms) > 0 {
 		lines = append(lines, "AUTH "+strings.Join(mechanisms, " "))
+	}
+	if cl.c.CanStartTLS() {
+		lines = append(lines, "STARTTLS")
 	}
 	for i, l := range lines {
 		sep := "-"

@@ -13,8 +13,6 @@ func (cl *client) mail(line string) bool {
 	switch refusal := cl.envelopeRefusal(); {
 	case refusal != "":
 		return cl.c.Fail(refusal)
-	case cl.helo == "":
-		return cl.c.Fail("503 5.5.1 Send HELO/EHLO first")
 	case cl.from != "":
 		return cl.c.Fail("503 5.5.1 Nested MAIL command")
 	case !hasPathPrefix(line, "MAIL FROM:"):

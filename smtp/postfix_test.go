@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,7 @@ func TestPostfixSwaks(t *testing.T) {
 		{"submission with AUTH LOGIN", submission, "swaks-login", []string{"--auth", "LOGIN", "--auth-user", user, "--auth-password", password}, false},
 		{"wrong password", submission, "swaks-refused", []string{"--auth", "PLAIN", "--auth-user", user, "--auth-password", "nope"}, true},
 		{"MX front", mx, "swaks-mx", nil, false},
+		{"MX front after HELO", mx, "swaks-mx-helo", []string{"--protocol", "SMTP", "--helo", "client.test"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +113,101 @@ func TestPostfixSwaks(t *testing.T) {
 	out, err := exec.Command(swaks, "--server", mx, "--from", "a@example.test", "--to", "someone@elsewhere.test", "--timeout", "10").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "554 5.7.1 Relay access denied") {
 		t.Fatalf("MX front accepted a foreign recipient: %v\n%s", err, out)
+	}
+}
+
+// A real Postfix, through the proxy, for a client that said HELO or
+// nothing before AUTH or, with smtp_auth none, MAIL: the message arrives,
+// with the HELO, the address and the login Postfix was told (Received and
+// the log), under xclient on and off and with proxy_smtp_auth.
+func TestPostfixWithoutHELO(t *testing.T) {
+	d := testutil.StartDovecot(t)
+	pf := testutil.StartPostfixSASL(t, d)
+	type setting struct {
+		name             string
+		xclient, logInAs bool // XCLIENT; proxy_smtp_auth
+	}
+	settings := []setting{{"xclient", true, false}, {"xclient off", false, false},
+		{"proxy_smtp_auth", true, true}, {"proxy_smtp_auth, xclient off", false, true}}
+	for _, client := range []struct {
+		name       string
+		helo, none bool // the client says HELO; smtp_auth none
+	}{
+		{"AUTH without HELO", false, false},
+		{"MAIL without HELO", false, true},
+		{"HELO then AUTH", true, false},
+	} {
+		for _, set := range settings {
+			t.Run(client.name+", "+set.name, func(t *testing.T) {
+				a := auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+					if req.Method == auth.MethodNone {
+						return &auth.Result{Backend: pf.Addr}, nil
+					}
+					return auth.Static{d.User: {Password: d.Password, Backend: pf.Addr}}.Authenticate(ctx, req)
+				})
+				srv := &smtp.Server{DisableXClient: !set.xclient, BackendAuth: set.logInAs, Config: session.Config{Auth: a}}
+				if client.none {
+					srv.AuthMethods = []string{"none"}
+				}
+				// From 127.0.0.2, so that an address Postfix has from
+				// XCLIENT differs from the proxy's.
+				c := testutil.DialFrom(t, "127.0.0.2", serve(t, srv))
+				from, _, _ := net.SplitHostPort(c.Conn.LocalAddr().String())
+				marker := "without HELO: " + t.Name()
+				steps := []testutil.Step{{"", "220 proxy.test ESMTP ready"}}
+				if client.helo {
+					steps = append(steps, testutil.Step{"HELO client.test\r\n", "250 proxy.test"})
+				}
+				mail := testutil.Step{"MAIL FROM:<a@example.test>\r\n", "250 2.1.0 Ok"} // Postfix's
+				if client.none {
+					mail[1] = "250 2.1.0 OK" // the proxy's
+				} else {
+					steps = append(steps, testutil.Step{"AUTH PLAIN " + testutil.B64("\x00"+d.User+"\x00"+d.Password) + "\r\n", "235 2.0.0 OK"})
+				}
+				c.Play(append(steps, mail,
+					testutil.Step{"RCPT TO:<bob@example.test>\r\n", "250 2.1.5 Ok"},
+					testutil.Step{"DATA\r\n", "354 "},
+					testutil.Step{"Subject: " + marker + "\r\n\r\nbody\r\n.\r\n", "250 2.0.0 Ok: queued as "},
+					testutil.Step{"QUIT\r\n", "221 "},
+				))
+				msg := string(delivered(t, pf, "Subject: "+marker+"\n"))
+
+				// What Postfix was told: the client's HELO through
+				// XCLIENT or in place of the proxy's; none at all
+				// through XCLIENT ("unknown"), unless the proxy's EHLO
+				// came before AUTH; the client's address with XCLIENT.
+				helo, addr := "proxy.test", "127.0.0.1"
+				switch {
+				case client.helo:
+					helo = "client.test"
+				case set.xclient && !(set.logInAs && !client.none):
+					helo = "unknown"
+				}
+				if set.xclient {
+					addr = from
+				}
+				received := "Received: from " + helo + " (unknown [" + addr + "])"
+				if !strings.Contains(msg, received) {
+					t.Fatalf("no %q in\n%s", received, msg)
+				}
+				id := regexp.MustCompile(`\(Postfix\) with E?SMTPA? id ([0-9A-F]+)`).FindStringSubmatch(msg)
+				if id == nil {
+					t.Fatalf("no queue id in\n%s", msg)
+				}
+				logged := id[1] + ": client=unknown[" + addr + "]"
+				switch {
+				case client.none:
+					logged += "\n"
+				case set.logInAs:
+					logged += ", sasl_method=PLAIN, sasl_username=" + d.User + "\n"
+				case set.xclient:
+					logged += ", sasl_method=XCLIENT, sasl_username=" + d.User + "\n"
+				default:
+					logged += "\n" // the proxy's own session: no login
+				}
+				testutil.WaitFor(t, "Postfix's log of "+logged, func() bool { return pf.LogContains(logged) })
+			})
+		}
 	}
 }
 

@@ -3,6 +3,9 @@ package smtp_test
 import (
 	"cmp"
 	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -101,6 +104,8 @@ func startFake(t *testing.T, xclient bool) *testutil.FakeBackend {
 			c.Reply("250-fake.test", "250 AUTH PLAIN")
 		case verb == "XCLIENT":
 			c.Reply("220 fake.test ESMTP again")
+		case verb == "AUTH":
+			c.Reply("235 2.7.0 Authentication successful")
 		case verb == "RCPT" && strings.Contains(line, "nobody@"):
 			c.Reply("550 5.1.1 No such user")
 		case verb == "DATA":
@@ -118,21 +123,34 @@ func startFake(t *testing.T, xclient bool) *testutil.FakeBackend {
 }
 
 // XCLIENT carries the client's address, login, name and HELO, then the
-// client's EHLO is given again.
+// client's EHLO is given again. With proxy_smtp_auth the login goes in
+// AUTH instead: a backend that took XCLIENT LOGIN refuses AUTH.
 func TestXCLIENT(t *testing.T) {
-	fake := startFake(t, true)
-	addr := serve(t, &smtp.Server{Config: session.Config{Auth: table(fake.Addr)}})
-	c := testutil.Dial(t, "tcp", addr)
-	c.Play([]testutil.Step{
-		{"", "220 proxy.test ESMTP ready"},
-		{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH PLAIN LOGIN"},
-		{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235 2.0.0 OK"},
-		{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"},
-		{"QUIT\r\n", "221"},
-	})
-	want := []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test", "MAIL FROM:<a@b.test>", "QUIT"}
-	if got := fake.Received(); strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("backend got\n%q\nwant\n%q", got, want)
+	for _, tt := range []struct {
+		name        string
+		backendAuth bool
+		want        []string
+	}{
+		{"xclient", false, []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test",
+			"MAIL FROM:<a@b.test>", "QUIT"}},
+		{"proxy_smtp_auth", true, []string{"EHLO proxy.test", "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE] HELO=client.test", "EHLO client.test",
+			"AUTH PLAIN " + testutil.B64("\x00alice\x00secret"), "MAIL FROM:<a@b.test>", "QUIT"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := startFake(t, true)
+			addr := serve(t, &smtp.Server{BackendAuth: tt.backendAuth, Config: session.Config{Auth: table(fake.Addr)}})
+			c := testutil.Dial(t, "tcp", addr)
+			c.Play([]testutil.Step{
+				{"", "220 proxy.test ESMTP ready"},
+				{"EHLO client.test\r\n", "250-proxy.test", "250 AUTH PLAIN LOGIN"},
+				{"AUTH PLAIN " + testutil.B64("\x00alice\x00secret") + "\r\n", "235 2.0.0 OK"},
+				{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"},
+				{"QUIT\r\n", "221"},
+			})
+			if got := fake.Received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Fatalf("backend got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -160,6 +178,121 @@ func TestXCLIENTOffAndUnsupported(t *testing.T) {
 				t.Fatalf("backend got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// What the backend is told, for a client that said HELO or nothing before
+// AUTH or, with smtp_auth none, MAIL: without a HELO of the client's the
+// proxy introduces the session with its own name, and XCLIENT has no
+// HELO=. After XCLIENT only a client's HELO is repeated, and an EHLO of
+// the proxy's comes before proxy_smtp_auth's AUTH.
+func TestBackendHello(t *testing.T) {
+	plain := "AUTH PLAIN " + testutil.B64("\x00alice\x00secret")
+	login := []testutil.Step{
+		{plain + "\r\n", "235 2.0.0 OK"},
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.0.0 OK"}, // the backend's
+	}
+	envelope := []testutil.Step{
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.1.0 OK"},
+		{"RCPT TO:<bob@b.test>\r\n", "250 2.0.0 OK"}, // the backend's
+	}
+	helo := testutil.Step{"HELO client.test\r\n", "250 proxy.test"}
+	xclient := "XCLIENT ADDR=127.0.0.1 LOGIN=alice NAME=[UNAVAILABLE]"
+	xclientNoLogin := "XCLIENT ADDR=127.0.0.1 NAME=[UNAVAILABLE]"
+	tests := []struct {
+		name        string
+		none        bool // smtp_auth none
+		disable     bool // xclient off
+		backendAuth bool // proxy_smtp_auth
+		steps       []testutil.Step
+		want        []string
+	}{
+		{"AUTH without HELO, xclient", false, false, false, login,
+			[]string{"EHLO proxy.test", xclient, "MAIL FROM:<a@b.test>"}},
+		{"AUTH without HELO, xclient off", false, true, false, login,
+			[]string{"HELO proxy.test", "MAIL FROM:<a@b.test>"}},
+		{"AUTH without HELO, proxy_smtp_auth", false, false, true, login,
+			[]string{"EHLO proxy.test", xclientNoLogin, "EHLO proxy.test", plain, "MAIL FROM:<a@b.test>"}},
+		{"AUTH without HELO, proxy_smtp_auth, xclient off", false, true, true, login,
+			[]string{"EHLO proxy.test", plain, "MAIL FROM:<a@b.test>"}},
+
+		{"MAIL without HELO, xclient", true, false, false, envelope,
+			[]string{"EHLO proxy.test", xclientNoLogin, "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+		{"MAIL without HELO, xclient off", true, true, false, envelope,
+			[]string{"HELO proxy.test", "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+		{"MAIL without HELO, proxy_smtp_auth", true, false, true, envelope,
+			[]string{"EHLO proxy.test", xclientNoLogin, "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+		{"MAIL without HELO, proxy_smtp_auth, xclient off", true, true, true, envelope,
+			[]string{"HELO proxy.test", "MAIL FROM:<a@b.test>", "RCPT TO:<bob@b.test>"}},
+
+		{"HELO then AUTH, xclient", false, false, false, append([]testutil.Step{helo}, login...),
+			[]string{"EHLO proxy.test", xclient + " HELO=client.test", "HELO client.test", "MAIL FROM:<a@b.test>"}},
+		{"HELO then AUTH, xclient off", false, true, false, append([]testutil.Step{helo}, login...),
+			[]string{"HELO client.test", "MAIL FROM:<a@b.test>"}},
+		{"HELO then AUTH, proxy_smtp_auth", false, false, true, append([]testutil.Step{helo}, login...),
+			[]string{"EHLO proxy.test", xclientNoLogin + " HELO=client.test", "EHLO client.test", plain, "MAIL FROM:<a@b.test>"}},
+		{"HELO then AUTH, proxy_smtp_auth, xclient off", false, true, true, append([]testutil.Step{helo}, login...),
+			[]string{"EHLO client.test", plain, "MAIL FROM:<a@b.test>"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := startFake(t, true)
+			var methods []string
+			if tt.none {
+				methods = []string{"none"}
+			}
+			var mu sync.Mutex
+			var helos []string
+			a := auth.AuthenticatorFunc(func(ctx context.Context, req *auth.Request) (*auth.Result, error) {
+				mu.Lock()
+				helos = append(helos, req.SMTPHelo)
+				mu.Unlock()
+				if tt.none {
+					return &auth.Result{Backend: fake.Addr}, nil
+				}
+				return table(fake.Addr).Authenticate(ctx, req)
+			})
+			addr := serve(t, &smtp.Server{AuthMethods: methods, DisableXClient: tt.disable, BackendAuth: tt.backendAuth, Config: session.Config{Auth: a}})
+			testutil.Dial(t, "tcp", addr).Play(append([]testutil.Step{{"", "220 proxy.test ESMTP ready"}}, tt.steps...))
+			if got := fake.Received(); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("backend got\n%q\nwant\n%q", got, tt.want)
+			}
+			wantHelo := ""
+			if tt.steps[0][0] == helo[0] {
+				wantHelo = "client.test"
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(helos) != 1 || helos[0] != wantHelo {
+				t.Errorf("the Authenticator got HELO %q, want %q", helos, wantHelo)
+			}
+		})
+	}
+}
+
+// An auth_http service hears of a client that gave no HELO as nginx tells
+// it: Auth-SMTP-Helo is there, and empty.
+func TestAuthHTTPWithoutHelo(t *testing.T) {
+	fake := startFake(t, true)
+	host, port, _ := net.SplitHostPort(fake.Addr)
+	helos := make(chan []string, 1)
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		helos <- r.Header.Values("Auth-SMTP-Helo")
+		w.Header().Set("Auth-Status", "OK")
+		w.Header().Set("Auth-Server", host)
+		w.Header().Set("Auth-Port", port)
+	}))
+	defer svc.Close()
+	h := &auth.HTTP{URL: svc.URL + "/auth", Logger: testutil.Discard}
+	defer h.Close()
+	addr := serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: h}})
+	testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
+		{"", "220"},
+		{"MAIL FROM:<a@b.test>\r\n", "250 2.1.0 OK"},
+		{"RCPT TO:<bob@b.test>\r\n", "250 2.0.0 OK"},
+	})
+	if got := <-helos; len(got) != 1 || got[0] != "" {
+		t.Errorf("Auth-SMTP-Helo %q, want one empty header", got)
 	}
 }
 
@@ -210,6 +343,9 @@ func TestAuthNone(t *testing.T) {
 func TestTranscripts(t *testing.T) {
 	be := startBackend(t)
 	deadAddr := testutil.FreeAddr(t) // nothing listens there
+	startTLS := func(mode session.StartTLS) session.Config {
+		return session.Config{TLS: &session.TLS{Config: testutil.ServerTLS(t), StartTLS: mode}}
+	}
 	tests := []struct {
 		name  string
 		srv   *smtp.Server
@@ -217,7 +353,8 @@ func TestTranscripts(t *testing.T) {
 	}{
 		{"sequence and syntax errors", &smtp.Server{Config: session.Config{MaxErrors: 20}}, []testutil.Step{
 			{"", "220 proxy.test ESMTP ready"},
-			{"AUTH PLAIN\r\n", "503 5.5.1 Send EHLO first"},
+			{"AUTH PLAIN\r\n", "334 "}, // no EHLO needed, as in nginx
+			{"*\r\n", "501 5.7.0 Authentication cancelled"},
 			{"EHLO\r\n", "501 5.5.4 Invalid argument"},
 			{"MAIL FROM:<a@b>\r\n", "530 5.7.0 Authentication required"},
 			{"RCPT TO:<a@b>\r\n", "530"},
@@ -232,6 +369,14 @@ func TestTranscripts(t *testing.T) {
 			{"NOOP\r\nRSET\r\n", "250 2.0.0 OK", "250 2.0.0 OK"},
 			{strings.Repeat("x", 5000) + "\r\n", "500 5.5.6 Line too long"},
 			{"QUIT\r\n", "221 2.0.0 Bye", "<closed>"},
+		}},
+		{"EHLO: capabilities, AUTH, STARTTLS last", &smtp.Server{Capabilities: []string{"SIZE 1000", "8BITMIME"}, Config: startTLS(session.StartTLSOn)}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\n", "250-proxy.test", "250-SIZE 1000", "250-8BITMIME", "250-AUTH PLAIN LOGIN", "250 STARTTLS"},
+		}},
+		{"EHLO with starttls only: no AUTH before TLS", &smtp.Server{Capabilities: []string{"SIZE 1000"}, Config: startTLS(session.StartTLSOnly)}, []testutil.Step{
+			{"", "220"},
+			{"EHLO c.test\r\n", "250-proxy.test", "250-SIZE 1000", "250 STARTTLS"},
 		}},
 		{"max_errors", &smtp.Server{}, []testutil.Step{
 			{"", "220"},

@@ -31,6 +31,10 @@ type Dovecot struct {
 	IMAPProxyAddr, POP3ProxyAddr string // listeners that expect a PROXY protocol header (haproxy = yes)
 	User, Password               string // a passwd-file user with a clear-text password
 	Dir                          string // the instance folder (maildirs under Dir/mail/<user>)
+	// AuthSocket is the path of a Dovecot SASL socket that anyone may
+	// use, for a Postfix that authenticates its clients against User
+	// (StartPostfixSASL).
+	AuthSocket string
 
 	*daemon
 	mailUID, mailGID int // owner of the maildir when running as root; -1 otherwise
@@ -52,6 +56,7 @@ func StartDovecot(t testing.TB) *Dovecot {
 
 	dmn := newDaemon(t, "dovecot", "dovecot.log")
 	d := &Dovecot{User: "testuser", Password: "test-Passw0rd", Dir: dmn.dir, daemon: dmn, mailUID: -1, mailGID: -1}
+	d.AuthSocket = filepath.Join(d.Dir, "run", dovecotAuthSocket)
 	cfg, err := d.setup()
 	if err != nil {
 		t.Fatalf("dovecot: %v", err)
@@ -92,9 +97,13 @@ func (d *Dovecot) Deliver(t testing.TB, msg []byte) {
 	}
 }
 
+// dovecotAuthSocket is the name, under base_dir, of the auth socket that
+// Postfix's smtpd may use.
+const dovecotAuthSocket = "auth-smtpd"
+
 // dovecotConfig fills dovecotConf.
 type dovecotConfig struct {
-	Dir, User                                        string
+	Dir, User, AuthSocket                            string
 	InternalUser, InternalGroup, LoginUser           string
 	MailUser, MailGroup                              string
 	FirstValidUID, FirstValidGID                     int
@@ -105,7 +114,7 @@ type dovecotConfig struct {
 // setup writes the passwd file and the maildir and chooses the users
 // Dovecot's processes run as.
 func (d *Dovecot) setup() (*dovecotConfig, error) {
-	cfg := &dovecotConfig{Dir: d.Dir, User: d.User}
+	cfg := &dovecotConfig{Dir: d.Dir, User: d.User, AuthSocket: dovecotAuthSocket}
 	if os.Geteuid() == 0 {
 		// Dovecot never accesses mail as root ("Mail access not allowed
 		// for root"), so mail belongs to the package's dovecot user, whose
@@ -272,6 +281,12 @@ service pop3-login {
   inet_listener pop3_haproxy {
     port = {{.POP3ProxyPort}}
     haproxy = yes
+  }
+}
+# SASL for a Postfix of another uid (smtpd_sasl_type = dovecot).
+service auth {
+  unix_listener {{.AuthSocket}} {
+    mode = 0666
   }
 }
 `))

@@ -58,6 +58,22 @@ type Postfix struct {
 // and none of them uses the system's Postfix.
 func StartPostfix(t testing.TB) *Postfix {
 	t.Helper()
+	return startPostfix(t, "")
+}
+
+// StartPostfixSASL starts a private Postfix, as StartPostfix does, that
+// also offers AUTH (PLAIN, LOGIN, CRAM-MD5) and checks the credentials
+// with auth, whose User and Password log in. It takes mail without AUTH
+// all the same.
+func StartPostfixSASL(t testing.TB, auth *Dovecot) *Postfix {
+	t.Helper()
+	return startPostfix(t, auth.AuthSocket)
+}
+
+// startPostfix starts a Postfix with SASL through the Dovecot socket at
+// saslPath, or without SASL when it is "".
+func startPostfix(t testing.TB, saslPath string) *Postfix {
+	t.Helper()
 	if _, err := os.Stat(postfixBin); err != nil {
 		t.Skip(postfixSkip)
 	}
@@ -67,7 +83,7 @@ func StartPostfix(t testing.TB) *Postfix {
 
 	dmn := newDaemon(t, "postfix", "maillog")
 	p := &Postfix{Dir: dmn.dir, daemon: dmn}
-	cfg, err := p.setup()
+	cfg, err := p.setup(saslPath)
 	if err != nil {
 		t.Fatalf("postfix: %v", err)
 	}
@@ -138,10 +154,11 @@ type postfixConfig struct {
 	Dir, Maildir     string
 	MailUID, MailGID int
 	Port, ProxyPort  int
+	SASLPath         string // a Dovecot auth socket, or "" for no AUTH
 }
 
 // setup makes the folders and writes main.cf.
-func (p *Postfix) setup() (*postfixConfig, error) {
+func (p *Postfix) setup(saslPath string) (*postfixConfig, error) {
 	// Postfix's daemons run as the package's postfix user, which owns the
 	// queue and data folders. Mail belongs to nobody: virtual(8) delivers
 	// as that user and refuses root.
@@ -153,7 +170,7 @@ func (p *Postfix) setup() (*postfixConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &postfixConfig{Dir: p.Dir, Maildir: postfixMaildir}
+	cfg := &postfixConfig{Dir: p.Dir, Maildir: postfixMaildir, SASLPath: saslPath}
 	ownerUID, _ := strconv.Atoi(owner.Uid)
 	ownerGID, _ := strconv.Atoi(owner.Gid)
 	cfg.MailUID, _ = strconv.Atoi(mail.Uid)
@@ -316,6 +333,13 @@ virtual_minimum_uid = {{.MailUID}}
 # Nothing leaves the machine: mail for any other domain bounces.
 default_transport = error:5.7.1 no mail leaves a testutil instance
 relay_transport = $default_transport
+{{- if .SASLPath}}
+
+# AUTH, checked by a testutil Dovecot; without TLS, so plain text is fine.
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {{.SASLPath}}
+{{- end}}
 `))
 
 // postfixMaster is master.cf: the two smtpd listeners and the daemons that

@@ -171,6 +171,31 @@ func TestPostfixXCLIENT(t *testing.T) {
 	})
 }
 
+// With a Dovecot for SASL, AUTH checks Dovecot's user; mail without AUTH
+// is taken all the same.
+func TestPostfixSASL(t *testing.T) {
+	t.Parallel()
+	d := StartDovecot(t)
+	p := StartPostfixSASL(t, d)
+	c := dialSMTP(t, p.Addr, "")
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, mechs := c.Extension("AUTH"); !ok || !strings.Contains(mechs, "PLAIN") {
+		t.Fatalf("EHLO has AUTH %v %q, want PLAIN", ok, mechs)
+	}
+	smtpCmd(t, c, 235, "AUTH PLAIN "+B64("\x00"+d.User+"\x00"+d.Password))
+	msg := smtpMessage("testutil postfix sasl")
+	sendMail(t, c, msg)
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	checkMessage(t, delivered(t, p), msg)
+	WaitFor(t, "client= in the log", func() bool {
+		return p.LogContains("client=unknown[127.0.0.1], sasl_method=PLAIN, sasl_username=" + d.User)
+	})
+}
+
 func TestPostfixPROXY(t *testing.T) {
 	t.Parallel()
 	p := StartPostfix(t)
