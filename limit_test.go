@@ -57,22 +57,10 @@ func TestMaxConnectionsRefusesPolitely(t *testing.T) {
 		}
 	}
 	held[0].Exchange("a LOGOUT\r\n", "* BYE", "a OK")
-	if !waitFor(func() bool {
+	testutil.WaitFor(t, "a place freed after a session ended", func() bool {
 		c := testutil.Dial(t, "tcp", addr(1))
 		return strings.HasPrefix(c.Line(), "+OK")
-	}) {
-		t.Error("no place freed after a session ended")
-	}
-}
-
-// waitFor polls cond for up to five seconds.
-func waitFor(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return false
+	})
 }
 
 // floodChildEnv makes the test binary the proxy of TestFlood (see

@@ -98,17 +98,23 @@ func (b *Buffer) String() string {
 }
 
 // WaitFor polls cond every 10ms until it holds, failing the test after
-// five seconds.
+// waitLimit.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for range 500 {
+	for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("timed out waiting for %s", what)
+	if !cond() {
+		t.Fatalf("timed out after %v waiting for %s", waitLimit, what)
+	}
 }
+
+// waitLimit bounds WaitFor. It only catches what never happens: a loaded
+// machine (Dovecot's log process writing late under a parallel test run)
+// may take seconds for what takes milliseconds alone.
+const waitLimit = 30 * time.Second
 
 // Accepting reports whether a TCP connection to addr succeeds now.
 func Accepting(addr string) bool {
