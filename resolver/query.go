@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,23 +27,13 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 		}
 	}
 	if !ans.found() {
-		return nil, fmt.Errorf("%w: %s %s: %s", ErrNotFound, dns.TypeToString[qtype], name, rcodeName(ans))
+		why := "no records"
+		if ans.rcode == dns.RcodeNameError {
+			why = "NXDOMAIN"
+		}
+		return nil, fmt.Errorf("%w: %s %s: %s", ErrNotFound, dns.TypeToString[qtype], name, why)
 	}
 	return ans, nil
-}
-
-// rcodeName says why ans holds no records.
-func rcodeName(ans *answer) string {
-	switch name, ok := dns.RcodeToString[ans.rcode]; {
-	case ans.truncated:
-		return "truncated answer"
-	case ans.rcode == dns.RcodeSuccess:
-		return "no records"
-	case ok:
-		return name
-	default:
-		return fmt.Sprintf("rcode %d", ans.rcode)
-	}
 }
 
 func (r *Resolver) cached(k cacheKey) (*answer, bool) {
@@ -114,8 +103,8 @@ func (r *Resolver) exchange(ctx context.Context, q dns.Question) (*answer, error
 	for i := 0; i < n*passes && ctx.Err() == nil; i++ {
 		server := r.servers[(start+i)%n]
 		ans, err := try(ctx, server, q, perTry)
-		if err == nil && ans.serverFailed() {
-			err = errors.New(rcodeName(ans))
+		if err == nil {
+			err = ans.failure()
 		}
 		if err == nil {
 			return ans, nil

@@ -55,6 +55,7 @@ func TestClientHost(t *testing.T) {
 		{"invalid host names", addr("192.0.2.9"), Unavailable, ErrNotFound},
 		{"CNAME to PTR, mixed case", addr("192.0.2.10"), "mixed.case.example", nil},
 		{"NODATA for A", addr("192.0.2.12"), Unavailable, ErrNotFound},
+		{"NODATA for PTR", addr("192.0.2.13"), Unavailable, ErrNotFound},
 		{"invalid address", netip.Addr{}, Unavailable, ErrNotFound},
 	}
 	for _, tt := range tests {
@@ -70,6 +71,76 @@ func TestClientHost(t *testing.T) {
 	}
 	if s.total(true) == 0 {
 		t.Error("the truncated answer was not asked again over TCP")
+	}
+}
+
+// A response to our question that cannot be used is a temporary failure,
+// as nginx has it, and is not kept: only NXDOMAIN and an empty NOERROR
+// say that there is no name. A packet that is not a response to the
+// question is dropped on UDP, the wait going on until the deadline.
+func TestBrokenAnswers(t *testing.T) {
+	checkGoroutines(t)
+	const ptr, fwd = "1.2.0.192.in-addr.arpa.", "good.example."
+	record := func(owner string, rrtype uint16, rdata string) dns.RR {
+		return &dns.RFC3597{Hdr: dns.RR_Header{Name: owner, Rrtype: rrtype, Class: dns.ClassINET, Ttl: 60}, Rdata: rdata}
+	}
+	answerWith := func(rrs ...dns.RR) func(*dns.Msg) []byte {
+		return edited(func(m *dns.Msg) { m.Answer = rrs })
+	}
+	cut := func(resp *dns.Msg) []byte {
+		b, err := resp.Pack()
+		if err != nil {
+			panic(err)
+		}
+		return b[:len(b)-3]
+	}
+	tests := []struct {
+		name     string
+		question string
+		script   script
+		want     string
+		kept     bool // the answer is cached
+		whole    bool // the lookup waits until resolver_timeout
+	}{
+		{"NXDOMAIN", ptr, always(edited(func(m *dns.Msg) { m.Rcode, m.Answer = dns.RcodeNameError, nil })), Unavailable, true, false},
+		{"empty NOERROR", ptr, always(answerWith()), Unavailable, true, false},
+		{"PTR with empty RDATA", ptr, always(answerWith(record(ptr, dns.TypePTR, ""))), TempUnavailable, false, false},
+		{"PTR target points out of the message", ptr, always(answerWith(record(ptr, dns.TypePTR, "c0ff"))), TempUnavailable, false, false},
+		{"PTR target runs past its RDATA", ptr, always(answerWith(record(ptr, dns.TypePTR, "03616263"))), TempUnavailable, false, false},
+		{"PTR target with a reserved label type", ptr, always(answerWith(record(ptr, dns.TypePTR, "4161626300"))), TempUnavailable, false, false},
+		{"only an A record for a PTR question", ptr, always(answerWith(mustRR(t, ptr+" 60 IN A 192.0.2.1"))), TempUnavailable, false, false},
+		{"PTR of another name", ptr, always(answerWith(mustRR(t, "2.2.0.192.in-addr.arpa. 60 IN PTR good.example."))), TempUnavailable, false, false},
+		{"A with empty RDATA", fwd, always(answerWith(record(fwd, dns.TypeA, ""))), TempUnavailable, false, false},
+		{"only an AAAA record for an A question", fwd, always(answerWith(mustRR(t, fwd+" 60 IN AAAA 2001:db8::1"))), TempUnavailable, false, false},
+		{"cut short", ptr, always(cut), TempUnavailable, false, false},
+		{"truncated, then cut short over TCP", ptr, truncatedThen(cut), TempUnavailable, false, false},
+		{"truncated over UDP and TCP", ptr, truncatedThen(edited(func(m *dns.Msg) { m.Truncated = true })), TempUnavailable, false, false},
+		{"wrong ID only", ptr, always(edited(func(m *dns.Msg) { m.Id++ })), TempUnavailable, false, true},
+		{"wrong question only", ptr, always(edited(func(m *dns.Msg) { m.Question[0].Name = "2.2.0.192.in-addr.arpa." })), TempUnavailable, false, true},
+	}
+	const timeout = 600 * time.Millisecond
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, answering(tt.question, tt.script))
+			r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: timeout})
+			start := time.Now()
+			if got := r.ClientHost(t.Context(), addr("192.0.2.1")); got != tt.want {
+				t.Errorf("ClientHost = %q, want %q", got, tt.want)
+			}
+			switch took := time.Since(start); {
+			case tt.whole && took < timeout*9/10:
+				t.Errorf("took %v, want the whole %v", took, timeout)
+			case !tt.whole && took > timeout/2:
+				t.Errorf("took %v: the answer was not taken at once", took)
+			}
+			qtype := dns.TypePTR
+			if tt.question == fwd {
+				qtype = dns.TypeA
+			}
+			if _, kept := r.cached(cacheKey{tt.question, qtype}); kept != tt.kept {
+				t.Errorf("answer kept in the cache: %v, want %v", kept, tt.kept)
+			}
+		})
 	}
 }
 
@@ -442,26 +513,36 @@ func TestParseAnswer(t *testing.T) {
 		}
 		return b
 	}
+	ptr := reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.")
+	truncated := reply(func(m *dns.Msg) { m.Truncated = true }, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.")
 	tests := []struct {
-		name  string
-		raw   []byte
-		err   error
-		names int
-		ttl   uint32
+		name   string
+		raw    []byte
+		err    error
+		names  int
+		ttl    uint32
+		broken bool
 	}{
-		{"PTR", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "1.2.0.192.IN-ADDR.ARPA. 200 IN PTR b.example."), nil, 2, 200},
-		{"other owners ignored", reply(nil, "2.2.0.192.in-addr.arpa. 300 IN PTR a.example."), nil, 0, defNegativeTTL},
-		{"huge TTL capped", reply(nil, "1.2.0.192.in-addr.arpa. 4000000000 IN PTR a.example."), nil, 1, maxTTL},
-		{"CNAME chain", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN PTR a.example."), nil, 1, 100},
-		{"CNAME loop", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN CNAME 1.2.0.192.in-addr.arpa."), nil, 0, defNegativeTTL},
-		{"wrong ID", reply(func(m *dns.Msg) { m.Id = 43 }), errMismatch, 0, 0},
-		{"not a response", reply(func(m *dns.Msg) { m.Response = false }), errMismatch, 0, 0},
-		{"wrong class", reply(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), errMismatch, 0, 0},
-		{"wrong opcode", reply(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), errMismatch, 0, 0},
-		{"no question", reply(func(m *dns.Msg) { m.Question = nil }), errMismatch, 0, 0},
-		{"two questions", reply(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), errMismatch, 0, 0},
-		{"garbage", []byte("\x00\x2a\x80"), errMalformed, 0, 0},
-		{"empty", nil, errMalformed, 0, 0},
+		{"PTR", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "1.2.0.192.IN-ADDR.ARPA. 200 IN PTR b.example."), nil, 2, 200, false},
+		{"other owners ignored", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "2.2.0.192.in-addr.arpa. 100 IN PTR b.example."), nil, 1, 300, false},
+		{"only another owner's PTR", reply(nil, "2.2.0.192.in-addr.arpa. 300 IN PTR a.example."), nil, 0, 0, true},
+		{"only another type", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN A 192.0.2.1"), nil, 0, 0, true},
+		{"empty NOERROR", reply(nil), nil, 0, defNegativeTTL, false},
+		{"NXDOMAIN", reply(func(m *dns.Msg) { m.Rcode = dns.RcodeNameError }), nil, 0, defNegativeTTL, false},
+		{"huge TTL capped", reply(nil, "1.2.0.192.in-addr.arpa. 4000000000 IN PTR a.example."), nil, 1, maxTTL, false},
+		{"CNAME chain", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN PTR a.example."), nil, 1, 100, false},
+		{"CNAME loop", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN CNAME 1.2.0.192.in-addr.arpa."), nil, 0, 0, true},
+		{"cut short in the answer", ptr[:len(ptr)-3], nil, 0, 0, true},
+		{"cut short in the question", ptr[:headerLen+5], errMalformed, 0, 0, false},
+		{"truncated, the rest cut short", truncated[:len(truncated)-3], nil, 0, 0, false},
+		{"wrong ID", reply(func(m *dns.Msg) { m.Id = 43 }), errMismatch, 0, 0, false},
+		{"not a response", reply(func(m *dns.Msg) { m.Response = false }), errMismatch, 0, 0, false},
+		{"wrong class", reply(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), errMismatch, 0, 0, false},
+		{"wrong opcode", reply(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), errMismatch, 0, 0, false},
+		{"no question", reply(func(m *dns.Msg) { m.Question = nil }), errMismatch, 0, 0, false},
+		{"two questions", reply(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), errMismatch, 0, 0, false},
+		{"garbage", []byte("\x00\x2a\x80"), errMalformed, 0, 0, false},
+		{"empty", nil, errMalformed, 0, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -472,8 +553,8 @@ func TestParseAnswer(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if len(ans.names) != tt.names || ans.ttl != tt.ttl {
-				t.Errorf("got %d names, TTL %d; want %d, %d", len(ans.names), ans.ttl, tt.names, tt.ttl)
+			if len(ans.names) != tt.names || ans.ttl != tt.ttl || (ans.broken != nil) != tt.broken {
+				t.Errorf("got %d names, TTL %d, broken: %v; want %d, %d, broken %v", len(ans.names), ans.ttl, ans.broken, tt.names, tt.ttl, tt.broken)
 			}
 		})
 	}

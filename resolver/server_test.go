@@ -131,6 +131,7 @@ type testServer struct {
 	refuse    bool
 	slowDelay time.Duration // the wait ends with the test
 	strays    []stray       // sent before the answer to spoofedName
+	scripts   map[string]script
 
 	zone  map[string][]dns.RR // by "name type", names lower-case
 	names map[string]bool     // the names that exist, lower-case
@@ -159,6 +160,15 @@ func slowBy(d time.Duration) serverOption { return func(s *testServer) { s.slowD
 // onHost listens on host instead of 127.0.0.1.
 func onHost(host string) serverOption { return func(s *testServer) { s.host = host } }
 
+// A script makes what the server sends for a question from the answer it
+// would send: the packets, none for silence.
+type script func(resp *dns.Msg, udp bool) [][]byte
+
+// answering makes the server follow s for the question name, of any type.
+func answering(name string, s script) serverOption {
+	return func(ts *testServer) { ts.scripts[strings.ToLower(name)] = s }
+}
+
 // strayFirst sends only st before the answer to spoofedName, instead of
 // all the strays.
 func strayFirst(st stray) serverOption { return func(s *testServer) { s.strays = []stray{st} } }
@@ -169,6 +179,7 @@ func newTestServer(t testing.TB, opts ...serverOption) *testServer {
 		host:      "127.0.0.1",
 		slowDelay: 2 * time.Second,
 		strays:    strays,
+		scripts:   make(map[string]script),
 		zone:      make(map[string][]dns.RR),
 		names:     make(map[string]bool),
 		done:      make(chan struct{}),
@@ -273,6 +284,12 @@ func (s *testServer) handle(w dns.ResponseWriter, req *dns.Msg) {
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
 	switch name := strings.ToLower(q.Name); {
+	case s.scripts[name] != nil:
+		s.answer(resp, q)
+		for _, p := range s.scripts[name](resp, udp) {
+			w.Write(p)
+		}
+		return
 	case s.refuse:
 		resp.Rcode = dns.RcodeRefused
 	case name == servfailName:
@@ -366,6 +383,23 @@ func edited(edit func(*dns.Msg)) func(*dns.Msg) []byte {
 			panic(err)
 		}
 		return b
+	}
+}
+
+// always sends what packet makes of the answer, over UDP and TCP.
+func always(packet func(*dns.Msg) []byte) script {
+	return func(resp *dns.Msg, _ bool) [][]byte { return [][]byte{packet(resp)} }
+}
+
+// truncatedThen sends an empty truncated answer over UDP, and what packet
+// makes of the answer over TCP.
+func truncatedThen(packet func(*dns.Msg) []byte) script {
+	truncated := edited(func(m *dns.Msg) { m.Truncated, m.Answer = true, nil })
+	return func(resp *dns.Msg, udp bool) [][]byte {
+		if udp {
+			return [][]byte{truncated(resp)}
+		}
+		return [][]byte{packet(resp)}
 	}
 }
 
