@@ -14,7 +14,7 @@ import (
 
 // Limits on what an answer can make us do or keep.
 const (
-	maxChain       = 8       // CNAMEs followed inside one answer
+	maxChain       = 8       // CNAMEs followed for one question, across answers
 	maxTTL         = 86400   // seconds an answer is kept at most
 	maxNegativeTTL = 600     // seconds a "no such name" is kept at most
 	defNegativeTTL = 30      // seconds a "no such name" without SOA is kept
@@ -45,6 +45,7 @@ type answer struct {
 	rcode     int
 	truncated bool
 	broken    error        // why a response to the question cannot be used
+	aliases   []string     // the CNAME chain from the question's name, without it
 	names     []string     // PTR targets, as sent
 	addrs     []netip.Addr // A or AAAA addresses
 	ttl       uint32       // seconds it may be cached
@@ -104,14 +105,17 @@ func responseTo(raw []byte, id uint16, q dns.Question) (uint16, error) {
 	return flags, nil
 }
 
-// collect gathers the records of q's type, following CNAMEs from q's name,
-// and sets the TTL to the lowest of the records used, or the SOA's when
-// there are none. It returns why the answer section cannot be used: a
-// record of q's type without data, or records none of which is of q's type
-// or on the chain.
+// collect gathers the records of q's type at the end of the CNAME chain
+// from q's name, keeping the chain in aliases, and sets the TTL: the lowest
+// of the records and CNAMEs used, or the SOA's when there are none. A chain
+// that ends at a name without records is for the caller to follow with a
+// question for that name. collect returns why the answer section cannot be
+// used: a record of q's type without data, a chain that is too long or
+// loops, or records none of which is of q's type or on the chain.
 func (a *answer) collect(m *dns.Msg, q dns.Question) error {
 	name, ttl := q.Name, uint32(math.MaxUint32)
-	for range maxChain {
+	names := chain{name}
+	for {
 		for _, rr := range m.Answer {
 			h := rr.Header()
 			if h.Class != dns.ClassINET || h.Rrtype != q.Qtype || !strings.EqualFold(h.Name, name) {
@@ -122,21 +126,42 @@ func (a *answer) collect(m *dns.Msg, q dns.Question) error {
 			}
 			ttl = min(ttl, h.Ttl)
 		}
-		if a.found() {
-			a.ttl = min(ttl, maxTTL)
-			return nil
-		}
 		cname := findCNAME(m.Answer, name)
-		if cname == nil {
+		if a.found() || cname == nil {
 			break
+		}
+		var err error
+		if names, err = names.extend(cname.Target); err != nil {
+			return err
 		}
 		name, ttl = cname.Target, min(ttl, cname.Hdr.Ttl)
 	}
-	if name == q.Name && len(m.Answer) > 0 {
+	a.aliases = names[1:]
+	switch {
+	case a.found() || len(a.aliases) > 0:
+		a.ttl = min(ttl, maxTTL)
+	case len(m.Answer) > 0:
 		return fmt.Errorf("no %s record of %s in the answer", dns.TypeToString[q.Qtype], q.Name)
+	default:
+		a.ttl = negativeTTL(m)
 	}
-	a.ttl = negativeTTL(m)
 	return nil
+}
+
+// A chain is the names a lookup has gone through by CNAMEs, from the name
+// it asked for.
+type chain []string
+
+// extend adds target to c, unless that makes more than maxChain links or
+// comes back to a name on c.
+func (c chain) extend(target string) (chain, error) {
+	if len(c) > maxChain {
+		return c, fmt.Errorf("more than %d CNAMEs from %s", maxChain, c[0])
+	}
+	if slices.ContainsFunc(c, func(name string) bool { return strings.EqualFold(name, target) }) {
+		return c, fmt.Errorf("CNAME loop from %s at %s", c[0], target)
+	}
+	return append(c, target), nil
 }
 
 // add keeps the data of rr, a record of the type asked, and tells whether

@@ -23,8 +23,15 @@ func FuzzAnswer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if ans.found() && ans.ttl > maxTTL || !ans.found() && ans.ttl > maxNegativeTTL {
+		limit := uint32(maxNegativeTTL)
+		if ans.found() || len(ans.aliases) > 0 {
+			limit = maxTTL
+		}
+		if ans.ttl > limit {
 			t.Errorf("TTL %d", ans.ttl)
+		}
+		if len(ans.aliases) > maxChain {
+			t.Errorf("%d CNAMEs followed", len(ans.aliases))
 		}
 		for _, n := range ans.names {
 			hostName(n)

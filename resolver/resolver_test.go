@@ -74,6 +74,48 @@ func TestClientHost(t *testing.T) {
 	}
 }
 
+// CNAMEs are followed, in one answer and across answers, for the PTR and
+// for the forward confirmation: 8 links in all at most, never back to a
+// name already on the chain.
+func TestCNAMEChains(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	tests := []struct {
+		name    string
+		ip      netip.Addr
+		want    string
+		err     error
+		queries int // sent by one lookup without a cache
+	}{
+		{"CNAME and PTR in one answer", addr("192.0.2.10"), "mixed.case.example", nil, 2},
+		{"CNAME, then a query for its target", addr("192.0.2.20"), "delegated.example", nil, 3},
+		{"loop in one answer", addr("192.0.2.21"), TempUnavailable, ErrTemporary, passes},
+		{"loop across answers", addr("192.0.2.22"), TempUnavailable, ErrTemporary, 2},
+		{"8 links in one answer", addr("192.0.2.23"), "chain23.example", nil, 2},
+		{"9 links in one answer", addr("192.0.2.24"), TempUnavailable, ErrTemporary, passes},
+		{"8 links across answers", addr("192.0.2.25"), "chain25.example", nil, 3},
+		{"9 links across answers", addr("192.0.2.26"), TempUnavailable, ErrTemporary, 2},
+		{"PTR name is a CNAME", addr("192.0.2.27"), "alias.example", nil, 3},
+		{"PTR name is a CNAME to another address", addr("192.0.2.28"), Unavailable, ErrNotFound, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, CacheSize: -1})
+			before := s.total(false)
+			host, err := r.LookupHost(t.Context(), tt.ip)
+			if !errors.Is(err, tt.err) || tt.err == nil && host != tt.want {
+				t.Errorf("LookupHost = %q, %v; want %q, %v", host, err, tt.want, tt.err)
+			}
+			if got := r.ClientHost(t.Context(), tt.ip); got != tt.want {
+				t.Errorf("ClientHost = %q, want %q", got, tt.want)
+			}
+			if n := (s.total(false) - before) / 2; n != tt.queries {
+				t.Errorf("%d queries per lookup, want %d", n, tt.queries)
+			}
+		})
+	}
+}
+
 // A response to our question that cannot be used is a temporary failure,
 // as nginx has it, and is not kept: only NXDOMAIN and an empty NOERROR
 // say that there is no name. A packet that is not a response to the
@@ -268,6 +310,9 @@ func TestCache(t *testing.T) {
 		{"NXDOMAIN for the SOA minimum", 0, addr("192.0.2.2"), Unavailable, []step{{0, true}, {4 * time.Second, false}, {time.Second, true}}},
 		{"mismatch", 0, addr("192.0.2.4"), Unavailable, []step{{0, true}, {0, false}}},
 		{"SERVFAIL not kept", 0, addr("192.0.2.3"), TempUnavailable, []step{{0, true}, {0, true}}},
+		{"each answer of a chain for its TTL", 0, addr("192.0.2.20"), "delegated.example", []step{{0, true}, {29 * time.Second, false}, {time.Second, true}}},
+		{"a chain for valid", time.Hour, addr("192.0.2.20"), "delegated.example", []step{{0, true}, {59 * time.Minute, false}, {time.Minute, true}}},
+		{"loop in one answer not kept", 0, addr("192.0.2.21"), TempUnavailable, []step{{0, true}, {0, true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -531,6 +576,7 @@ func TestParseAnswer(t *testing.T) {
 		{"NXDOMAIN", reply(func(m *dns.Msg) { m.Rcode = dns.RcodeNameError }), nil, 0, defNegativeTTL, false},
 		{"huge TTL capped", reply(nil, "1.2.0.192.in-addr.arpa. 4000000000 IN PTR a.example."), nil, 1, maxTTL, false},
 		{"CNAME chain", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN PTR a.example."), nil, 1, 100, false},
+		{"CNAME to a name not in the answer", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "y.example. 100 IN PTR a.example."), nil, 0, 300, false},
 		{"CNAME loop", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN CNAME 1.2.0.192.in-addr.arpa."), nil, 0, 0, true},
 		{"cut short in the answer", ptr[:len(ptr)-3], nil, 0, 0, true},
 		{"cut short in the question", ptr[:headerLen+5], errMalformed, 0, 0, false},
