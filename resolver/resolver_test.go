@@ -396,6 +396,63 @@ func TestSingleflight(t *testing.T) {
 	}
 }
 
+// A client that joins a lookup in flight waits no longer than that lookup,
+// which resolver_timeout bounds, nor than its own deadline from when it
+// asked.
+func TestJoinerDeadline(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t, slowBy(5*time.Second))
+	const timeout = time.Second
+	const slack = 150 * time.Millisecond
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: timeout})
+	type result struct {
+		host string
+		took time.Duration
+	}
+	lookup := func(ctx context.Context) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			start := time.Now()
+			host := r.ClientHost(ctx, addr("192.0.2.5"))
+			ch <- result{host, time.Since(start)}
+		}()
+		return ch
+	}
+	start := time.Now()
+	first := lookup(context.Background())
+	for i := 0; s.count(slowName, dns.TypePTR) == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the query never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(timeout / 2)
+	joined := time.Since(start)
+	late := lookup(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	hurried := lookup(ctx)
+
+	f, l, h := <-first, <-late, <-hurried
+	for name, res := range map[string]result{"first": f, "late": l, "hurried": h} {
+		if res.host != TempUnavailable {
+			t.Errorf("%s: ClientHost = %q, want %q", name, res.host, TempUnavailable)
+		}
+	}
+	if f.took > timeout+slack {
+		t.Errorf("first client: %v, resolver_timeout is %v", f.took, timeout)
+	}
+	if joined+l.took > f.took+slack {
+		t.Errorf("late client: returned %v after the first", joined+l.took-f.took)
+	}
+	if h.took > 100*time.Millisecond+slack {
+		t.Errorf("client with a 100ms deadline: %v", h.took)
+	}
+	if n := s.count(slowName, dns.TypePTR); n > passes {
+		t.Errorf("%d PTR queries, want at most %d: the joiners asked again", n, passes)
+	}
+}
+
 func TestClose(t *testing.T) {
 	checkGoroutines(t)
 	s := newTestServer(t)
