@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -13,7 +14,7 @@ import (
 
 // Limits on what an answer can make us do or keep.
 const (
-	maxChain       = 8       // CNAMEs followed inside one answer
+	maxChain       = 8       // CNAMEs followed for one question, across answers
 	maxTTL         = 86400   // seconds an answer is kept at most
 	maxNegativeTTL = 600     // seconds a "no such name" is kept at most
 	defNegativeTTL = 30      // seconds a "no such name" without SOA is kept
@@ -28,87 +29,158 @@ var (
 	errMismatch  = errors.New("DNS message does not answer the query")
 )
 
+// The parts of a DNS header that tell a response to our query.
+const (
+	headerLen      = 12
+	flagResponse   = 1 << 15
+	flagTruncated  = 1 << 9
+	opcodeShift    = 11
+	opcodeMask     = 0xf
+	rcodeMask      = 0xf
+	questionFields = 4 // type and class
+)
+
 // answer is what a name server said about one question.
 type answer struct {
 	rcode     int
 	truncated bool
+	broken    error        // why a response to the question cannot be used
+	aliases   []string     // the CNAME chain from the question's name, without it
 	names     []string     // PTR targets, as sent
 	addrs     []netip.Addr // A or AAAA addresses
 	ttl       uint32       // seconds it may be cached
 }
 
 // parseAnswer reads a response to the query id for q. It returns an error
-// only for a packet that is not such a response: one that does not unpack,
-// is not a response, has another ID, or another question.
+// only for a packet that is not such a response, as its header and
+// question tell: one too short to hold them, not a response, under another
+// ID or with another question. A response that does not unpack past its
+// question, or whose answer section does not answer it, is returned as
+// broken: nginx treats it as no answer, a temporary failure.
 func parseAnswer(raw []byte, id uint16, q dns.Question) (*answer, error) {
-	var m dns.Msg
-	if err := m.Unpack(raw); err != nil {
-		return nil, fmt.Errorf("%w: %w", errMalformed, err)
+	flags, err := responseTo(raw, id, q)
+	if err != nil {
+		return nil, err
 	}
-	if !answers(&m, id, q) {
-		return nil, errMismatch
-	}
-	a := &answer{rcode: m.Rcode, truncated: m.Truncated}
-	if a.truncated || a.rcode != dns.RcodeSuccess && a.rcode != dns.RcodeNameError {
+	a := &answer{rcode: int(flags & rcodeMask), truncated: flags&flagTruncated != 0}
+	if a.truncated {
 		return a, nil
 	}
-	if a.rcode == dns.RcodeSuccess {
-		a.collect(&m, q)
+	var m dns.Msg
+	if err := m.Unpack(raw); err != nil {
+		a.broken = fmt.Errorf("%w: %w", errMalformed, err)
+		return a, nil
 	}
-	if !a.found() {
+	switch a.rcode = m.Rcode; a.rcode {
+	case dns.RcodeSuccess:
+		a.broken = a.collect(&m, q)
+	case dns.RcodeNameError:
 		a.ttl = negativeTTL(&m)
 	}
 	return a, nil
 }
 
-// answers tells whether m is the response to the query id for q.
-func answers(m *dns.Msg, id uint16, q dns.Question) bool {
-	if !m.Response || m.Id != id || m.Opcode != dns.OpcodeQuery || len(m.Question) != 1 {
-		return false
+// responseTo checks, from its header and question alone, that raw is a
+// response to the query id for q, and returns the header's flags.
+func responseTo(raw []byte, id uint16, q dns.Question) (uint16, error) {
+	if len(raw) < headerLen {
+		return 0, errMalformed
 	}
-	got := m.Question[0]
-	return got.Qtype == q.Qtype && got.Qclass == q.Qclass && strings.EqualFold(got.Name, q.Name)
+	flags := binary.BigEndian.Uint16(raw[2:])
+	if binary.BigEndian.Uint16(raw) != id || flags&flagResponse == 0 ||
+		flags>>opcodeShift&opcodeMask != dns.OpcodeQuery || binary.BigEndian.Uint16(raw[4:]) != 1 {
+		return 0, errMismatch
+	}
+	name, off, err := dns.UnpackDomainName(raw, headerLen)
+	if err != nil {
+		return 0, fmt.Errorf("%w: question: %w", errMalformed, err)
+	}
+	if len(raw) < off+questionFields {
+		return 0, fmt.Errorf("%w: question cut short", errMalformed)
+	}
+	qtype, qclass := binary.BigEndian.Uint16(raw[off:]), binary.BigEndian.Uint16(raw[off+2:])
+	if qtype != q.Qtype || qclass != q.Qclass || !strings.EqualFold(name, q.Name) {
+		return 0, errMismatch
+	}
+	return flags, nil
 }
 
-// collect gathers the records of q's type, following CNAMEs from q's name,
-// and sets the TTL to the lowest of the records used.
-func (a *answer) collect(m *dns.Msg, q dns.Question) {
+// collect gathers the records of q's type at the end of the CNAME chain
+// from q's name, keeping the chain in aliases, and sets the TTL: the lowest
+// of the records and CNAMEs used, or the SOA's when there are none. A chain
+// that ends at a name without records is for the caller to follow with a
+// question for that name. collect returns why the answer section cannot be
+// used: a record of q's type without data, a chain that is too long or
+// loops, or records none of which is of q's type or on the chain.
+func (a *answer) collect(m *dns.Msg, q dns.Question) error {
 	name, ttl := q.Name, uint32(math.MaxUint32)
-	for range maxChain {
+	names := chain{name}
+	for {
 		for _, rr := range m.Answer {
 			h := rr.Header()
-			if h.Class == dns.ClassINET && strings.EqualFold(h.Name, name) && a.add(rr, q.Qtype) {
-				ttl = min(ttl, h.Ttl)
+			if h.Class != dns.ClassINET || h.Rrtype != q.Qtype || !strings.EqualFold(h.Name, name) {
+				continue
 			}
-		}
-		if a.found() {
-			a.ttl = min(ttl, maxTTL)
-			return
+			if !a.add(rr) {
+				return fmt.Errorf("%s record of %s without data", dns.TypeToString[q.Qtype], name)
+			}
+			ttl = min(ttl, h.Ttl)
 		}
 		cname := findCNAME(m.Answer, name)
-		if cname == nil {
-			return
+		if a.found() || cname == nil {
+			break
+		}
+		var err error
+		if names, err = names.extend(cname.Target); err != nil {
+			return err
 		}
 		name, ttl = cname.Target, min(ttl, cname.Hdr.Ttl)
 	}
+	a.aliases = names[1:]
+	switch {
+	case a.found() || len(a.aliases) > 0:
+		a.ttl = min(ttl, maxTTL)
+	case len(m.Answer) > 0:
+		return fmt.Errorf("no %s record of %s in the answer", dns.TypeToString[q.Qtype], q.Name)
+	default:
+		a.ttl = negativeTTL(m)
+	}
+	return nil
 }
 
-// add keeps rr if it is of type qtype, and tells whether it did.
-func (a *answer) add(rr dns.RR, qtype uint16) bool {
+// A chain is the names a lookup has gone through by CNAMEs, from the name
+// it asked for.
+type chain []string
+
+// extend adds target to c, unless that makes more than maxChain links or
+// comes back to a name on c.
+func (c chain) extend(target string) (chain, error) {
+	if len(c) > maxChain {
+		return c, fmt.Errorf("more than %d CNAMEs from %s", maxChain, c[0])
+	}
+	if slices.ContainsFunc(c, func(name string) bool { return strings.EqualFold(name, target) }) {
+		return c, fmt.Errorf("CNAME loop from %s at %s", c[0], target)
+	}
+	return append(c, target), nil
+}
+
+// add keeps the data of rr, a record of the type asked, and tells whether
+// it had any: a record sent without data unpacks empty.
+func (a *answer) add(rr dns.RR) bool {
 	var ip netip.Addr
 	switch rr := rr.(type) {
 	case *dns.PTR:
-		if qtype == dns.TypePTR {
-			a.names = append(a.names, rr.Ptr)
-			return true
+		if rr.Ptr == "" {
+			return false
 		}
-		return false
+		a.names = append(a.names, rr.Ptr)
+		return true
 	case *dns.A:
 		ip, _ = netip.AddrFromSlice(rr.A.To4())
 	case *dns.AAAA:
 		ip, _ = netip.AddrFromSlice(rr.AAAA.To16())
 	}
-	if !ip.IsValid() || rr.Header().Rrtype != qtype {
+	if !ip.IsValid() {
 		return false
 	}
 	a.addrs = append(a.addrs, ip)
@@ -137,11 +209,23 @@ func negativeTTL(m *dns.Msg) uint32 {
 
 func (a *answer) found() bool { return len(a.names) > 0 || len(a.addrs) > 0 }
 
-// serverFailed tells whether the server could not answer (SERVFAIL,
-// REFUSED and the like, or a truncated answer over TCP), so that another
-// one should be asked.
-func (a *answer) serverFailed() bool {
-	return a.truncated || a.rcode != dns.RcodeSuccess && a.rcode != dns.RcodeNameError
+// failure says why the server gave no answer to use (SERVFAIL, REFUSED and
+// the like, a truncated answer over TCP, a broken one), so that another
+// should be asked; nil when it gave one.
+func (a *answer) failure() error {
+	name, known := dns.RcodeToString[a.rcode]
+	switch {
+	case a.truncated:
+		return errors.New("truncated answer")
+	case a.broken != nil:
+		return a.broken
+	case a.rcode == dns.RcodeSuccess || a.rcode == dns.RcodeNameError:
+		return nil
+	case known:
+		return errors.New(name)
+	default:
+		return fmt.Errorf("rcode %d", a.rcode)
+	}
 }
 
 func (a *answer) has(ip netip.Addr) bool { return slices.Contains(a.addrs, ip) }

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,36 +14,44 @@ import (
 // passes is how many times each name server may be asked one question.
 const passes = 3
 
-// query answers a question from the cache or the name servers. A name or
+// lookup returns the records of type qtype of name, following CNAMEs
+// across answers when an answer's chain ends without them: at most
+// maxChain links in all, never back to a name on the chain. A name or
 // record that does not exist gives an error wrapping ErrNotFound; no
-// answer, one wrapping ErrTemporary.
-func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answer, error) {
-	k := cacheKey{strings.ToLower(name), qtype}
-	ans, ok := r.cached(k)
-	if !ok {
-		var err error
-		if ans, err = r.shared(ctx, k); err != nil {
+// answer, or a chain too long or looping, one wrapping ErrTemporary.
+func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (*answer, error) {
+	names := chain{name}
+	for {
+		ans, err := r.query(ctx, names[len(names)-1], qtype)
+		if err != nil {
 			return nil, err
 		}
+		for _, alias := range ans.aliases {
+			if names, err = names.extend(alias); err != nil {
+				return nil, fmt.Errorf("%w: %s %s: %w", ErrTemporary, dns.TypeToString[qtype], name, err)
+			}
+		}
+		switch {
+		case ans.found():
+			return ans, nil
+		case len(ans.aliases) == 0:
+			why := "no records"
+			if ans.rcode == dns.RcodeNameError {
+				why = "NXDOMAIN"
+			}
+			return nil, fmt.Errorf("%w: %s %s: %s", ErrNotFound, dns.TypeToString[qtype], names[len(names)-1], why)
+		}
 	}
-	if !ans.found() {
-		return nil, fmt.Errorf("%w: %s %s: %s", ErrNotFound, dns.TypeToString[qtype], name, rcodeName(ans))
-	}
-	return ans, nil
 }
 
-// rcodeName says why ans holds no records.
-func rcodeName(ans *answer) string {
-	switch name, ok := dns.RcodeToString[ans.rcode]; {
-	case ans.truncated:
-		return "truncated answer"
-	case ans.rcode == dns.RcodeSuccess:
-		return "no records"
-	case ok:
-		return name
-	default:
-		return fmt.Sprintf("rcode %d", ans.rcode)
+// query answers a question from the cache or the name servers: an error,
+// wrapping ErrTemporary, only when there is no answer.
+func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answer, error) {
+	k := cacheKey{strings.ToLower(name), qtype}
+	if ans, ok := r.cached(k); ok {
+		return ans, nil
 	}
+	return r.shared(ctx, k)
 }
 
 func (r *Resolver) cached(k cacheKey) (*answer, bool) {
@@ -114,8 +121,8 @@ func (r *Resolver) exchange(ctx context.Context, q dns.Question) (*answer, error
 	for i := 0; i < n*passes && ctx.Err() == nil; i++ {
 		server := r.servers[(start+i)%n]
 		ans, err := try(ctx, server, q, perTry)
-		if err == nil && ans.serverFailed() {
-			err = errors.New(rcodeName(ans))
+		if err == nil {
+			err = ans.failure()
 		}
 		if err == nil {
 			return ans, nil

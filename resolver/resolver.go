@@ -11,7 +11,9 @@
 // The package carries its own DNS client (UDP, TCP when an answer is
 // truncated, a random query ID and source port for every query, answers
 // checked against the question) and a bounded cache of answers kept for
-// their TTL.
+// their TTL. It follows CNAMEs, in one answer or by asking for the target,
+// up to 8 links: a classless reverse delegation (RFC 2317) puts one before
+// the PTR, which nginx does not follow, ending in a timeout.
 package resolver
 
 import (
@@ -50,7 +52,8 @@ var (
 	// or does not confirm (its addresses lack the client's).
 	ErrNotFound = errors.New("resolver: host not found")
 	// ErrTemporary means no answer could be had: a timeout, a server
-	// failure, a refusal.
+	// failure, a refusal, an answer that does not unpack or does not
+	// answer the question, a CNAME chain longer than 8 links or looping.
 	ErrTemporary = errors.New("resolver: temporary failure")
 )
 
@@ -131,7 +134,7 @@ func (r *Resolver) LookupHost(ctx context.Context, ip netip.Addr) (string, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	ptr, err := r.query(ctx, reverseName(ip), dns.TypePTR)
+	ptr, err := r.lookup(ctx, reverseName(ip), dns.TypePTR)
 	if err != nil {
 		return "", err
 	}
@@ -153,7 +156,7 @@ func (r *Resolver) confirm(ctx context.Context, ip netip.Addr, names []string) (
 		if !ok {
 			continue
 		}
-		fwd, err := r.query(ctx, host+".", qtype)
+		fwd, err := r.lookup(ctx, host+".", qtype)
 		if err != nil {
 			if errors.Is(err, ErrTemporary) && temporary == nil {
 				temporary = err

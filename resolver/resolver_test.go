@@ -55,6 +55,7 @@ func TestClientHost(t *testing.T) {
 		{"invalid host names", addr("192.0.2.9"), Unavailable, ErrNotFound},
 		{"CNAME to PTR, mixed case", addr("192.0.2.10"), "mixed.case.example", nil},
 		{"NODATA for A", addr("192.0.2.12"), Unavailable, ErrNotFound},
+		{"NODATA for PTR", addr("192.0.2.13"), Unavailable, ErrNotFound},
 		{"invalid address", netip.Addr{}, Unavailable, ErrNotFound},
 	}
 	for _, tt := range tests {
@@ -70,6 +71,118 @@ func TestClientHost(t *testing.T) {
 	}
 	if s.total(true) == 0 {
 		t.Error("the truncated answer was not asked again over TCP")
+	}
+}
+
+// CNAMEs are followed, in one answer and across answers, for the PTR and
+// for the forward confirmation: 8 links in all at most, never back to a
+// name already on the chain.
+func TestCNAMEChains(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t)
+	tests := []struct {
+		name    string
+		ip      netip.Addr
+		want    string
+		err     error
+		queries int // sent by one lookup without a cache
+	}{
+		{"CNAME and PTR in one answer", addr("192.0.2.10"), "mixed.case.example", nil, 2},
+		{"CNAME, then a query for its target", addr("192.0.2.20"), "delegated.example", nil, 3},
+		{"loop in one answer", addr("192.0.2.21"), TempUnavailable, ErrTemporary, passes},
+		{"loop across answers", addr("192.0.2.22"), TempUnavailable, ErrTemporary, 2},
+		{"8 links in one answer", addr("192.0.2.23"), "chain23.example", nil, 2},
+		{"9 links in one answer", addr("192.0.2.24"), TempUnavailable, ErrTemporary, passes},
+		{"8 links across answers", addr("192.0.2.25"), "chain25.example", nil, 3},
+		{"9 links across answers", addr("192.0.2.26"), TempUnavailable, ErrTemporary, 2},
+		{"PTR name is a CNAME", addr("192.0.2.27"), "alias.example", nil, 3},
+		{"PTR name is a CNAME to another address", addr("192.0.2.28"), Unavailable, ErrNotFound, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, CacheSize: -1})
+			before := s.total(false)
+			host, err := r.LookupHost(t.Context(), tt.ip)
+			if !errors.Is(err, tt.err) || tt.err == nil && host != tt.want {
+				t.Errorf("LookupHost = %q, %v; want %q, %v", host, err, tt.want, tt.err)
+			}
+			if got := r.ClientHost(t.Context(), tt.ip); got != tt.want {
+				t.Errorf("ClientHost = %q, want %q", got, tt.want)
+			}
+			if n := (s.total(false) - before) / 2; n != tt.queries {
+				t.Errorf("%d queries per lookup, want %d", n, tt.queries)
+			}
+		})
+	}
+}
+
+// A response to our question that cannot be used is a temporary failure,
+// as nginx has it, and is not kept: only NXDOMAIN and an empty NOERROR
+// say that there is no name. A packet that is not a response to the
+// question is dropped on UDP, the wait going on until the deadline.
+func TestBrokenAnswers(t *testing.T) {
+	checkGoroutines(t)
+	const ptr, fwd = "1.2.0.192.in-addr.arpa.", "good.example."
+	record := func(owner string, rrtype uint16, rdata string) dns.RR {
+		return &dns.RFC3597{Hdr: dns.RR_Header{Name: owner, Rrtype: rrtype, Class: dns.ClassINET, Ttl: 60}, Rdata: rdata}
+	}
+	answerWith := func(rrs ...dns.RR) func(*dns.Msg) []byte {
+		return edited(func(m *dns.Msg) { m.Answer = rrs })
+	}
+	cut := func(resp *dns.Msg) []byte {
+		b, err := resp.Pack()
+		if err != nil {
+			panic(err)
+		}
+		return b[:len(b)-3]
+	}
+	tests := []struct {
+		name     string
+		question string
+		script   script
+		want     string
+		kept     bool // the answer is cached
+		whole    bool // the lookup waits until resolver_timeout
+	}{
+		{"NXDOMAIN", ptr, always(edited(func(m *dns.Msg) { m.Rcode, m.Answer = dns.RcodeNameError, nil })), Unavailable, true, false},
+		{"empty NOERROR", ptr, always(answerWith()), Unavailable, true, false},
+		{"PTR with empty RDATA", ptr, always(answerWith(record(ptr, dns.TypePTR, ""))), TempUnavailable, false, false},
+		{"PTR target points out of the message", ptr, always(answerWith(record(ptr, dns.TypePTR, "c0ff"))), TempUnavailable, false, false},
+		{"PTR target runs past its RDATA", ptr, always(answerWith(record(ptr, dns.TypePTR, "03616263"))), TempUnavailable, false, false},
+		{"PTR target with a reserved label type", ptr, always(answerWith(record(ptr, dns.TypePTR, "4161626300"))), TempUnavailable, false, false},
+		{"only an A record for a PTR question", ptr, always(answerWith(mustRR(t, ptr+" 60 IN A 192.0.2.1"))), TempUnavailable, false, false},
+		{"PTR of another name", ptr, always(answerWith(mustRR(t, "2.2.0.192.in-addr.arpa. 60 IN PTR good.example."))), TempUnavailable, false, false},
+		{"A with empty RDATA", fwd, always(answerWith(record(fwd, dns.TypeA, ""))), TempUnavailable, false, false},
+		{"only an AAAA record for an A question", fwd, always(answerWith(mustRR(t, fwd+" 60 IN AAAA 2001:db8::1"))), TempUnavailable, false, false},
+		{"cut short", ptr, always(cut), TempUnavailable, false, false},
+		{"truncated, then cut short over TCP", ptr, truncatedThen(cut), TempUnavailable, false, false},
+		{"truncated over UDP and TCP", ptr, truncatedThen(edited(func(m *dns.Msg) { m.Truncated = true })), TempUnavailable, false, false},
+		{"wrong ID only", ptr, always(edited(func(m *dns.Msg) { m.Id++ })), TempUnavailable, false, true},
+		{"wrong question only", ptr, always(edited(func(m *dns.Msg) { m.Question[0].Name = "2.2.0.192.in-addr.arpa." })), TempUnavailable, false, true},
+	}
+	const timeout = 600 * time.Millisecond
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, answering(tt.question, tt.script))
+			r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: timeout})
+			start := time.Now()
+			if got := r.ClientHost(t.Context(), addr("192.0.2.1")); got != tt.want {
+				t.Errorf("ClientHost = %q, want %q", got, tt.want)
+			}
+			switch took := time.Since(start); {
+			case tt.whole && took < timeout*9/10:
+				t.Errorf("took %v, want the whole %v", took, timeout)
+			case !tt.whole && took > timeout/2:
+				t.Errorf("took %v: the answer was not taken at once", took)
+			}
+			qtype := dns.TypePTR
+			if tt.question == fwd {
+				qtype = dns.TypeA
+			}
+			if _, kept := r.cached(cacheKey{tt.question, qtype}); kept != tt.kept {
+				t.Errorf("answer kept in the cache: %v, want %v", kept, tt.kept)
+			}
+		})
 	}
 }
 
@@ -197,6 +310,9 @@ func TestCache(t *testing.T) {
 		{"NXDOMAIN for the SOA minimum", 0, addr("192.0.2.2"), Unavailable, []step{{0, true}, {4 * time.Second, false}, {time.Second, true}}},
 		{"mismatch", 0, addr("192.0.2.4"), Unavailable, []step{{0, true}, {0, false}}},
 		{"SERVFAIL not kept", 0, addr("192.0.2.3"), TempUnavailable, []step{{0, true}, {0, true}}},
+		{"each answer of a chain for its TTL", 0, addr("192.0.2.20"), "delegated.example", []step{{0, true}, {29 * time.Second, false}, {time.Second, true}}},
+		{"a chain for valid", time.Hour, addr("192.0.2.20"), "delegated.example", []step{{0, true}, {59 * time.Minute, false}, {time.Minute, true}}},
+		{"loop in one answer not kept", 0, addr("192.0.2.21"), TempUnavailable, []step{{0, true}, {0, true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,6 +393,63 @@ func TestSingleflight(t *testing.T) {
 	}
 	if got := s.count(slowName, dns.TypePTR); got != 1 {
 		t.Errorf("%d PTR queries for %d concurrent lookups, want 1", got, n)
+	}
+}
+
+// A client that joins a lookup in flight waits no longer than that lookup,
+// which resolver_timeout bounds, nor than its own deadline from when it
+// asked.
+func TestJoinerDeadline(t *testing.T) {
+	checkGoroutines(t)
+	s := newTestServer(t, slowBy(5*time.Second))
+	const timeout = time.Second
+	const slack = 150 * time.Millisecond
+	r, _ := newTestResolver(t, Config{Servers: []string{s.addr}, Timeout: timeout})
+	type result struct {
+		host string
+		took time.Duration
+	}
+	lookup := func(ctx context.Context) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			start := time.Now()
+			host := r.ClientHost(ctx, addr("192.0.2.5"))
+			ch <- result{host, time.Since(start)}
+		}()
+		return ch
+	}
+	start := time.Now()
+	first := lookup(context.Background())
+	for i := 0; s.count(slowName, dns.TypePTR) == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the query never arrived")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(timeout / 2)
+	joined := time.Since(start)
+	late := lookup(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	hurried := lookup(ctx)
+
+	f, l, h := <-first, <-late, <-hurried
+	for name, res := range map[string]result{"first": f, "late": l, "hurried": h} {
+		if res.host != TempUnavailable {
+			t.Errorf("%s: ClientHost = %q, want %q", name, res.host, TempUnavailable)
+		}
+	}
+	if f.took > timeout+slack {
+		t.Errorf("first client: %v, resolver_timeout is %v", f.took, timeout)
+	}
+	if joined+l.took > f.took+slack {
+		t.Errorf("late client: returned %v after the first", joined+l.took-f.took)
+	}
+	if h.took > 100*time.Millisecond+slack {
+		t.Errorf("client with a 100ms deadline: %v", h.took)
+	}
+	if n := s.count(slowName, dns.TypePTR); n > passes {
+		t.Errorf("%d PTR queries, want at most %d: the joiners asked again", n, passes)
 	}
 }
 
@@ -442,26 +615,37 @@ func TestParseAnswer(t *testing.T) {
 		}
 		return b
 	}
+	ptr := reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.")
+	truncated := reply(func(m *dns.Msg) { m.Truncated = true }, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.")
 	tests := []struct {
-		name  string
-		raw   []byte
-		err   error
-		names int
-		ttl   uint32
+		name   string
+		raw    []byte
+		err    error
+		names  int
+		ttl    uint32
+		broken bool
 	}{
-		{"PTR", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "1.2.0.192.IN-ADDR.ARPA. 200 IN PTR b.example."), nil, 2, 200},
-		{"other owners ignored", reply(nil, "2.2.0.192.in-addr.arpa. 300 IN PTR a.example."), nil, 0, defNegativeTTL},
-		{"huge TTL capped", reply(nil, "1.2.0.192.in-addr.arpa. 4000000000 IN PTR a.example."), nil, 1, maxTTL},
-		{"CNAME chain", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN PTR a.example."), nil, 1, 100},
-		{"CNAME loop", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN CNAME 1.2.0.192.in-addr.arpa."), nil, 0, defNegativeTTL},
-		{"wrong ID", reply(func(m *dns.Msg) { m.Id = 43 }), errMismatch, 0, 0},
-		{"not a response", reply(func(m *dns.Msg) { m.Response = false }), errMismatch, 0, 0},
-		{"wrong class", reply(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), errMismatch, 0, 0},
-		{"wrong opcode", reply(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), errMismatch, 0, 0},
-		{"no question", reply(func(m *dns.Msg) { m.Question = nil }), errMismatch, 0, 0},
-		{"two questions", reply(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), errMismatch, 0, 0},
-		{"garbage", []byte("\x00\x2a\x80"), errMalformed, 0, 0},
-		{"empty", nil, errMalformed, 0, 0},
+		{"PTR", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "1.2.0.192.IN-ADDR.ARPA. 200 IN PTR b.example."), nil, 2, 200, false},
+		{"other owners ignored", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "2.2.0.192.in-addr.arpa. 100 IN PTR b.example."), nil, 1, 300, false},
+		{"only another owner's PTR", reply(nil, "2.2.0.192.in-addr.arpa. 300 IN PTR a.example."), nil, 0, 0, true},
+		{"only another type", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN A 192.0.2.1"), nil, 0, 0, true},
+		{"empty NOERROR", reply(nil), nil, 0, defNegativeTTL, false},
+		{"NXDOMAIN", reply(func(m *dns.Msg) { m.Rcode = dns.RcodeNameError }), nil, 0, defNegativeTTL, false},
+		{"huge TTL capped", reply(nil, "1.2.0.192.in-addr.arpa. 4000000000 IN PTR a.example."), nil, 1, maxTTL, false},
+		{"CNAME chain", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN PTR a.example."), nil, 1, 100, false},
+		{"CNAME to a name not in the answer", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "y.example. 100 IN PTR a.example."), nil, 0, 300, false},
+		{"CNAME loop", reply(nil, "1.2.0.192.in-addr.arpa. 300 IN CNAME x.example.", "x.example. 100 IN CNAME 1.2.0.192.in-addr.arpa."), nil, 0, 0, true},
+		{"cut short in the answer", ptr[:len(ptr)-3], nil, 0, 0, true},
+		{"cut short in the question", ptr[:headerLen+5], errMalformed, 0, 0, false},
+		{"truncated, the rest cut short", truncated[:len(truncated)-3], nil, 0, 0, false},
+		{"wrong ID", reply(func(m *dns.Msg) { m.Id = 43 }), errMismatch, 0, 0, false},
+		{"not a response", reply(func(m *dns.Msg) { m.Response = false }), errMismatch, 0, 0, false},
+		{"wrong class", reply(func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }), errMismatch, 0, 0, false},
+		{"wrong opcode", reply(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }), errMismatch, 0, 0, false},
+		{"no question", reply(func(m *dns.Msg) { m.Question = nil }), errMismatch, 0, 0, false},
+		{"two questions", reply(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }), errMismatch, 0, 0, false},
+		{"garbage", []byte("\x00\x2a\x80"), errMalformed, 0, 0, false},
+		{"empty", nil, errMalformed, 0, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -472,8 +656,8 @@ func TestParseAnswer(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if len(ans.names) != tt.names || ans.ttl != tt.ttl {
-				t.Errorf("got %d names, TTL %d; want %d, %d", len(ans.names), ans.ttl, tt.names, tt.ttl)
+			if len(ans.names) != tt.names || ans.ttl != tt.ttl || (ans.broken != nil) != tt.broken {
+				t.Errorf("got %d names, TTL %d, broken: %v; want %d, %d, broken %v", len(ans.names), ans.ttl, ans.broken, tt.names, tt.ttl, tt.broken)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -58,6 +59,59 @@ var testZone = []string{
 	// 192.0.2.12: the name exists with an AAAA only (NODATA for A).
 	"12.2.0.192.in-addr.arpa. 60 IN PTR v6only.example.",
 	"v6only.example. 60 IN AAAA 2001:db8::12",
+	// 192.0.2.13: the reverse name exists without a PTR (NODATA for PTR).
+	"13.2.0.192.in-addr.arpa. 60 IN TXT \"no name\"",
+
+	// CNAME chains. The server puts a chain in one answer as far as it
+	// stays on one side of a zone cut (zoneCuts); the resolver asks for the
+	// rest.
+	//
+	// 192.0.2.20: RFC 2317, the PTR is past a cut: a second query.
+	"20.2.0.192.in-addr.arpa. 60 IN CNAME 20.16-31.2.0.192.in-addr.arpa.",
+	"20.16-31.2.0.192.in-addr.arpa. 30 IN PTR delegated.example.",
+	"delegated.example. 60 IN A 192.0.2.20",
+	// 192.0.2.21: a loop within one answer.
+	"21.2.0.192.in-addr.arpa. 60 IN CNAME loop.21.example.",
+	"loop.21.example. 60 IN CNAME 21.2.0.192.in-addr.arpa.",
+	// 192.0.2.22: a loop across two answers.
+	"22.2.0.192.in-addr.arpa. 60 IN CNAME 22.elsewhere.example.",
+	"22.elsewhere.example. 60 IN CNAME 22.2.0.192.in-addr.arpa.",
+	// 192.0.2.23 and .24: 8 and 9 links in one answer (chainZone).
+	// 192.0.2.25 and .26: 8 and 9 links across two answers (chainZone).
+	// 192.0.2.27: the PTR name is a CNAME past a cut, followed for the A.
+	"27.2.0.192.in-addr.arpa. 60 IN PTR alias.example.",
+	"alias.example. 60 IN CNAME host.elsewhere.example.",
+	"host.elsewhere.example. 60 IN A 192.0.2.27",
+	// 192.0.2.28: the PTR name is a CNAME whose target does not confirm.
+	"28.2.0.192.in-addr.arpa. 60 IN PTR alias28.example.",
+	"alias28.example. 60 IN CNAME other.elsewhere.example.",
+	"other.elsewhere.example. 60 IN A 192.0.2.99",
+}
+
+// zoneCuts are where the test server's zones meet: it answers a name on
+// either side, but does not follow a CNAME across a cut in an answer.
+var zoneCuts = []string{"16-31.2.0.192.in-addr.arpa.", "elsewhere.example."}
+
+// chainZone adds the records of the chains of 192.0.2.23 to .26: for
+// 192.0.2.N, links CNAMEs from the reverse name, of which the last across
+// crosses a cut, to a PTR "chainN.example." that confirms.
+func chainZone() []string {
+	var zone []string
+	for _, c := range []struct{ n, links, across int }{{23, 8, 0}, {24, 9, 0}, {25, 8, 4}, {26, 9, 4}} {
+		name := fmt.Sprintf("%d.2.0.192.in-addr.arpa.", c.n)
+		for i := 1; i <= c.links; i++ {
+			target := fmt.Sprintf("link%d.%d.example.", i, c.n)
+			if i > c.links-c.across {
+				target = fmt.Sprintf("link%d.%d.elsewhere.example.", i, c.n)
+			}
+			zone = append(zone, fmt.Sprintf("%s 60 IN CNAME %s", name, target))
+			name = target
+		}
+		zone = append(zone,
+			fmt.Sprintf("%s 60 IN PTR chain%d.example.", name, c.n),
+			fmt.Sprintf("chain%d.example. 60 IN A 192.0.2.%d", c.n, c.n))
+	}
+	return zone
 }
 
 // Special behaviours, by question name.
@@ -77,9 +131,11 @@ type testServer struct {
 	refuse    bool
 	slowDelay time.Duration // the wait ends with the test
 	strays    []stray       // sent before the answer to spoofedName
+	scripts   map[string]script
 
-	zone map[string][]dns.RR // by "name type", names lower-case
-	done chan struct{}
+	zone  map[string][]dns.RR // by "name type", names lower-case
+	names map[string]bool     // the names that exist, lower-case
+	done  chan struct{}
 
 	mu      sync.Mutex
 	queries map[string]int // by "name type"; "" for all, "tcp" for those over TCP
@@ -104,6 +160,15 @@ func slowBy(d time.Duration) serverOption { return func(s *testServer) { s.slowD
 // onHost listens on host instead of 127.0.0.1.
 func onHost(host string) serverOption { return func(s *testServer) { s.host = host } }
 
+// A script makes what the server sends for a question from the answer it
+// would send: the packets, none for silence.
+type script func(resp *dns.Msg, udp bool) [][]byte
+
+// answering makes the server follow s for the question name, of any type.
+func answering(name string, s script) serverOption {
+	return func(ts *testServer) { ts.scripts[strings.ToLower(name)] = s }
+}
+
 // strayFirst sends only st before the answer to spoofedName, instead of
 // all the strays.
 func strayFirst(st stray) serverOption { return func(s *testServer) { s.strays = []stray{st} } }
@@ -114,20 +179,23 @@ func newTestServer(t testing.TB, opts ...serverOption) *testServer {
 		host:      "127.0.0.1",
 		slowDelay: 2 * time.Second,
 		strays:    strays,
+		scripts:   make(map[string]script),
 		zone:      make(map[string][]dns.RR),
+		names:     make(map[string]bool),
 		done:      make(chan struct{}),
 		queries:   make(map[string]int),
 	}
 	for _, opt := range opts {
 		opt(s)
 	}
-	for _, text := range testZone {
+	for _, text := range slices.Concat(testZone, chainZone()) {
 		rr, err := dns.NewRR(text)
 		if err != nil {
 			t.Fatalf("%s: %v", text, err)
 		}
 		k := zoneKey(rr.Header().Name, rr.Header().Rrtype)
 		s.zone[k] = append(s.zone[k], rr)
+		s.names[strings.ToLower(rr.Header().Name)] = true
 	}
 	pc, l := listenUDPAndTCP(t, s.host)
 	s.addr = pc.LocalAddr().String()
@@ -216,6 +284,12 @@ func (s *testServer) handle(w dns.ResponseWriter, req *dns.Msg) {
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
 	switch name := strings.ToLower(q.Name); {
+	case s.scripts[name] != nil:
+		s.answer(resp, q)
+		for _, p := range s.scripts[name](resp, udp) {
+			w.Write(p)
+		}
+		return
 	case s.refuse:
 		resp.Rcode = dns.RcodeRefused
 	case name == servfailName:
@@ -240,30 +314,44 @@ func (s *testServer) handle(w dns.ResponseWriter, req *dns.Msg) {
 	w.WriteMsg(resp)
 }
 
-// answer fills resp from the zone: the records, NODATA or NXDOMAIN.
+// answer fills resp from the zone: the records, NODATA or NXDOMAIN, after
+// the CNAMEs from the question's name as far as they stay on its side of
+// the zone cuts, each once.
 func (s *testServer) answer(resp *dns.Msg, q dns.Question) {
-	resp.Answer = slices.Clone(s.zone[zoneKey(q.Name, q.Qtype)])
-	if chain := s.zone[zoneKey(q.Name, dns.TypeCNAME)]; len(chain) > 0 && q.Qtype == dns.TypePTR {
-		target := chain[0].(*dns.CNAME).Target
-		resp.Answer = slices.Concat(chain, s.zone[zoneKey(target, q.Qtype)])
+	name := q.Name
+	for {
+		cnames := s.zone[zoneKey(name, dns.TypeCNAME)]
+		if len(cnames) == 0 {
+			break
+		}
+		resp.Answer = append(resp.Answer, cnames[0])
+		target := cnames[0].(*dns.CNAME).Target
+		if zoneOf(target) != zoneOf(name) || slices.ContainsFunc(resp.Answer, func(rr dns.RR) bool {
+			return strings.EqualFold(rr.Header().Name, target)
+		}) {
+			return
+		}
+		name = target
 	}
+	resp.Answer = append(resp.Answer, s.zone[zoneKey(name, q.Qtype)]...)
 	if len(resp.Answer) > 0 {
 		return
 	}
-	if !s.exists(q.Name) {
+	if !s.names[strings.ToLower(name)] {
 		resp.Rcode = dns.RcodeNameError
 	}
 	soa, _ := dns.NewRR("example. 60 IN SOA ns.example. admin.example. 1 3600 600 86400 5")
 	resp.Ns = []dns.RR{soa}
 }
 
-func (s *testServer) exists(name string) bool {
-	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypePTR, dns.TypeCNAME} {
-		if len(s.zone[zoneKey(name, t)]) > 0 {
-			return true
+// zoneOf returns the zone cut that name is under, "" for none.
+func zoneOf(name string) string {
+	for _, cut := range zoneCuts {
+		if dns.IsSubDomain(cut, name) {
+			return cut
 		}
 	}
-	return false
+	return ""
 }
 
 // A stray is a packet that a client must ignore when it comes before the
@@ -295,6 +383,23 @@ func edited(edit func(*dns.Msg)) func(*dns.Msg) []byte {
 			panic(err)
 		}
 		return b
+	}
+}
+
+// always sends what packet makes of the answer, over UDP and TCP.
+func always(packet func(*dns.Msg) []byte) script {
+	return func(resp *dns.Msg, _ bool) [][]byte { return [][]byte{packet(resp)} }
+}
+
+// truncatedThen sends an empty truncated answer over UDP, and what packet
+// makes of the answer over TCP.
+func truncatedThen(packet func(*dns.Msg) []byte) script {
+	truncated := edited(func(m *dns.Msg) { m.Truncated, m.Answer = true, nil })
+	return func(resp *dns.Msg, udp bool) [][]byte {
+		if udp {
+			return [][]byte{truncated(resp)}
+		}
+		return [][]byte{packet(resp)}
 	}
 }
 
