@@ -87,15 +87,26 @@ func startPeerProxy(t *testing.T) *peerProxy {
 // the test when it does not exit within 20 seconds or fails.
 func run(t *testing.T, stdin string, name string, args ...string) string {
 	t.Helper()
+	out, err := runExit(t, stdin, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runExit runs a client program as run does, returning its output and
+// how it exited (an *exec.ExitError when it failed).
+func runExit(t *testing.T, stdin string, name string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testutil.LookPath(t, name), args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), ctx.Err(), out)
 	}
-	return string(out)
+	return string(out), err
 }
 
 func plainAuth(user, pass string) string {
@@ -187,5 +198,42 @@ func TestTLSCurlAndSwaks(t *testing.T) {
 				t.Errorf("not queued:\n%s", out)
 			}
 		})
+	}
+}
+
+// openssl s_client -alpn, with implicit TLS and STARTTLS: the protocol's
+// own name is selected, and another (http/1.1) is refused in the handshake
+// with the no_application_protocol alert, as nginx does.
+func TestTLSALPNOpenSSLClient(t *testing.T) {
+	f := newTLSFixture(t)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, f.ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	quit := map[string]exchange{"imap": {"q LOGOUT\n", "q OK"}, "pop3": {"QUIT\n", "+OK"}, "smtp": {"QUIT\n", "221 "}}
+	for _, d := range dialogues {
+		for _, implicit := range []bool{true, false} {
+			lc, mode, starttls := mailproxy.ListenConfig{SSL: true}, "implicit", []string(nil)
+			if !implicit {
+				lc, mode, starttls = mailproxy.ListenConfig{}, "starttls", []string{"-starttls", d.name}
+			}
+			addr := f.serve(t, d, &routeAuth{}, lc, &session.TLS{StartTLS: session.StartTLSOn})
+			sClient := func(alpn string) (string, error) {
+				args := append([]string{"s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-crlf", "-ign_eof", "-alpn", alpn}, starttls...)
+				return runExit(t, quit[d.name].send, "openssl", args...)
+			}
+			t.Run(mode+"/"+d.name+"/-alpn "+d.name, func(t *testing.T) {
+				out, err := sClient(d.name)
+				if err != nil || !strings.Contains(out, "ALPN protocol: "+d.name) || !strings.Contains(out, "\n"+quit[d.name].until) {
+					t.Errorf("exit %v, no %q or %q in\n%s", err, "ALPN protocol: "+d.name, quit[d.name].until, out)
+				}
+			})
+			t.Run(mode+"/"+d.name+"/-alpn http/1.1", func(t *testing.T) {
+				out, err := sClient("http/1.1")
+				if err == nil || !strings.Contains(out, "alert no application protocol") || strings.Contains(out, "ALPN protocol:") {
+					t.Errorf("exit %v, want the no_application_protocol alert in\n%s", err, out)
+				}
+			})
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package mailproxy_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -254,6 +255,74 @@ func TestSTARTTLS(t *testing.T) {
 			t.Fatalf("Authenticator saw %v", reqs)
 		}
 	})
+}
+
+// ALPN as nginx answers it (ngx_mail_ssl_alpn_select), with implicit TLS
+// and STARTTLS: a client that offers protocols but not the server's own
+// is refused in the handshake with the no_application_protocol alert (the
+// ALPACA defence of RFC 7301); one that offers it has it selected, one
+// that offers none is served.
+func TestTLSALPN(t *testing.T) {
+	f := newTLSFixture(t)
+	for _, mode := range []struct {
+		name string
+		lc   mailproxy.ListenConfig
+	}{{"implicit", mailproxy.ListenConfig{SSL: true}}, {"starttls", mailproxy.ListenConfig{}}} {
+		for _, d := range dialogues {
+			t.Run(mode.name+"/"+d.name, func(t *testing.T) {
+				other := "pop3"
+				if d.name == "pop3" {
+					other = "imap"
+				}
+				addr := f.serve(t, d, &routeAuth{}, mode.lc, &session.TLS{StartTLS: session.StartTLSOn})
+				for _, tt := range []struct {
+					name    string
+					offer   []string
+					chosen  string // "" with refused: no protocol selected
+					refused bool
+				}{
+					{"none offered", nil, "", false},
+					{"its own", []string{d.name}, d.name, false},
+					{"its own among others", []string{"http/1.1", d.name, "h2"}, d.name, false},
+					{"http/1.1 only", []string{"http/1.1"}, "", true},
+					{"another mail protocol", []string{other}, "", true},
+				} {
+					t.Run(tt.name, func(t *testing.T) {
+						c := testutil.Dial(t, "tcp", addr)
+						if !mode.lc.SSL {
+							c.Line()
+							say(c, d.hello...)
+							say(c, d.startTLS)
+						}
+						cfg := f.client.Clone()
+						cfg.NextProtos = tt.offer
+						tc := tls.Client(c.Conn, cfg)
+						err := tc.Handshake()
+						if tt.refused {
+							if err == nil || !strings.Contains(err.Error(), "no application protocol") {
+								t.Fatalf("handshake: %v, want the no_application_protocol alert", err)
+							}
+							return
+						}
+						if err != nil {
+							t.Fatalf("handshake: %v", err)
+						}
+						if got := tc.ConnectionState().NegotiatedProtocol; got != tt.chosen {
+							t.Errorf("selected %q, want %q", got, tt.chosen)
+						}
+						c.Conn, c.R = tc, bufio.NewReader(tc)
+						if mode.lc.SSL {
+							c.Line() // the greeting
+						}
+						say(c, d.hello...)
+						if first := c.Cmd(d.caps.send, d.caps.until)[0]; !strings.HasPrefix(first, d.capsFirst) {
+							t.Errorf("served %q", first)
+						}
+					})
+				}
+			})
+		}
+	}
 }
 
 // Without a certificate nothing is offered and the command is an error.
