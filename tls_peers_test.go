@@ -7,10 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,5 +239,73 @@ func TestTLSALPNOpenSSLClient(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Auth-SSL-Protocol and Auth-SSL-Cipher reach an auth_http service as
+// OpenSSL names them: the same words openssl s_client prints for the
+// connection, with TLS 1.3 and 1.2, implicit TLS and STARTTLS, and no
+// client certificates asked for.
+func TestTLSAuthHTTPProtocolAndCipher(t *testing.T) {
+	f := newTLSFixture(t)
+	f.server = f.ca.Issue(t, testutil.CertOptions{Key: testutil.RSA}).TLS()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, f.ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []http.Header
+	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+		w.Header().Set("Auth-Status", "Invalid login or password")
+		w.Header().Set("Auth-Wait", "0")
+	}))
+	t.Cleanup(service.Close)
+	a := &auth.HTTP{URL: service.URL + "/auth", Logger: testutil.Discard}
+	d := dialogues[0]
+	tls13 := []string{"-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"}
+	tests := []struct {
+		name             string
+		lc               mailproxy.ListenConfig
+		args             []string
+		protocol, cipher string
+	}{
+		{"imaps, TLS 1.3", mailproxy.ListenConfig{SSL: true}, tls13, "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+		{"imaps, TLS 1.2", mailproxy.ListenConfig{SSL: true}, []string{"-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"}, "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"},
+		{"starttls, TLS 1.2", mailproxy.ListenConfig{}, []string{"-starttls", "imap", "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"}, "TLSv1.2", "ECDHE-RSA-CHACHA20-POLY1305"},
+		{"starttls, TLS 1.3", mailproxy.ListenConfig{}, append([]string{"-starttls", "imap"}, tls13...), "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+	}
+	reported := regexp.MustCompile(`New, (TLSv1\.[23]), Cipher is (\S+)`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			addr := f.serve(t, d, a, tt.lc, &session.TLS{StartTLS: session.StartTLSOn})
+			args := append([]string{"s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-crlf", "-ign_eof"}, tt.args...)
+			out := run(t, "a LOGIN alice secret\nb LOGOUT\n", "openssl", args...)
+			m := reported.FindStringSubmatch(out)
+			if m == nil || !strings.Contains(out, "a NO") {
+				t.Fatalf("no handshake or refused login in\n%s", out)
+			}
+			if m[1] != tt.protocol || m[2] != tt.cipher {
+				t.Fatalf("s_client reports %s %s, want %s %s", m[1], m[2], tt.protocol, tt.cipher)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 1 {
+				t.Fatalf("%d auth requests", len(got))
+			}
+			h := got[0]
+			if h.Get("Auth-SSL") != "on" || h.Get("Auth-SSL-Protocol") != m[1] || h.Get("Auth-SSL-Cipher") != m[2] {
+				t.Errorf("Auth-SSL %q, Auth-SSL-Protocol %q, Auth-SSL-Cipher %q; s_client reports %s %s",
+					h.Get("Auth-SSL"), h.Get("Auth-SSL-Protocol"), h.Get("Auth-SSL-Cipher"), m[1], m[2])
+			}
+			if v := h.Values("Auth-SSL-Verify"); v != nil {
+				t.Errorf("Auth-SSL-Verify %q without ssl_verify_client", v)
+			}
+		})
 	}
 }

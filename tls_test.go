@@ -492,6 +492,52 @@ func TestTLSClientCertificateRefusal(t *testing.T) {
 	}
 }
 
+// Every TLS session tells the Authenticator its version and cipher suite in
+// OpenSSL's names (nginx's Auth-SSL-Protocol and Auth-SSL-Cipher), whether
+// client certificates are asked for or not.
+func TestTLSAuthProtocolAndCipher(t *testing.T) {
+	f, backends := newTLSFixture(t), startBackends(t)
+	d := dialogues[0]
+	tests := []struct {
+		name             string
+		verify           session.VerifyClient
+		version          uint16
+		suite            uint16 // for TLS 1.2
+		protocol, cipher string
+	}{
+		{"TLS 1.3", session.VerifyOff, tls.VersionTLS13, 0, "TLSv1.3", ""},
+		{"TLS 1.2", session.VerifyOff, tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384"},
+		{"TLS 1.2, ssl_verify_client optional", session.VerifyOptional, tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			"TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &routeAuth{backend: backends.imap.Addr}
+			settings := &session.TLS{Verify: tt.verify, ClientCAs: []*x509.Certificate{f.ca.Cert}}
+			cfg := f.client.Clone()
+			cfg.MinVersion, cfg.MaxVersion = tt.version, tt.version
+			if tt.suite != 0 {
+				cfg.CipherSuites = []uint16{tt.suite}
+			}
+			c := testutil.DialTLS(t, f.serve(t, d, a, mailproxy.ListenConfig{SSL: true}, settings), cfg)
+			state := c.Conn.(*tls.Conn).ConnectionState()
+			c.Line()
+			say(c, d.login...)
+			reqs := a.requests()
+			if len(reqs) != 1 || reqs[0].TLS == nil {
+				t.Fatalf("Authenticator saw %+v", reqs)
+			}
+			want := tt.cipher
+			if want == "" {
+				want = tls.CipherSuiteName(state.CipherSuite) // TLS 1.3: OpenSSL's name is the standard one
+			}
+			if got := reqs[0].TLS; got.Protocol != tt.protocol || got.Cipher != want {
+				t.Errorf("Protocol %q, Cipher %q; want %q, %q", got.Protocol, got.Cipher, tt.protocol, want)
+			}
+		})
+	}
+}
+
 // revocationList makes a CRL of ca revoking certs.
 func revocationList(t *testing.T, ca *testutil.Cert, certs ...*testutil.Cert) *x509.RevocationList {
 	tmpl := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Hour), NextUpdate: time.Now().Add(time.Hour)}
