@@ -7,10 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,15 +91,26 @@ func startPeerProxy(t *testing.T) *peerProxy {
 // the test when it does not exit within 20 seconds or fails.
 func run(t *testing.T, stdin string, name string, args ...string) string {
 	t.Helper()
+	out, err := runExit(t, stdin, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runExit runs a client program as run does, returning its output and
+// how it exited (an *exec.ExitError when it failed).
+func runExit(t *testing.T, stdin string, name string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testutil.LookPath(t, name), args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), ctx.Err(), out)
 	}
-	return string(out)
+	return string(out), err
 }
 
 func plainAuth(user, pass string) string {
@@ -185,6 +200,111 @@ func TestTLSCurlAndSwaks(t *testing.T) {
 				"--from", "a@example.test", "--to", "bob@example.test", "--header", "Subject: swaks "+flag)
 			if !strings.Contains(out, "250 2.0.0 Ok: queued") {
 				t.Errorf("not queued:\n%s", out)
+			}
+		})
+	}
+}
+
+// openssl s_client -alpn, with implicit TLS and STARTTLS: the protocol's
+// own name is selected, and another (http/1.1) is refused in the handshake
+// with the no_application_protocol alert, as nginx does.
+func TestTLSALPNOpenSSLClient(t *testing.T) {
+	f := newTLSFixture(t)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, f.ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	quit := map[string]exchange{"imap": {"q LOGOUT\n", "q OK"}, "pop3": {"QUIT\n", "+OK"}, "smtp": {"QUIT\n", "221 "}}
+	for _, d := range dialogues {
+		for _, implicit := range []bool{true, false} {
+			lc, mode, starttls := mailproxy.ListenConfig{SSL: true}, "implicit", []string(nil)
+			if !implicit {
+				lc, mode, starttls = mailproxy.ListenConfig{}, "starttls", []string{"-starttls", d.name}
+			}
+			addr := f.serve(t, d, &routeAuth{}, lc, &session.TLS{StartTLS: session.StartTLSOn})
+			sClient := func(alpn string) (string, error) {
+				args := append([]string{"s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-crlf", "-ign_eof", "-alpn", alpn}, starttls...)
+				return runExit(t, quit[d.name].send, "openssl", args...)
+			}
+			t.Run(mode+"/"+d.name+"/-alpn "+d.name, func(t *testing.T) {
+				out, err := sClient(d.name)
+				if err != nil || !strings.Contains(out, "ALPN protocol: "+d.name) || !strings.Contains(out, "\n"+quit[d.name].until) {
+					t.Errorf("exit %v, no %q or %q in\n%s", err, "ALPN protocol: "+d.name, quit[d.name].until, out)
+				}
+			})
+			t.Run(mode+"/"+d.name+"/-alpn http/1.1", func(t *testing.T) {
+				out, err := sClient("http/1.1")
+				if err == nil || !strings.Contains(out, "alert no application protocol") || strings.Contains(out, "ALPN protocol:") {
+					t.Errorf("exit %v, want the no_application_protocol alert in\n%s", err, out)
+				}
+			})
+		}
+	}
+}
+
+// Auth-SSL-Protocol and Auth-SSL-Cipher reach an auth_http service as
+// OpenSSL names them: the same words openssl s_client prints for the
+// connection, with TLS 1.3 and 1.2, implicit TLS and STARTTLS, and no
+// client certificates asked for.
+func TestTLSAuthHTTPProtocolAndCipher(t *testing.T) {
+	f := newTLSFixture(t)
+	f.server = f.ca.Issue(t, testutil.CertOptions{Key: testutil.RSA}).TLS()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, f.ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []http.Header
+	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+		w.Header().Set("Auth-Status", "Invalid login or password")
+		w.Header().Set("Auth-Wait", "0")
+	}))
+	t.Cleanup(service.Close)
+	a := &auth.HTTP{URL: service.URL + "/auth", Logger: testutil.Discard}
+	d := dialogues[0]
+	tls13 := []string{"-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"}
+	tests := []struct {
+		name             string
+		lc               mailproxy.ListenConfig
+		args             []string
+		protocol, cipher string
+	}{
+		{"imaps, TLS 1.3", mailproxy.ListenConfig{SSL: true}, tls13, "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+		{"imaps, TLS 1.2", mailproxy.ListenConfig{SSL: true}, []string{"-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"}, "TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"},
+		{"starttls, TLS 1.2", mailproxy.ListenConfig{}, []string{"-starttls", "imap", "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"}, "TLSv1.2", "ECDHE-RSA-CHACHA20-POLY1305"},
+		{"starttls, TLS 1.3", mailproxy.ListenConfig{}, append([]string{"-starttls", "imap"}, tls13...), "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+	}
+	reported := regexp.MustCompile(`New, (TLSv1\.[23]), Cipher is (\S+)`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			addr := f.serve(t, d, a, tt.lc, &session.TLS{StartTLS: session.StartTLSOn})
+			args := append([]string{"s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-crlf", "-ign_eof"}, tt.args...)
+			out := run(t, "a LOGIN alice secret\nb LOGOUT\n", "openssl", args...)
+			m := reported.FindStringSubmatch(out)
+			if m == nil || !strings.Contains(out, "a NO") {
+				t.Fatalf("no handshake or refused login in\n%s", out)
+			}
+			if m[1] != tt.protocol || m[2] != tt.cipher {
+				t.Fatalf("s_client reports %s %s, want %s %s", m[1], m[2], tt.protocol, tt.cipher)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != 1 {
+				t.Fatalf("%d auth requests", len(got))
+			}
+			h := got[0]
+			if h.Get("Auth-SSL") != "on" || h.Get("Auth-SSL-Protocol") != m[1] || h.Get("Auth-SSL-Cipher") != m[2] {
+				t.Errorf("Auth-SSL %q, Auth-SSL-Protocol %q, Auth-SSL-Cipher %q; s_client reports %s %s",
+					h.Get("Auth-SSL"), h.Get("Auth-SSL-Protocol"), h.Get("Auth-SSL-Cipher"), m[1], m[2])
+			}
+			if v := h.Values("Auth-SSL-Verify"); v != nil {
+				t.Errorf("Auth-SSL-Verify %q without ssl_verify_client", v)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package mailproxy_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -256,6 +257,74 @@ func TestSTARTTLS(t *testing.T) {
 	})
 }
 
+// ALPN as nginx answers it (ngx_mail_ssl_alpn_select), with implicit TLS
+// and STARTTLS: a client that offers protocols but not the server's own
+// is refused in the handshake with the no_application_protocol alert (the
+// ALPACA defence of RFC 7301); one that offers it has it selected, one
+// that offers none is served.
+func TestTLSALPN(t *testing.T) {
+	f := newTLSFixture(t)
+	for _, mode := range []struct {
+		name string
+		lc   mailproxy.ListenConfig
+	}{{"implicit", mailproxy.ListenConfig{SSL: true}}, {"starttls", mailproxy.ListenConfig{}}} {
+		for _, d := range dialogues {
+			t.Run(mode.name+"/"+d.name, func(t *testing.T) {
+				other := "pop3"
+				if d.name == "pop3" {
+					other = "imap"
+				}
+				addr := f.serve(t, d, &routeAuth{}, mode.lc, &session.TLS{StartTLS: session.StartTLSOn})
+				for _, tt := range []struct {
+					name    string
+					offer   []string
+					chosen  string // "" with refused: no protocol selected
+					refused bool
+				}{
+					{"none offered", nil, "", false},
+					{"its own", []string{d.name}, d.name, false},
+					{"its own among others", []string{"http/1.1", d.name, "h2"}, d.name, false},
+					{"http/1.1 only", []string{"http/1.1"}, "", true},
+					{"another mail protocol", []string{other}, "", true},
+				} {
+					t.Run(tt.name, func(t *testing.T) {
+						c := testutil.Dial(t, "tcp", addr)
+						if !mode.lc.SSL {
+							c.Line()
+							say(c, d.hello...)
+							say(c, d.startTLS)
+						}
+						cfg := f.client.Clone()
+						cfg.NextProtos = tt.offer
+						tc := tls.Client(c.Conn, cfg)
+						err := tc.Handshake()
+						if tt.refused {
+							if err == nil || !strings.Contains(err.Error(), "no application protocol") {
+								t.Fatalf("handshake: %v, want the no_application_protocol alert", err)
+							}
+							return
+						}
+						if err != nil {
+							t.Fatalf("handshake: %v", err)
+						}
+						if got := tc.ConnectionState().NegotiatedProtocol; got != tt.chosen {
+							t.Errorf("selected %q, want %q", got, tt.chosen)
+						}
+						c.Conn, c.R = tc, bufio.NewReader(tc)
+						if mode.lc.SSL {
+							c.Line() // the greeting
+						}
+						say(c, d.hello...)
+						if first := c.Cmd(d.caps.send, d.caps.until)[0]; !strings.HasPrefix(first, d.capsFirst) {
+							t.Errorf("served %q", first)
+						}
+					})
+				}
+			})
+		}
+	}
+}
+
 // Without a certificate nothing is offered and the command is an error.
 func TestSTARTTLSNotConfigured(t *testing.T) {
 	f := newTLSFixture(t)
@@ -419,6 +488,52 @@ func TestTLSClientCertificateRefusal(t *testing.T) {
 					t.Error("the session goes on after the refusal")
 				}
 			})
+		})
+	}
+}
+
+// Every TLS session tells the Authenticator its version and cipher suite in
+// OpenSSL's names (nginx's Auth-SSL-Protocol and Auth-SSL-Cipher), whether
+// client certificates are asked for or not.
+func TestTLSAuthProtocolAndCipher(t *testing.T) {
+	f, backends := newTLSFixture(t), startBackends(t)
+	d := dialogues[0]
+	tests := []struct {
+		name             string
+		verify           session.VerifyClient
+		version          uint16
+		suite            uint16 // for TLS 1.2
+		protocol, cipher string
+	}{
+		{"TLS 1.3", session.VerifyOff, tls.VersionTLS13, 0, "TLSv1.3", ""},
+		{"TLS 1.2", session.VerifyOff, tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384"},
+		{"TLS 1.2, ssl_verify_client optional", session.VerifyOptional, tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			"TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &routeAuth{backend: backends.imap.Addr}
+			settings := &session.TLS{Verify: tt.verify, ClientCAs: []*x509.Certificate{f.ca.Cert}}
+			cfg := f.client.Clone()
+			cfg.MinVersion, cfg.MaxVersion = tt.version, tt.version
+			if tt.suite != 0 {
+				cfg.CipherSuites = []uint16{tt.suite}
+			}
+			c := testutil.DialTLS(t, f.serve(t, d, a, mailproxy.ListenConfig{SSL: true}, settings), cfg)
+			state := c.Conn.(*tls.Conn).ConnectionState()
+			c.Line()
+			say(c, d.login...)
+			reqs := a.requests()
+			if len(reqs) != 1 || reqs[0].TLS == nil {
+				t.Fatalf("Authenticator saw %+v", reqs)
+			}
+			want := tt.cipher
+			if want == "" {
+				want = tls.CipherSuiteName(state.CipherSuite) // TLS 1.3: OpenSSL's name is the standard one
+			}
+			if got := reqs[0].TLS; got.Protocol != tt.protocol || got.Cipher != want {
+				t.Errorf("Protocol %q, Cipher %q; want %q, %q", got.Protocol, got.Cipher, tt.protocol, want)
+			}
 		})
 	}
 }

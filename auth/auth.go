@@ -83,6 +83,14 @@ type Request struct {
 // TLSInfo holds the facts nginx passes about a client's TLS session, in
 // nginx's formats.
 type TLSInfo struct {
+	// Protocol is the TLS version as OpenSSL names it, "TLSv1.2" or
+	// "TLSv1.3" (Auth-SSL-Protocol). It and Cipher are known in every TLS
+	// session, whether client certificates are asked for or not.
+	Protocol string
+	// Cipher is the cipher suite as OpenSSL names it (Auth-SSL-Cipher):
+	// "ECDHE-RSA-AES128-GCM-SHA256" with TLS 1.2, "TLS_AES_256_GCM_SHA384"
+	// with TLS 1.3.
+	Cipher string
 	// Verify is the client certificate check: "SUCCESS", "FAILED:reason"
 	// or "NONE". Empty when client certificates are not asked for.
 	Verify      string

@@ -124,11 +124,17 @@ func TestHTTPRequestHeaders(t *testing.T) {
 			[]string{"Auth-Method: cram-md5", "Auth-Salt: <3.4@mx.test>", "Auth-Protocol: smtp"}, nil},
 		{"external with TLS facts", func(r *Request) {
 			r.Method, r.Password = MethodExternal, ""
-			r.TLS = &TLSInfo{Verify: "SUCCESS", Subject: "CN=alice,O=Test", Issuer: "CN=CA", Serial: "0A1B",
+			r.TLS = &TLSInfo{Protocol: "TLSv1.3", Cipher: "TLS_AES_256_GCM_SHA384", Verify: "SUCCESS", Subject: "CN=alice,O=Test", Issuer: "CN=CA", Serial: "0A1B",
 				Fingerprint: "00ff", Certificate: "-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n"}
-		}, []string{"Auth-Method: external", "Auth-Pass: ", "Auth-SSL: on", "Auth-SSL-Verify: SUCCESS", "Auth-SSL-Subject: CN=alice,O=Test",
+		}, []string{"Auth-Method: external", "Auth-Pass: ", "Auth-SSL: on", "Auth-SSL-Protocol: TLSv1.3", "Auth-SSL-Cipher: TLS_AES_256_GCM_SHA384",
+			"Auth-SSL-Verify: SUCCESS", "Auth-SSL-Subject: CN=alice,O=Test",
 			"Auth-SSL-Issuer: CN=CA", "Auth-SSL-Serial: 0A1B", "Auth-SSL-Fingerprint: 00ff",
 			"Auth-SSL-Cert: -----BEGIN%20CERTIFICATE-----%0AMII=%0A-----END%20CERTIFICATE-----%0A"}, nil},
+		{"TLS without client certificates: version and cipher only", func(r *Request) {
+			r.Method = MethodPlain
+			r.TLS = &TLSInfo{Protocol: "TLSv1.2", Cipher: "ECDHE-RSA-AES128-GCM-SHA256"}
+		}, []string{"Auth-SSL: on", "Auth-SSL-Protocol: TLSv1.2", "Auth-SSL-Cipher: ECDHE-RSA-AES128-GCM-SHA256"},
+			[]string{"Auth-SSL-Verify", "Auth-SSL-Subject", "Auth-SSL-Issuer", "Auth-SSL-Serial", "Auth-SSL-Fingerprint", "Auth-SSL-Cert"}},
 		{"smtp none", func(r *Request) {
 			r.Protocol, r.Method, r.User, r.Password = "smtp", MethodNone, "", ""
 			r.SMTPHelo, r.SMTPFrom, r.SMTPTo = "client.example", "MAIL FROM:<a@b.example> SIZE=100", []string{"RCPT TO:<c@d.example>"}

@@ -57,6 +57,8 @@ func addTLS(set func(name, value string), t *TLSInfo, passCert bool) {
 	}
 	set("Auth-SSL", "on")
 	for _, f := range []struct{ name, value string }{
+		{"Auth-SSL-Protocol", t.Protocol},
+		{"Auth-SSL-Cipher", t.Cipher},
 		{"Auth-SSL-Verify", t.Verify},
 		{"Auth-SSL-Subject", t.Subject},
 		{"Auth-SSL-Issuer", t.Issuer},

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -335,6 +336,83 @@ func TestAuthHTTPSettings(t *testing.T) {
 	}
 	if c := clients[3]; c.URL != "unix:/run/auth.sock:/check" || c.Timeout != 5*time.Second {
 		t.Errorf("fourth client %+v", c)
+	}
+}
+
+// "proxy on|off", which nginx accepts and ignores, loads at mail and
+// server level with a warning naming each: first the commented mail block
+// of Debian's stock nginx.conf, uncommented (auth_http too, which nginx
+// also requires). Its value is checked as nginx checks a flag.
+func TestProxyDirective(t *testing.T) {
+	debian := `mail {
+	# See sample authentication script at:
+	# http://wiki.nginx.org/ImapAuthenticateWithApachePhpScript
+
+	auth_http localhost/auth.php;
+	pop3_capabilities "TOP" "USER";
+	imap_capabilities "IMAP4rev1" "UIDPLUS";
+
+	server {
+		listen     localhost:110;
+		protocol   pop3;
+		proxy      on;
+	}
+
+	server {
+		listen     localhost:143;
+		protocol   imap;
+		proxy      on;
+	}
+}`
+	tests := []struct {
+		name, src string
+		warned    []string // the positions warned about
+		err       string
+	}{
+		{"Debian's example", debian, []string{"p.conf:12", "p.conf:18"}, ""},
+		{"mail and server level", "mail {\nauth_http 127.0.0.1:9000/auth;\nproxy off;\nserver { listen 1143; protocol imap; proxy on; }\nserver { listen 1144; protocol imap; }\n}",
+			[]string{"p.conf:3", "p.conf:4"}, ""},
+		{"not a flag", "mail {\nauth_http 127.0.0.1:9000/auth;\nproxy yes;\n}", nil,
+			`p.conf:3: invalid value "yes", it must be "on" or "off" in "proxy" directive`},
+		{"duplicate", "mail {\nauth_http 127.0.0.1:9000/auth;\nserver { listen 1143; protocol imap; proxy on; proxy off; }\n}", nil,
+			`p.conf:3: "proxy" directive is duplicate`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			cfg, err := LoadBytes("p.conf", []byte(tt.src), t.TempDir(), Options{Logger: log})
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("error %v, want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Proxy.Servers) != 2 {
+				t.Errorf("%d servers", len(cfg.Proxy.Servers))
+			}
+			var warned []string
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				if strings.Contains(line, `msg="changes nothing: sessions are always proxied (nginx ignores the directive too)" directive=proxy at=`) {
+					_, at, _ := strings.Cut(line, " at=")
+					warned = append(warned, at)
+				}
+			}
+			if !slices.Equal(warned, tt.warned) {
+				t.Errorf("warnings at %q, want %q; logs:\n%s", warned, tt.warned, logs.String())
+			}
+		})
+	}
+	// The full configuration, which has it, loads with the warning.
+	var logs bytes.Buffer
+	if _, err := Load("testdata/nginx-full.conf", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "directive=proxy at=testdata/nginx-full.conf:119") {
+		t.Errorf("no warning about proxy in\n%s", logs.String())
 	}
 }
 

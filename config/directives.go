@@ -83,6 +83,7 @@ func init() {
 		"max_errors":   {where: anywhere, min: 1, max: 1, set: count(func(s *settings) *int { return &s.core.MaxErrors })},
 		"max_commands": {where: anywhere, min: 1, max: 1, set: count(func(s *settings) *int { return &s.core.MaxCommands })},
 
+		"proxy":                    {where: anywhere, min: 1, max: 1, set: setProxy},
 		"proxy_timeout":            {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.core.ProxyTimeout })},
 		"proxy_buffer":             {where: anywhere, min: 1, max: 1, set: size(func(s *settings) *int { return &s.core.ProxyBuffer })},
 		"proxy_pass_error_message": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.core.PassErrorMessage })},
@@ -166,6 +167,17 @@ func (a authHTTP) client(log *slog.Logger) *auth.HTTP {
 		}
 	}
 	return h
+}
+
+// setProxy reads "proxy on|off", a flag nginx accepts (Debian's stock
+// nginx.conf shows it in its mail example) and ignores: every session is
+// proxied. It is checked as nginx checks it, and named in a warning.
+func setProxy(s *settings, d *Directive) error {
+	if _, err := parseFlag(d.Args[0]); err != nil {
+		return err
+	}
+	s.tlsLoad.warn(d, "changes nothing: sessions are always proxied (nginx ignores the directive too)")
+	return nil
 }
 
 // setProxyProtocol reads "proxy_protocol on|off": a version 1 header to the

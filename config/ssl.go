@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto"
 	"crypto/tls"
 	"fmt"
 	"slices"
@@ -43,7 +44,9 @@ import (
 //	ssl_trusted_certificate    TLS.TrustedCAs                            openssl.ParseCertificates
 //	ssl_crl                    TLS.CRLs                                  openssl.ParseCRLs
 //	ssl_conf_command           the above, applied after the directives   openssl.ParseConfCommand
-//	                           (Certificate and PrivateKey paired here)
+//	                           (Certificate and PrivateKey paired here;
+//	                           a Certificate replaces the pair with a key
+//	                           of its type)
 //	starttls                   TLS.StartTLS
 
 // sslSettings are the TLS directives in force for a block.
@@ -390,28 +393,57 @@ func (b *tlsBuild) certificates() error {
 	return nil
 }
 
-// addPair loads a certificate and its key, once per Load.
+// addPair loads a certificate and its key and adds them.
 func (b *tlsBuild) addPair(certAt *Directive, certV string, keyAt *Directive, keyV string) error {
+	pair, err := b.loadPair(certAt, certV, keyAt, keyV)
+	if err != nil {
+		return err
+	}
+	b.cfg.Certificates = append(b.cfg.Certificates, pair)
+	return nil
+}
+
+// loadPair loads a certificate and its key, once per Load.
+func (b *tlsBuild) loadPair(certAt *Directive, certV string, keyAt *Directive, keyV string) (tls.Certificate, error) {
 	cacheKey := [3]string{certV, keyV, b.pwFile}
 	if pair, ok := b.ld.pairs[cacheKey]; ok {
-		b.cfg.Certificates = append(b.cfg.Certificates, pair)
-		return nil
+		return pair, nil
 	}
 	chain, err := loadCertChain(b.ld.opts, certV)
 	if err != nil {
-		return errorAt(certAt, err.Error())
+		return tls.Certificate{}, errorAt(certAt, err.Error())
 	}
 	key, err := loadPrivateKey(b.ld.opts, keyV, b.passwords, b.pwFile)
 	if err != nil {
-		return errorAt(keyAt, err.Error())
+		return tls.Certificate{}, errorAt(keyAt, err.Error())
 	}
 	pair, err := keyPair(chain, key, certV, keyV)
 	if err != nil {
-		return errorAt(keyAt, err.Error())
+		return tls.Certificate{}, errorAt(keyAt, err.Error())
 	}
 	b.ld.pairs[cacheKey] = pair
-	b.cfg.Certificates = append(b.cfg.Certificates, pair)
-	return nil
+	return pair, nil
+}
+
+// replacePair puts pair in the place of the pairs with a key of its type,
+// or adds it when there is none: OpenSSL holds one certificate for each
+// type of key (RSA, ECDSA, Ed25519), and the Certificate command of
+// SSL_CONF_cmd replaces the one of its type, ssl_certificate's included.
+func (b *tlsBuild) replacePair(pair tls.Certificate) {
+	var kept []tls.Certificate
+	placed := false
+	for _, c := range b.cfg.Certificates {
+		switch {
+		case c.Leaf.PublicKeyAlgorithm != pair.Leaf.PublicKeyAlgorithm:
+			kept = append(kept, c)
+		case !placed:
+			kept, placed = append(kept, pair), true
+		}
+	}
+	if !placed {
+		kept = append(kept, pair)
+	}
+	b.cfg.Certificates = kept
 }
 
 // versions sets MinVersion and MaxVersion from ssl_protocols, narrowed by
@@ -599,13 +631,34 @@ func (b *tlsBuild) commands() error {
 		}
 	}
 	for _, c := range certs {
-		key, keyAt := c.keyFile, c.keyAt
-		if key == "" {
-			key, keyAt = c.File, c.at // OpenSSL then looks for the key in the certificate file
-		}
-		if err := b.addPair(c.at, c.File, keyAt, key); err != nil {
+		pair, err := b.commandPair(c)
+		if err != nil {
 			return err
 		}
+		b.replacePair(pair)
 	}
 	return nil
+}
+
+// commandPair loads the certificate of a Certificate command and its key:
+// its PrivateKey command's; without one, the key the certificate's type
+// has now when it matches, which OpenSSL keeps (a renewed certificate);
+// else a key in the certificate file, where OpenSSL, as nginx sets it up,
+// would leave the certificate without a key.
+func (b *tlsBuild) commandPair(c confCommand) (tls.Certificate, error) {
+	if c.keyFile != "" {
+		return b.loadPair(c.at, c.File, c.keyAt, c.keyFile)
+	}
+	chain, err := loadCertChain(b.ld.opts, c.File)
+	if err != nil {
+		return tls.Certificate{}, errorAt(c.at, err.Error())
+	}
+	for _, p := range b.cfg.Certificates {
+		if key, ok := p.PrivateKey.(crypto.Signer); ok {
+			if pair, err := openssl.KeyPair(chain, key); err == nil {
+				return pair, nil
+			}
+		}
+	}
+	return b.loadPair(c.at, c.File, c.at, c.File)
 }

@@ -67,8 +67,9 @@ func certs(t *testing.T) *testPKI {
 }
 
 // tlsDir writes the test PKI into a new folder: rsa.crt/key, ecdsa.crt/key,
-// chain.crt/key (with its intermediate), other.crt/key, combined.pem (a
-// certificate and its key), ca.crt, client-ca.crt,
+// chain.crt/key (with its intermediate), other.crt/key (ECDSA),
+// other-rsa.crt/key, combined.pem (a certificate and its key), ca.crt,
+// client-ca.crt,
 // trusted-ca.crt, client-ca.crl (revoking one client), dh.pem and
 // ticket keys tk48 and tk80.
 func tlsDir(t *testing.T) string {
@@ -79,6 +80,7 @@ func tlsDir(t *testing.T) string {
 	p.ecdsa.WriteFiles(t, dir, "ecdsa")
 	p.leaf.WriteFiles(t, dir, "chain", p.inter)
 	p.otherECD.WriteFiles(t, dir, "other")
+	p.otherRSA.WriteFiles(t, dir, "other-rsa")
 	write := func(name string, b []byte) {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			t.Fatal(err)
@@ -553,6 +555,87 @@ func TestCertificateSelection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ssl_conf_command Certificate and PrivateKey override ssl_certificate as
+// OpenSSL applies them: OpenSSL holds one certificate for each type of key,
+// and a Certificate command replaces the one of its type, so that clients
+// get the command's certificate; one of another type is added beside it.
+// Without a PrivateKey command, a renewed certificate keeps the key of the
+// one it replaces.
+func TestConfCommandCertificate(t *testing.T) {
+	dir := tlsDir(t)
+	p := certs(t)
+	renewed := *p.rsa // a new certificate for the same key
+	renewed.Cert, renewed.DER = renew(t, p.ca, p.rsa)
+	if err := os.WriteFile(filepath.Join(dir, "rsa-renewed.crt"), renewed.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ecdsaOnly := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+	rsaOnly := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}
+	type client struct {
+		suites []uint16 // TLS 1.2 with these; nil: TLS 1.3, any certificate
+		want   *testutil.Cert
+	}
+	tests := []struct {
+		name    string
+		body    string
+		pairs   []string // leafNames
+		clients []client
+	}{
+		{"an RSA certificate replaces the RSA one", pair + "ssl_conf_command Certificate other-rsa.crt; ssl_conf_command PrivateKey other-rsa.key;\nserver { listen 993 ssl; }",
+			[]string{"*rsa.PrivateKey/1"}, []client{{nil, p.otherRSA}, {rsaOnly, p.otherRSA}}},
+		{"in a server block, over the mail block's ssl_certificate", pair + "server { listen 993 ssl; ssl_conf_command Certificate other-rsa.crt; ssl_conf_command PrivateKey other-rsa.key; }",
+			[]string{"*rsa.PrivateKey/1"}, []client{{nil, p.otherRSA}}},
+		{"an ECDSA certificate replaces the ECDSA one, the RSA one stays",
+			pair + "ssl_certificate ecdsa.crt; ssl_certificate_key ecdsa.key;\nssl_conf_command Certificate other.crt; ssl_conf_command PrivateKey other.key;\nserver { listen 993 ssl; }",
+			[]string{"*rsa.PrivateKey/1", "*ecdsa.PrivateKey/1"}, []client{{ecdsaOnly, p.otherECD}, {rsaOnly, p.rsa}}},
+		{"a certificate of another type is added", pair + "ssl_conf_command Certificate ecdsa.crt; ssl_conf_command PrivateKey ecdsa.key;\nserver { listen 993 ssl; }",
+			[]string{"*rsa.PrivateKey/1", "*ecdsa.PrivateKey/1"}, []client{{ecdsaOnly, p.ecdsa}, {rsaOnly, p.rsa}}},
+		{"the later of two commands of a type wins", pair + "ssl_conf_command Certificate other.crt; ssl_conf_command PrivateKey other.key;\n" +
+			"ssl_conf_command Certificate combined.pem;\nserver { listen 993 ssl; }",
+			[]string{"*rsa.PrivateKey/1", "*ecdsa.PrivateKey/1"}, []client{{ecdsaOnly, p.ecdsa}}},
+		{"a renewed certificate keeps the key", pair + "ssl_conf_command Certificate rsa-renewed.crt;\nserver { listen 993 ssl; }",
+			[]string{"*rsa.PrivateKey/1"}, []client{{nil, &renewed}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustTLS(t, dir, tt.body)[0].Config
+			if got := leafNames(c); !slices.Equal(got, tt.pairs) {
+				t.Errorf("certificates %v, want %v", got, tt.pairs)
+			}
+			addr := serveTLS(t, c)
+			for _, cl := range tt.clients {
+				cfg := clientConfig(t)
+				if cl.suites != nil {
+					cfg.CipherSuites, cfg.MaxVersion = cl.suites, tls.VersionTLS12
+				}
+				st, err := dialTLS(t, addr, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := st.PeerCertificates[0]; !got.Equal(cl.want.Cert) {
+					t.Errorf("suites %v: the client got %q serial %x, want serial %x", cl.suites, got.Subject, got.SerialNumber, cl.want.Cert.SerialNumber)
+				}
+			}
+		})
+	}
+}
+
+// renew issues, with ca, a new certificate for the key of cert.
+func renew(t *testing.T, ca, cert *testutil.Cert) (*x509.Certificate, []byte) {
+	t.Helper()
+	tmpl := *cert.Cert
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca.Cert, cert.Key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, der
 }
 
 // A certificate file holds the chain after the server's certificate, and

@@ -78,6 +78,7 @@ func (s *Server) settle() *engine.Settings {
 		Mechanisms: mechanisms,
 		PlainText:  true,
 		Replies:    replies,
+		Name:       "imap",
 	})}
 	caps := engine.Or(s.Capabilities, DefaultCapabilities)
 	var startTLS []string

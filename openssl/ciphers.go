@@ -491,7 +491,7 @@ func (st *cipherState) strengthSort() {
 // CipherName returns the OpenSSL name of a crypto/tls suite of TLS 1.0 to
 // 1.2, such as "ECDHE-RSA-AES128-GCM-SHA256" for
 // tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, or "" for a suite no cipher
-// string can select.
+// string can select (SuiteName names TLS 1.3's too).
 func CipherName(id uint16) string {
 	for _, c := range cipherTable {
 		if c.id == id {
@@ -499,4 +499,19 @@ func CipherName(id uint16) string {
 		}
 	}
 	return ""
+}
+
+// SuiteName returns OpenSSL's name of a suite crypto/tls negotiated, as
+// SSL_get_cipher_name gives it (nginx's $ssl_cipher and Auth-SSL-Cipher):
+// the CipherName of a TLS 1.0–1.2 suite, such as
+// "ECDHE-RSA-AES128-GCM-SHA256", and for a TLS 1.3 suite its standard
+// name, which OpenSSL and crypto/tls share, such as
+// "TLS_AES_256_GCM_SHA384". It returns "" for a suite crypto/tls does not
+// have.
+func SuiteName(id uint16) string {
+	switch id {
+	case tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384, tls.TLS_CHACHA20_POLY1305_SHA256:
+		return tls.CipherSuiteName(id)
+	}
+	return CipherName(id)
 }

@@ -93,6 +93,56 @@ func TestCipherName(t *testing.T) {
 	}
 }
 
+// SuiteName names every suite crypto/tls has as OpenSSL does: checked
+// against "openssl ciphers -stdname" where the program is installed.
+func TestSuiteName(t *testing.T) {
+	for id, want := range map[uint16]string{
+		tls.TLS_AES_256_GCM_SHA384:                      "TLS_AES_256_GCM_SHA384",
+		tls.TLS_CHACHA20_POLY1305_SHA256:                "TLS_CHACHA20_POLY1305_SHA256",
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:       "ECDHE-RSA-AES128-GCM-SHA256",
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA:        "ECDHE-ECDSA-AES256-SHA",
+		0x00ff /* TLS_EMPTY_RENEGOTIATION_INFO_SCSV */ : "",
+	} {
+		if got := SuiteName(id); got != want {
+			t.Errorf("SuiteName(%#04x) = %q, want %q", id, got, want)
+		}
+	}
+	suites := append(tls.CipherSuites(), tls.InsecureCipherSuites()...)
+	for _, s := range suites {
+		if SuiteName(s.ID) == "" {
+			t.Errorf("%s has no name", s.Name)
+		}
+	}
+	path, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed: the names are not compared with OpenSSL's")
+	}
+	out, err := exec.Command(path, "ciphers", "-stdname", "ALL:COMPLEMENTOFALL:@SECLEVEL=0").Output()
+	if err != nil {
+		t.Fatalf("openssl ciphers: %v", err)
+	}
+	openssl := map[string]string{} // standard name → OpenSSL's
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[1] == "-" {
+			openssl[f[0]] = f[2]
+		}
+	}
+	compared := 0
+	for _, s := range suites {
+		want, ok := openssl[s.Name]
+		if !ok {
+			continue // not in this OpenSSL build (RC4, 3DES)
+		}
+		compared++
+		if got := SuiteName(s.ID); got != want {
+			t.Errorf("%s: %q, OpenSSL says %q", s.Name, got, want)
+		}
+	}
+	if compared < 20 {
+		t.Errorf("only %d suites compared with OpenSSL's list", compared)
+	}
+}
+
 func TestCipherStringErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", `no cipher match in ""`},

@@ -73,7 +73,7 @@ func (s *Server) settle() *engine.Settings {
 	mechs := engine.SASLMechanisms(methods)
 	userPass := slices.Contains(methods, "plain")
 	st := settings{
-		Settings: engine.Settle(s.Config, engine.Protocol{MaxLine: maxLine, Mechanisms: mechs, PlainText: userPass, Replies: replies}),
+		Settings: engine.Settle(s.Config, engine.Protocol{Name: "pop3", MaxLine: maxLine, Mechanisms: mechs, PlainText: userPass, Replies: replies}),
 		userPass: userPass,
 		apop:     slices.Contains(methods, "apop"),
 	}

@@ -42,7 +42,12 @@ const (
 // follows Verify.
 type TLS struct {
 	// Config holds the certificates and the handshake parameters. It must
-	// have a certificate (Certificates or GetCertificate).
+	// have a certificate (Certificates or GetCertificate). Its NextProtos,
+	// when empty, is the protocol's name ("imap", "pop3" or "smtp"), as in
+	// nginx: a client that offers ALPN without that name is refused in the
+	// handshake (no_application_protocol alert), against cross-protocol
+	// attacks (ALPACA). A Config that GetConfigForClient returns is used
+	// as it is.
 	Config *tls.Config
 	// StartTLS offers the upgrade on plain connections (starttls).
 	StartTLS StartTLS

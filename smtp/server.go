@@ -87,6 +87,7 @@ func (s *Server) settle() *engine.Settings {
 			Mechanisms: engine.SASLMechanisms(methods),
 			PlainText:  true,
 			Replies:    replies,
+			Name:       "smtp",
 		}),
 		capabilities:  slices.Clone(s.Capabilities),
 		none:          slices.Contains(methods, "none"),

@@ -23,6 +23,9 @@ import (
 
 // Protocol is what a protocol server tells the engine about itself.
 type Protocol struct {
+	// Name is the protocol's name, "imap", "pop3" or "smtp": the ALPN
+	// protocol of its TLS sessions.
+	Name string
 	// MaxLine bounds a command line, CR LF included.
 	MaxLine int
 	// Mechanisms are the SASL mechanisms configured, announced and
@@ -69,7 +72,7 @@ func Settle(cfg session.Config, p Protocol) *Settings {
 	}
 	return &Settings{
 		Config:     cfg,
-		TLS:        settleTLS(cfg.TLS),
+		TLS:        settleTLS(cfg.TLS, p.Name),
 		MaxLine:    max(p.MaxLine, 16),
 		Mechanisms: mechanismsByState(p.Mechanisms),
 		plainText:  p.PlainText,
@@ -123,14 +126,22 @@ type serverTLS struct {
 	roots *x509.CertPool // ClientCAs and TrustedCAs
 }
 
-// settleTLS makes t ready for serving. Nil, or a TLS without a Config,
-// gives nil.
-func settleTLS(t *session.TLS) *serverTLS {
+// settleTLS makes t ready for serving the protocol named alpn. Nil, or a
+// TLS without a Config, gives nil.
+func settleTLS(t *session.TLS, alpn string) *serverTLS {
 	if t == nil || t.Config == nil {
 		return nil
 	}
 	s := &serverTLS{TLS: *t}
 	s.Config = t.Config.Clone()
+	if len(s.Config.NextProtos) == 0 && alpn != "" {
+		// As nginx's ngx_mail_ssl_alpn_select: a client offering ALPN
+		// without the protocol is refused in the handshake with
+		// no_application_protocol (RFC 7301, the ALPACA defence), which
+		// crypto/tls does once NextProtos is set; a client offering it
+		// gets it selected, one offering none is served.
+		s.Config.NextProtos = []string{alpn}
+	}
 	s.Config.ClientAuth = tls.NoClientCert
 	s.VerifyDepth = cmp.Or(s.VerifyDepth, 1)
 	if s.Verify == session.VerifyOff {

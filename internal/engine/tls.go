@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/openssl"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -21,7 +22,8 @@ var (
 
 // handshake runs the TLS handshake of tc within the server's timeout and
 // checks the client certificate. The session's TLS facts are kept for the
-// Authenticator.
+// Authenticator: the version and suite in OpenSSL's names, as nginx gives
+// them, and the client certificate's.
 func (c *Conn) handshake(tc *tls.Conn) error {
 	tc.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	if err := tc.Handshake(); err != nil {
@@ -30,6 +32,8 @@ func (c *Conn) handshake(tc *tls.Conn) error {
 	tc.SetDeadline(time.Time{})
 	state := tc.ConnectionState()
 	c.tls = c.cfg.TLS.clientInfo(state.PeerCertificates)
+	c.tls.Protocol = openssl.ProtocolName(state.Version)
+	c.tls.Cipher = openssl.SuiteName(state.CipherSuite)
 	return c.cfg.TLS.refuse(state.PeerCertificates, c.tls.Verify)
 }
 
