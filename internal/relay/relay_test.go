@@ -339,13 +339,16 @@ func TestRelayIdle(t *testing.T) {
 	}
 }
 
-// TestRelayTrickle: a byte every 30ms keeps a session with a 100ms idle
-// timeout alive. On the zero-copy path the bytes move inside one long
+// TestRelayTrickle: bytes that trickle in keep a session alive past its
+// idle timeout. On the zero-copy path the bytes move inside one long
 // io.Copy, so only the kernel's counters can show them to the watchdog.
 func TestRelayTrickle(t *testing.T) {
+	// A byte every 50ms against a 400ms idle timeout, for half a second:
+	// room for the pauses of a loaded machine (with 30ms against 100ms, a
+	// parallel -race run cut it short).
 	const (
-		idle   = 100 * time.Millisecond
-		every  = 30 * time.Millisecond
+		idle   = 400 * time.Millisecond
+		every  = 50 * time.Millisecond
 		nbytes = 10
 	)
 	for _, kind := range []string{"tcp", "wrapped"} {
