@@ -28,7 +28,7 @@ var errBackendRefused = errors.New("imap: backend refused the login")
 type backend struct {
 	conn net.Conn
 	r    *bufio.Reader
-	w    *bufio.Writer
+	out  []byte   // the command being written, sent by flush
 	caps []string // from the greeting, upper case
 }
 
@@ -39,7 +39,7 @@ type backend struct {
 // (after a failed backend login the client may try again).
 func (cl *client) proxy(tag string, login *engine.Login) bool {
 	reply, err := cl.c.ProxyVia(cl.ctx, login.Backend, func(conn net.Conn, r *bufio.Reader) ([]string, error) {
-		be := &backend{conn: conn, r: r, w: bufio.NewWriter(conn)}
+		be := &backend{conn: conn, r: r}
 		untagged, reply, err := be.login(cl, login)
 		if err != nil {
 			return []string{reply}, err // the untagged data of a refusal is not passed on
@@ -129,26 +129,33 @@ func (be *backend) command(tag string, args ...arg) (untagged []string, reply st
 func (be *backend) send(args []arg) error {
 	for _, a := range args {
 		if !a.literal {
-			be.w.WriteString(a.text)
+			be.out = append(be.out, a.text...)
 			continue
 		}
 		if !be.syncLiteral(len(a.text)) {
-			fmt.Fprintf(be.w, "{%d+}\r\n", len(a.text))
+			be.out = fmt.Appendf(be.out, "{%d+}\r\n", len(a.text))
 		} else {
-			fmt.Fprintf(be.w, "{%d}\r\n", len(a.text))
+			be.out = fmt.Appendf(be.out, "{%d}\r\n", len(a.text))
 			if err := be.continuation(); err != nil {
 				return err
 			}
 		}
-		be.w.WriteString(a.text)
+		be.out = append(be.out, a.text...)
 	}
-	be.w.WriteString("\r\n")
-	return be.w.Flush()
+	be.out = append(be.out, "\r\n"...)
+	return be.flush()
+}
+
+// flush sends what was written of the command so far.
+func (be *backend) flush() error {
+	_, err := be.conn.Write(be.out)
+	be.out = be.out[:0]
+	return err
 }
 
 // continuation flushes and waits for the backend's "+" before a literal.
 func (be *backend) continuation() error {
-	if err := be.w.Flush(); err != nil {
+	if err := be.flush(); err != nil {
 		return err
 	}
 	cont, err := be.line()
@@ -209,11 +216,14 @@ func greetingCapabilities(greeting string) []string {
 	return strings.Fields(strings.ToUpper(list))
 }
 
+// quoteEscaper escapes a quoted string's specials.
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // astring encodes s for a backend command: a quoted string when it is
 // printable ASCII, else a literal.
 func astring(s string) arg {
 	if printableASCII(s) {
-		return arg{text: `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`}
+		return arg{text: `"` + quoteEscaper.Replace(s) + `"`}
 	}
 	return arg{text: s, literal: true}
 }

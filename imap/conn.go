@@ -45,6 +45,7 @@ type client struct {
 // serveConn runs the dialogue with one client.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings), ctx: ctx}
+	defer cl.c.Release()
 	if !cl.c.Open(ctx) {
 		return
 	}

@@ -44,6 +44,7 @@ type client struct {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	st := &s.settled
 	cl := &client{st: st, c: engine.NewConn(nc, st.Settings), ctx: ctx}
+	defer cl.c.Release()
 	if !cl.c.Open(ctx) {
 		return
 	}

@@ -68,15 +68,19 @@ type Conn struct {
 	hostName string
 }
 
-// NewConn wraps c for a session of a server with the settings st.
+// replyBuffer is the size of the buffer that replies are queued in.
+const replyBuffer = 1024
+
+// NewConn wraps c for a session of a server with the settings st. Its
+// buffers come from pools: Release gives them back.
 func NewConn(c net.Conn, st *Settings) *Conn {
 	return &Conn{
 		Conn:    c,
 		Log:     st.Logger.With("client", c.RemoteAddr().String()),
 		cfg:     st,
 		replies: st.Replies,
-		r:       bufio.NewReaderSize(c, st.MaxLine),
-		w:       bufio.NewWriterSize(c, 1024),
+		r:       newReader(c, st.MaxLine),
+		w:       newWriter(c, replyBuffer),
 	}
 }
 
@@ -242,6 +246,17 @@ func (c *Conn) CloseWith(last string) {
 		io.CopyN(io.Discard, c.Conn, lingerBytes)
 	}
 	c.Conn.Close()
+}
+
+// Release gives the session's buffers back to their pools, once nothing
+// more is read or written through the Conn: when the session ends or its
+// relay starts. It may be called more than once.
+func (c *Conn) Release() {
+	if c.r != nil {
+		freeReader(c.r)
+		freeWriter(c.w)
+		c.r, c.w = nil, nil
+	}
 }
 
 // Bounds of the lingering close.

@@ -127,8 +127,11 @@ func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Co
 	if err != nil {
 		return "", err
 	}
-	r := bufio.NewReaderSize(conn, backendBuffer)
+	r := newReader(conn, backendBuffer)
 	answer, err := login(conn, r)
+	pending, _ := r.Peek(r.Buffered())
+	pending = bytes.Clone(pending)
+	freeReader(r)
 	if err != nil {
 		conn.Close()
 		if len(answer) == 0 {
@@ -139,8 +142,7 @@ func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Co
 	for _, line := range answer {
 		c.Reply("%s", line)
 	}
-	pending, _ := r.Peek(r.Buffered())
-	c.relay(ctx, conn, bytes.Clone(pending))
+	c.relay(ctx, conn, pending)
 	return "", nil
 }
 
@@ -172,12 +174,13 @@ func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byt
 	}
 	c.SetDeadline(time.Time{})
 	backend.SetDeadline(time.Time{})
-	client, pending := c.Conn, c.Buffered()
+	client, pending := c.Conn, bytes.Clone(c.Buffered())
+	c.Release() // the relay needs no buffer of the dialogue
 	if pc, ok := client.(*proxyproto.Conn); ok {
 		// Relay the raw socket (splice), after what was read past the
 		// header.
 		raw, rest := pc.Unwrap()
-		client, pending = raw, append(bytes.Clone(pending), rest...)
+		client, pending = raw, append(pending, rest...)
 	}
 	stats, err := relay.Run(ctx, client, backend, pending, backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
 	c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient, "reason", endReason(err))
