@@ -37,10 +37,16 @@ type Stats struct {
 // bufSize is the copy buffer for the non-zero-copy path (proxy_buffer);
 // zero or negative means 16 KiB.
 //
-// When both connections are *net.TCPConn the bytes are copied with
-// io.Copy, which on Linux moves them with splice(2) without copying them
-// through user space. Any other connection (*tls.Conn, a wrapper) is
-// copied through a buffer of bufSize per direction.
+// Between two *net.TCPConn on Linux the bytes move with splice(2), without
+// being copied through user space, through a pipe taken from a pool while
+// bytes are ready and given back when the source runs dry: an idle session
+// holds its two sockets and no pipe. Any other connection (*tls.Conn, a
+// wrapper) is copied through a buffer of bufSize per direction.
+//
+// A session costs one goroutine besides the caller's, which carries one
+// direction: no watchdog. The idle timeout is a timer that looks at the
+// time of the last byte moved when it fires, and ctx's end closes both
+// connections through context.AfterFunc.
 //
 // When one direction reaches the end of its input, Run half-closes its
 // destination (CloseWrite) and lets the other direction go on; a
@@ -56,113 +62,109 @@ func Run(ctx context.Context, client, backend net.Conn, clientPending, backendPe
 		bufSize = defaultBuffer
 	}
 	// The dialogue before proxying set deadlines; from now on the idle
-	// watchdog bounds the session instead.
+	// timer bounds the session instead.
 	client.SetDeadline(time.Time{})
 	backend.SetDeadline(time.Time{})
 
-	path, kernelBytes := relayPath(client, backend)
-	r := &relay{path: path, bufSize: bufSize, ends: make(chan copyResult, 2)}
-	activity := r.moves.Load
-	if kernelBytes != nil {
-		// splice moves bytes without our seeing them: the kernel's counters
-		// of the two sockets tell instead.
-		activity = func() uint64 { return r.moves.Load() + kernelBytes() }
-	}
-	go r.copy(true, backend, client, clientPending)
-	go r.copy(false, client, backend, backendPending)
-
-	var (
-		stats    Stats
-		reason   error
-		stopped  bool
-		done     = ctx.Done()
-		tick     <-chan time.Time
-		last     = activity()
-		lastMove = time.Now()
-	)
+	r := &relay{client: client, backend: backend, bufSize: bufSize, idle: idle, start: time.Now()}
+	r.path = relayPath(client, backend)
 	if idle > 0 {
-		t := time.NewTicker(min(max(idle/4, 5*time.Millisecond), 30*time.Second))
-		defer t.Stop()
-		tick = t.C
+		r.timer = time.AfterFunc(idle, r.checkIdle)
+		defer r.timer.Stop()
 	}
-	stop := func(err error) {
-		if !stopped {
-			stopped, reason = true, err
-			done, tick = nil, nil
-			client.Close()
-			backend.Close()
-		}
-	}
-	for running := 2; running > 0; {
-		select {
-		case e := <-r.ends:
-			running--
-			if e.toBackend {
-				stats.ToBackend = e.n
-			} else {
-				stats.ToClient = e.n
-			}
-			switch {
-			case e.err != nil:
-				from, to := "backend", "client"
-				if e.toBackend {
-					from, to = to, from
-				}
-				stop(fmt.Errorf("mail: relay %s to %s: %w", from, to, e.err))
-			case !e.halfClosed:
-				stop(nil)
-			}
-		case <-done:
-			stop(ctx.Err())
-		case now := <-tick:
-			if n := activity(); n != last {
-				last, lastMove = n, now
-			} else if now.Sub(lastMove) >= idle {
-				stop(ErrIdle)
-			}
-		}
-	}
-	stop(nil)
-	return stats, reason
+	defer context.AfterFunc(ctx, func() { r.stop(ctx.Err()) })()
+
+	up := make(chan copyResult, 1)
+	go func() { up <- r.copy(true, backend, client, clientPending) }()
+	down := r.copy(false, client, backend, backendPending)
+	stats := Stats{ToBackend: (<-up).n, ToClient: down.n}
+	r.stop(nil)
+	return stats, r.reason()
 }
 
 // relay is the state shared by the two directions of a Run.
 type relay struct {
-	path    copyPath
-	bufSize int
-	moves   atomic.Uint64 // bumped by every read and write Run makes itself
-	ends    chan copyResult
+	client, backend net.Conn
+	path            copyPath
+	bufSize         int
+	idle            time.Duration
+	timer           *time.Timer
+	start           time.Time
+	lastMove        atomic.Int64 // time since start of the last byte moved
+
+	once sync.Once
+	mu   sync.Mutex
+	why  error // why the session was stopped, by stop's first call
+}
+
+// moved records that bytes moved now.
+func (r *relay) moved() { r.lastMove.Store(int64(time.Since(r.start))) }
+
+// checkIdle runs when the idle timer fires: it ends a session in which no
+// byte moved for idle, and sets the timer again for one in which some did.
+func (r *relay) checkIdle() {
+	quiet := time.Since(r.start) - time.Duration(r.lastMove.Load())
+	if quiet >= r.idle {
+		r.stop(ErrIdle)
+		return
+	}
+	r.timer.Reset(r.idle - quiet)
+}
+
+// stop ends the session, once: it records why and closes both
+// connections, which ends both directions.
+func (r *relay) stop(why error) {
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.why = why
+		r.mu.Unlock()
+		r.client.Close()
+		r.backend.Close()
+	})
+}
+
+func (r *relay) reason() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.why
 }
 
 // copyResult is how one direction ended.
 type copyResult struct {
-	toBackend  bool
-	n          int64 // bytes written to the destination
-	err        error // nil at the end of the source's input
-	halfClosed bool  // the destination was half-closed after the end of input
+	n int64 // bytes written to the destination
 }
 
-// copy moves pending and then everything src sends to dst, half-closes dst
-// at the end of src's input, and reports on r.ends.
-func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) {
-	e := copyResult{toBackend: toBackend}
-	e.n, e.err = r.write(dst, pending)
-	if e.err == nil {
-		var n int64
+// copy moves pending and then everything src sends to dst. At the end of
+// src's input it half-closes dst, or ends the session when dst cannot be
+// half-closed; an error ends the session.
+func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) copyResult {
+	n, err := r.write(dst, pending)
+	if err == nil {
+		var m int64
 		if r.path == pathZeroCopy {
-			// The concrete types go to io.Copy, so that
-			// (*net.TCPConn).ReadFrom can splice.
-			n, e.err = io.Copy(dst.(*net.TCPConn), src.(*net.TCPConn))
+			m, err = r.copySplice(dst.(*net.TCPConn), src.(*net.TCPConn))
 		} else {
-			n, e.err = r.copyBuffered(dst, src)
+			m, err = r.copyBuffered(dst, src)
 		}
-		e.n += n
+		n += m
 	}
-	if e.err == nil {
-		cw, ok := dst.(interface{ CloseWrite() error })
-		e.halfClosed = ok && cw.CloseWrite() == nil
+	switch {
+	case err != nil:
+		from, to := "backend", "client"
+		if toBackend {
+			from, to = to, from
+		}
+		r.stop(fmt.Errorf("mail: relay %s to %s: %w", from, to, err))
+	case !closeWrite(dst):
+		r.stop(nil)
 	}
-	r.ends <- e
+	return copyResult{n: n}
+}
+
+// closeWrite ends dst's sending side and reports whether it could.
+func closeWrite(dst net.Conn) bool {
+	cw, ok := dst.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
 }
 
 // write sends b to dst and counts it as activity.
@@ -171,7 +173,7 @@ func (r *relay) write(dst net.Conn, b []byte) (int64, error) {
 		return 0, nil
 	}
 	n, err := dst.Write(b)
-	r.moves.Add(1)
+	r.moved()
 	return int64(n), err
 }
 
@@ -185,7 +187,7 @@ func (r *relay) copyBuffered(dst, src net.Conn) (int64, error) {
 	for {
 		nr, rerr := src.Read(*buf)
 		if nr > 0 {
-			r.moves.Add(1)
+			r.moved()
 			nw, werr := r.write(dst, (*buf)[:nr])
 			written += nw
 			if werr != nil {
@@ -224,7 +226,7 @@ type copyPath int
 
 const (
 	pathBuffered copyPath = iota // through a user-space buffer
-	pathZeroCopy                 // io.Copy between *net.TCPConn: splice on Linux
+	pathZeroCopy                 // splice between two *net.TCPConn (Linux)
 )
 
 func (p copyPath) String() string {
@@ -234,17 +236,12 @@ func (p copyPath) String() string {
 	return "buffered"
 }
 
-// relayPath chooses how to copy between client and backend. On the
-// zero-copy path it also returns the function that reads the kernel's byte
-// counters of both sockets, which the idle watchdog watches.
-func relayPath(client, backend net.Conn) (copyPath, func() uint64) {
-	c, ok1 := client.(*net.TCPConn)
-	b, ok2 := backend.(*net.TCPConn)
-	if !ok1 || !ok2 {
-		return pathBuffered, nil
+// relayPath chooses how to copy between client and backend.
+func relayPath(client, backend net.Conn) copyPath {
+	_, ok1 := client.(*net.TCPConn)
+	_, ok2 := backend.(*net.TCPConn)
+	if ok1 && ok2 && canSplice {
+		return pathZeroCopy
 	}
-	if counter := kernelBytes(c, b); counter != nil {
-		return pathZeroCopy, counter
-	}
-	return pathBuffered, nil
+	return pathBuffered
 }
