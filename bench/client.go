@@ -42,6 +42,11 @@ func newSources(n int) sources {
 // connect (IP_BIND_ADDRESS_NO_PORT): a port bound early would be taken
 // for every destination at once.
 func (s sources) dial(ctx context.Context, addr string, i int, tlsConf *tls.Config) (*conn, error) {
+	return s.dialSize(ctx, addr, i, tlsConf, 4<<10)
+}
+
+// dialSize is dial with a read buffer of size bytes.
+func (s sources) dialSize(ctx context.Context, addr string, i int, tlsConf *tls.Config, size int) (*conn, error) {
 	d := net.Dialer{
 		LocalAddr: &net.TCPAddr{IP: s[i%len(s)]},
 		Control: func(_, _ string, rc syscall.RawConn) error {
@@ -67,7 +72,7 @@ func (s sources) dial(ctx context.Context, addr string, i int, tlsConf *tls.Conf
 		}
 		c = tc
 	}
-	return &conn{Conn: c, r: bufio.NewReaderSize(c, 64<<10)}, nil
+	return &conn{Conn: c, r: bufio.NewReaderSize(c, size)}, nil
 }
 
 func (c *conn) send(line string) error {

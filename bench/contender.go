@@ -240,9 +240,11 @@ func waitListening(p *process, addrs map[string]string, timeout time.Duration) e
 	return nil
 }
 
-// startContender starts one proxy in its own folder under dir, with its
-// configuration written from data.
-func (h *harness) startContender(name, dir string, profiles bool) (*contender, error) {
+// startContender starts one proxy in dir, with the configuration
+// written there. Our proxy's profiles are those of -cpuprofile and
+// -memprofile for the "main" instance, the same names with the
+// instance's after a dot for the others.
+func (h *harness) startContender(name, dir, instance string) (*contender, error) {
 	c := &contender{name: name}
 	switch name {
 	case direct:
@@ -275,11 +277,15 @@ func (h *harness) startContender(name, dir string, profiles bool) (*contender, e
 	if name == mailproxy {
 		cmd = exec.Command(h.proxyBin, "-p", dir, "-c", conf)
 		cmd.Env = os.Environ()
-		if profiles && h.opts.cpuProfile != "" {
-			cmd.Env = append(cmd.Env, "MAILPROXY_CPUPROFILE="+h.opts.cpuProfile)
+		suffix := ""
+		if instance != "main" {
+			suffix = "." + instance
 		}
-		if profiles && h.opts.memProfile != "" {
-			cmd.Env = append(cmd.Env, "MAILPROXY_MEMPROFILE="+h.opts.memProfile)
+		if h.opts.cpuProfile != "" {
+			cmd.Env = append(cmd.Env, "MAILPROXY_CPUPROFILE="+h.opts.cpuProfile+suffix)
+		}
+		if h.opts.memProfile != "" {
+			cmd.Env = append(cmd.Env, "MAILPROXY_MEMPROFILE="+h.opts.memProfile+suffix)
 		}
 	} else {
 		cmd = exec.Command(h.nginx.bin, "-p", dir, "-c", conf,

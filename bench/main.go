@@ -71,8 +71,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cpus, "cpus", 0, "`N` CPUs for each proxy (0: half of them, at least one); nginx gets N workers")
 	fs.StringVar(&o.proxyCPUs, "proxy-cpus", "", "the proxies' CPU `list` (\"0\", \"0-1\"), overriding -cpus; the generator takes the others")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of the table")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "our proxy writes a CPU profile of the login, bulk and tls scenarios to `file`")
-	fs.StringVar(&o.memProfile, "memprofile", "", "our proxy writes a heap profile at its exit to `file` (the idle scenario's instance to file.idle)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "our proxy writes a CPU profile of the login, bulk and tls scenarios to `file` (the idle scenario's instances to file.idle-imap and file.idle-imaps)")
+	fs.StringVar(&o.memProfile, "memprofile", "", "our proxy writes a heap profile at its exit to `file` (the idle scenario's instances likewise)")
 	fs.StringVar(&o.proxyBin, "proxy-bin", "", "our proxy's `binary` (default: go build ./examples/mailproxy)")
 	fs.StringVar(&o.nginxBin, "nginx", "", "nginx `binary` (default: from PATH or /usr/sbin)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (configurations, logs)")
@@ -180,6 +180,7 @@ type harness struct {
 	auth        *authService
 	conf        confData
 	src         sources
+	fileLimit   uint64 // RLIMIT_NOFILE, the proxies' too
 	res         *results
 	log         *log.Logger
 }
@@ -225,8 +226,8 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*results, error) {
 			return nil, err
 		}
 	}
-	limit := raiseFileLimit(uint64(max(1<<16, 8*o.idle+8192)))
-	h.meta(limit)
+	h.fileLimit = raiseFileLimit(uint64(max(1<<16, 8*o.idle+8192)))
+	h.meta()
 
 	// Ports per backend: many idle sessions need several, as the
 	// proxies connect to them from one address.
@@ -266,7 +267,7 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*results, error) {
 
 	// Scenarios 1, 2 and 4 share one instance of each proxy.
 	if want(o, "login", "bulk", "tls") {
-		cs, err := h.startAll("main", true)
+		cs, err := h.startAll("main")
 		if err != nil {
 			return nil, err
 		}
@@ -301,10 +302,10 @@ func want(o *options, scenarios ...string) bool {
 
 // startAll starts the contenders asked for, each in its own folder named
 // after the instance.
-func (h *harness) startAll(instance string, profiles bool) ([]*contender, error) {
+func (h *harness) startAll(instance string) ([]*contender, error) {
 	var cs []*contender
 	for _, name := range h.opts.contenders {
-		c, err := h.startContender(name, filepath.Join(h.dir, instance+"-"+name), profiles)
+		c, err := h.startContender(name, filepath.Join(h.dir, instance+"-"+name), instance)
 		if err != nil {
 			for _, c := range cs {
 				c.stop()
@@ -357,7 +358,7 @@ func (h *harness) chooseCPUs() error {
 }
 
 // meta records what the run was.
-func (h *harness) meta(fileLimit uint64) {
+func (h *harness) meta() {
 	m := h.res.Meta
 	m["date"] = time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	m["machine"] = fmt.Sprintf("%d CPUs (%s)", runtime.NumCPU(), cpuModel())
@@ -378,7 +379,7 @@ func (h *harness) meta(fileLimit uint64) {
 	o := h.opts
 	m["run"] = fmt.Sprintf("rounds %d × %v per contender and case, concurrency %v, idle %d, bulk %d MiB, TLS %v",
 		o.rounds, o.duration, o.concurrency, o.idle, o.bulkMiB, o.tls)
-	m["RLIMIT_NOFILE"] = strconv.FormatUint(fileLimit, 10)
+	m["RLIMIT_NOFILE"] = strconv.FormatUint(h.fileLimit, 10)
 }
 
 func cpuModel() string {

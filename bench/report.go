@@ -136,7 +136,11 @@ func (res *results) writeTable(w io.Writer, contenders []string) {
 			if r.Scenario != sc {
 				continue
 			}
-			cells := []string{r.Case, r.Metric + " (" + r.Unit + ")"}
+			metric := r.Metric
+			if r.Unit != "" {
+				metric += " (" + r.Unit + ")"
+			}
+			cells := []string{r.Case, metric}
 			for _, c := range contenders {
 				cells = append(cells, r.cell(c))
 			}
