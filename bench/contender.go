@@ -79,6 +79,10 @@ mail {
 {{- if .Cert}}
     ssl_certificate      {{.Cert}};
     ssl_certificate_key  {{.Key}};
+    # Like for like: nginx 1.22 leaves TLS 1.3 out by default, and Go
+    # prefers X25519MLKEM768, which OpenSSL 3.0 lacks.
+    ssl_protocols        TLSv1.2 TLSv1.3;
+    ssl_ecdh_curve       X25519:prime256v1;
 {{- end}}
 
     server {

@@ -51,7 +51,8 @@ func (h *harness) setupTLS() error {
 	if err != nil {
 		return err
 	}
-	srv := &tls.Config{Certificates: []tls.Certificate{pair}}
+	// The key exchange the proxies are configured with (confTemplate).
+	srv := &tls.Config{Certificates: []tls.Certificate{pair}, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
 	h.tlsBackends = map[string]*backend{}
 	for _, proto := range []string{"imap", "pop3", "smtp"} {
 		b, err := startBackend(proto, 1, h.backends[proto].msg, srv)

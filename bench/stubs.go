@@ -1,5 +1,0 @@
-package main
-
-import "context"
-
-func (h *harness) tlsScenario(ctx context.Context, cs []*contender) {}
