@@ -35,7 +35,7 @@ type backend struct {
 func startBackend(proto string, ports int, msg []byte, tlsConf *tls.Config) (*backend, error) {
 	b := &backend{proto: proto, msg: msg, conns: map[net.Conn]struct{}{}}
 	for range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := listenMSS()
 		if err != nil {
 			b.Close()
 			return nil, err

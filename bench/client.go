@@ -26,6 +26,31 @@ type conn struct {
 	r *bufio.Reader
 }
 
+// segmentSize, when set (-mss), is the TCP maximum segment size that the
+// generator's clients and backends announce, so that the proxies send
+// them segments of that size, as on Ethernet, rather than loopback's
+// 64 KiB.
+var segmentSize int
+
+// listenMSS listens on 127.0.0.1 with a free port, announcing
+// segmentSize.
+func listenMSS() (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		if segmentSize == 0 {
+			return nil
+		}
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, segmentSize)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+}
+
 // sources are the loopback addresses clients connect from: one address
 // pair gives only about 28 000 ports.
 type sources []net.IP
@@ -53,6 +78,9 @@ func (s sources) dialSize(ctx context.Context, addr string, i int, tlsConf *tls.
 			var serr error
 			err := rc.Control(func(fd uintptr) {
 				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+				if serr == nil && segmentSize > 0 {
+					serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, segmentSize)
+				}
 			})
 			if err != nil {
 				return err

@@ -75,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.memProfile, "memprofile", "", "our proxy writes a heap profile at its exit to `file` (the idle scenario's instances likewise)")
 	fs.StringVar(&o.proxyBin, "proxy-bin", "", "our proxy's `binary` (default: go build ./examples/mailproxy)")
 	fs.StringVar(&o.nginxBin, "nginx", "", "nginx `binary` (default: from PATH or /usr/sbin)")
+	fs.IntVar(&segmentSize, "mss", 0, "TCP maximum segment `size` the clients and backends announce (0: loopback's, 64 KiB; 1448 for Ethernet's)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (configurations, logs)")
 	fs.BoolVar(&o.verbose, "v", false, "log each run to standard error")
 	if err := fs.Parse(args); err != nil {
@@ -379,6 +380,9 @@ func (h *harness) meta() {
 	o := h.opts
 	m["run"] = fmt.Sprintf("rounds %d × %v per contender and case, concurrency %v, idle %d, bulk %d MiB, TLS %v",
 		o.rounds, o.duration, o.concurrency, o.idle, o.bulkMiB, o.tls)
+	if segmentSize > 0 {
+		m["MSS"] = strconv.Itoa(segmentSize) + " (clients and backends)"
+	}
 	m["RLIMIT_NOFILE"] = strconv.FormatUint(h.fileLimit, 10)
 }
 
