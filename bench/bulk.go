@@ -43,7 +43,7 @@ func (h *harness) bulkScenario(ctx context.Context, contenders []*contender) {
 					if ctx.Err() != nil {
 						return
 					}
-					before := c.usage()
+					w := h.begin(c)
 					// A session per transfer, as many as fit in a run: the
 					// proxy's CPU is read over all of them.
 					var (
@@ -58,7 +58,7 @@ func (h *harness) bulkScenario(ctx context.Context, contenders []*contender) {
 						d += t
 						n++
 					}
-					after := c.usage()
+					proxyCPU := h.end(w, c, "bulk", cas)
 					if err != nil {
 						h.res.note("bulk %s, %s, round %d: %v", cas, c.name, round+1, err)
 						rate.fig(c.name).Note = "errors"
@@ -68,7 +68,7 @@ func (h *harness) bulkScenario(ctx context.Context, contenders []*contender) {
 					h.logf("bulk %s %s round %d: %d transfers in %v, %.0f MiB/s", cas, c.name, round+1, n, d, total/d.Seconds())
 					rate.fig(c.name).add(total / d.Seconds())
 					if c.proc != nil {
-						cpu.fig(c.name).add(float64(after.cpu-before.cpu) / float64(time.Microsecond) / total)
+						cpu.fig(c.name).add(float64(proxyCPU) / float64(time.Microsecond) / total)
 					}
 				}
 			}

@@ -48,7 +48,7 @@ func (h *harness) tlsScenario(ctx context.Context, contenders []*contender) {
 				}
 				var resumed atomic.Int64
 				var once sync.Once
-				before := c.usage()
+				w := h.begin(c)
 				l := runLoad(ctx, tlsConcurrency, h.opts.duration, maxLoginSessions, func(ctx context.Context, i int) error {
 					st, err := tlsHandshake(ctx, h.src, addr, i, clientTLS(cache))
 					if err == nil {
@@ -63,7 +63,7 @@ func (h *harness) tlsScenario(ctx context.Context, contenders []*contender) {
 					}
 					return err
 				})
-				after := c.usage()
+				proxyCPU := h.end(w, c, "tls", cas)
 				h.logf("tls %s %s round %d: %d handshakes (%d resumed), %.0f/s, p50 %.2f ms, p99 %.2f ms, %d errors",
 					cas, c.name, round+1, l.sessions, resumed.Load(), l.perSecond(), l.percentile(50), l.percentile(99), l.errors)
 				if l.errors > 0 {
@@ -80,7 +80,7 @@ func (h *harness) tlsScenario(ctx context.Context, contenders []*contender) {
 				p50.fig(c.name).add(l.percentile(50))
 				p99.fig(c.name).add(l.percentile(99))
 				if c.proc != nil {
-					cpu.fig(c.name).add(float64(after.cpu-before.cpu) / float64(time.Microsecond) / float64(l.sessions))
+					cpu.fig(c.name).add(float64(proxyCPU) / float64(time.Microsecond) / float64(l.sessions))
 				}
 			}
 		}

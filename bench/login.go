@@ -95,6 +95,16 @@ const maxLoginSessions = 1_000_000
 // rounds in which the contenders take turns, the first of each round
 // moving on by one.
 func (h *harness) loginScenario(ctx context.Context, contenders []*contender) {
+	// A warm-up, not counted: the first connections, the heaps grown.
+	for _, proto := range h.opts.protocols {
+		for _, c := range contenders {
+			if c.down == "" {
+				runLoad(ctx, 16, h.opts.duration/5, maxLoginSessions, func(ctx context.Context, i int) error {
+					return loginSession(ctx, h.src, c.addrs[proto], proto, i, nil)
+				})
+			}
+		}
+	}
 	for _, proto := range h.opts.protocols {
 		for _, conc := range h.opts.concurrency {
 			cas := fmt.Sprintf("%s c=%d", proto, conc)
@@ -109,11 +119,11 @@ func (h *harness) loginScenario(ctx context.Context, contenders []*contender) {
 						rate.fig(c.name).Note = c.down
 						continue
 					}
-					before := c.usage()
+					w := h.begin(c)
 					l := runLoad(ctx, conc, h.opts.duration, maxLoginSessions, func(ctx context.Context, i int) error {
 						return loginSession(ctx, h.src, c.addrs[proto], proto, i, nil)
 					})
-					after := c.usage()
+					proxyCPU := h.end(w, c, "login", cas)
 					h.logf("login %s %s round %d: %d sessions, %.0f/s, p50 %.2f ms, p99 %.2f ms, %d errors",
 						cas, c.name, round+1, l.sessions, l.perSecond(), l.percentile(50), l.percentile(99), l.errors)
 					if l.errors > 0 {
@@ -127,7 +137,7 @@ func (h *harness) loginScenario(ctx context.Context, contenders []*contender) {
 					p50.fig(c.name).add(l.percentile(50))
 					p99.fig(c.name).add(l.percentile(99))
 					if c.proc != nil {
-						cpu.fig(c.name).add(float64(after.cpu-before.cpu) / float64(time.Microsecond) / float64(l.sessions))
+						cpu.fig(c.name).add(float64(proxyCPU) / float64(time.Microsecond) / float64(l.sessions))
 					}
 				}
 			}

@@ -308,3 +308,38 @@ func (p *process) tailLog() string {
 	}
 	return fmt.Sprintf("%s:\n%s", filepath.Base(p.log), b)
 }
+
+// window is the CPU the proxy and the generator spent over one run.
+type window struct {
+	start time.Time
+	proxy usage
+	gen   time.Duration
+}
+
+// begin opens a window on c's processes and the bench's own.
+func (h *harness) begin(c *contender) window {
+	st, _ := readStat(os.Getpid())
+	return window{start: time.Now(), proxy: c.usage(), gen: st.cpu}
+}
+
+// end closes the window and adds the load of the proxy's CPUs and the
+// generator's (the bench process, without the proxies it started) to the
+// rows, in percent of their CPUs: the one near 100 % was the bottleneck.
+// It returns the proxy's CPU time over the window.
+func (h *harness) end(w window, c *contender, scenario, cas string) time.Duration {
+	elapsed := time.Since(w.start)
+	st, _ := readStat(os.Getpid())
+	genCPUs := len(h.genCPUs)
+	if genCPUs == 0 {
+		genCPUs = len(h.proxyCPUs)
+	}
+	gen := h.res.row(scenario, cas, "generator CPU load", "%", false)
+	gen.fig(c.name).add(100 * float64(st.cpu-w.gen) / float64(elapsed) / float64(genCPUs))
+	if c.proc == nil {
+		return 0
+	}
+	cpu := c.usage().cpu - w.proxy.cpu
+	load := h.res.row(scenario, cas, "proxy CPU load", "%", false)
+	load.fig(c.name).add(100 * float64(cpu) / float64(elapsed) / float64(len(h.proxyCPUs)))
+	return cpu
+}

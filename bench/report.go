@@ -184,6 +184,9 @@ func (r *row) cell(c string) string {
 }
 
 func (r *row) ratio(a, b string) string {
+	if r.Unit == "%" {
+		return "" // a load: which side was busy, not a score
+	}
 	fa, fb := r.Figures[a], r.Figures[b]
 	if !fa.ok() || !fb.ok() || fb.Median == 0 {
 		return "–"
