@@ -17,6 +17,9 @@ const idleTimeout = 5 * time.Second
 // idleOpeners is how many clients open the idle sessions at once.
 const idleOpeners = 64
 
+// maxIdleFailures ends the opening: a proxy at its limit has answered.
+const maxIdleFailures = 200
+
 // idleScenario runs scenario 3: for each proxy, on an instance started
 // for the purpose, N authenticated IMAP sessions left idle, and what they
 // hold: resident memory and descriptors per session, summed over the
@@ -51,7 +54,9 @@ func (h *harness) idleScenario(ctx context.Context) {
 			if err := ctx.Err(); err != nil {
 				return
 			}
+			t := time.Now()
 			c, err := h.startContender(name, h.dir+"/idle-"+listener+"-"+name, "idle-"+listener)
+			h.logf("idle %s %s: started in %v", cas, name, time.Since(t))
 			if err != nil {
 				h.res.note("idle %s: %v", name, err)
 				continue
@@ -62,7 +67,9 @@ func (h *harness) idleScenario(ctx context.Context) {
 			}
 			time.Sleep(300 * time.Millisecond)
 			before := c.usage()
+			t = time.Now()
 			conns, firstErr := h.openIdle(ctx, c.addrs[listener], n, tlsConf)
+			h.logf("idle %s %s: %d opened in %v", cas, name, len(conns), time.Since(t))
 			time.Sleep(time.Second) // let the proxy settle
 			after := c.usage()
 			ok := checkIdle(conns)
@@ -74,7 +81,7 @@ func (h *harness) idleScenario(ctx context.Context) {
 			c.stop()
 			h.checkExit(c)
 			if len(conns) < n {
-				h.res.note("idle %s, %s: %d of %d sessions opened; the first failure: %v", cas, name, len(conns), n, firstErr)
+				h.res.note("idle %s, %s: %d of %d sessions opened (the opening stops after %d failures); the first failure: %v", cas, name, len(conns), n, maxIdleFailures, firstErr)
 			}
 			if ok < len(conns) {
 				h.res.note("idle %s, %s: %d of the %d sessions opened no longer answered NOOP", cas, name, len(conns)-ok, len(conns))
@@ -104,7 +111,7 @@ func (h *harness) openIdle(ctx context.Context, addr string, n int, tlsConf *tls
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil && failed.Load() < maxErrors && time.Since(started) < 5*time.Minute {
+			for ctx.Err() == nil && failed.Load() < maxIdleFailures && time.Since(started) < 5*time.Minute {
 				i := int(next.Add(1))
 				if i > n {
 					return

@@ -51,6 +51,7 @@ type options struct {
 	proxyBin    string
 	nginxBin    string
 	keep        bool
+	table       string
 	verbose     bool
 }
 
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cpus, "cpus", 0, "`N` CPUs for each proxy (0: half of them, at least one); nginx gets N workers")
 	fs.StringVar(&o.proxyCPUs, "proxy-cpus", "", "the proxies' CPU `list` (\"0\", \"0-1\"), overriding -cpus; the generator takes the others")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the results as JSON instead of the table")
+	fs.StringVar(&o.table, "table", "", "print the table of the results of an earlier -json run saved in `file`, and run nothing")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "our proxy writes a CPU profile of the login, bulk and tls scenarios to `file` (the idle scenario's instances to file.idle-imap and file.idle-imaps)")
 	fs.StringVar(&o.memProfile, "memprofile", "", "our proxy writes a heap profile at its exit to `file` (the idle scenario's instances likewise)")
 	fs.StringVar(&o.proxyBin, "proxy-bin", "", "our proxy's `binary` (default: go build ./examples/mailproxy)")
@@ -154,6 +156,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	if o.table != "" {
+		res, err := readResults(o.table)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		res.writeTable(os.Stdout, res.Contenders)
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := run(ctx, o, os.Stderr)
@@ -165,7 +176,7 @@ func main() {
 		res.writeJSON(os.Stdout)
 		return
 	}
-	res.writeTable(os.Stdout, o.contenders)
+	res.writeTable(os.Stdout, res.Contenders)
 }
 
 // harness is what a run has started, and its results.
@@ -194,7 +205,7 @@ func (h *harness) logf(format string, args ...any) {
 
 // run runs the scenarios asked for and returns their results.
 func run(ctx context.Context, o *options, stderr io.Writer) (*results, error) {
-	h := &harness{opts: o, res: &results{Meta: map[string]string{}}}
+	h := &harness{opts: o, res: &results{Meta: map[string]string{}, Contenders: o.contenders}}
 	if o.verbose {
 		h.log = log.New(stderr, "bench: ", log.Ltime|log.Lmicroseconds)
 	}
@@ -282,7 +293,9 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*results, error) {
 			h.tlsScenario(ctx, cs)
 		}
 		for _, c := range cs {
+			t := time.Now()
 			c.stop()
+			h.logf("%s stopped in %v", c.name, time.Since(t))
 			h.checkExit(c)
 		}
 	}

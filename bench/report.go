@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 )
@@ -58,8 +59,9 @@ func (r *row) fig(contender string) *figure {
 // results are the rows in the order they were made, and what the run
 // was.
 type results struct {
-	Meta map[string]string `json:"meta"`
-	Rows []*row            `json:"rows"`
+	Meta       map[string]string `json:"meta"`
+	Contenders []string          `json:"contenders"`
+	Rows       []*row            `json:"rows"`
 	// Notes are what went wrong or looks off, in plain words.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -80,11 +82,30 @@ func (res *results) note(format string, args ...any) {
 	res.Notes = append(res.Notes, fmt.Sprintf(format, args...))
 }
 
+// readResults reads what writeJSON wrote.
+func readResults(path string) (*results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	res := &results{}
+	if err := json.Unmarshal(b, res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(res.Contenders) == 0 {
+		res.Contenders = contenderNames
+	}
+	return res, nil
+}
+
 func (res *results) writeJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(res)
 }
+
+// scenarioOrder is the issue's numbering, in which the tables come.
+var scenarioOrder = []string{"login", "bulk", "idle", "tls"}
 
 // scenarioTitles name the tables.
 var scenarioTitles = map[string]string{
@@ -106,14 +127,11 @@ func (res *results) writeTable(w io.Writer, contenders []string) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "- %s: %s\n", k, res.Meta[k])
 	}
-	var scenarios []string
-	for _, r := range res.Rows {
-		if !slices.Contains(scenarios, r.Scenario) {
-			scenarios = append(scenarios, r.Scenario)
+	for _, sc := range scenarioOrder {
+		if !slices.ContainsFunc(res.Rows, func(r *row) bool { return r.Scenario == sc }) {
+			continue
 		}
-	}
-	for _, sc := range scenarios {
-		fmt.Fprintf(w, "\n### %s\n\n", cmpOr(scenarioTitles[sc], sc))
+		fmt.Fprintf(w, "\n### %s\n\n", scenarioTitles[sc])
 		head := []string{"case", "metric"}
 		head = append(head, contenders...)
 		var ratios [][2]string
