@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -15,14 +14,10 @@ import (
 // It speaks the little HTTP that nginx (HTTP/1.0, a connection per
 // request) and our proxy (HTTP/1.1, kept alive) send, and nothing more.
 type authService struct {
-	ln       net.Listener
+	server
 	users    map[string]string // user -> password
 	backends map[string][]string
 	next     atomic.Uint64
-	requests atomic.Int64
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
 }
 
 // benchUsers is the size of the table: user0 … user99, password "secret".
@@ -37,47 +32,19 @@ func startAuth(backends map[string][]string) (*authService, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &authService{ln: ln, users: map[string]string{}, backends: backends, conns: map[net.Conn]struct{}{}}
+	a := &authService{users: map[string]string{}, backends: backends}
 	for i := range benchUsers {
 		a.users[benchUser(i)] = benchPassword
 	}
-	a.wg.Add(1)
-	go a.accept()
+	a.serve(ln, a.handle)
 	return a, nil
 }
 
-func (a *authService) addr() string { return a.ln.Addr().String() }
+func (a *authService) addr() string { return a.addrs()[0] }
 
-func (a *authService) accept() {
-	defer a.wg.Done()
-	for {
-		c, err := a.ln.Accept()
-		if err != nil {
-			return
-		}
-		a.mu.Lock()
-		if a.conns == nil {
-			a.mu.Unlock()
-			c.Close()
-			return
-		}
-		a.conns[c] = struct{}{}
-		a.mu.Unlock()
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.serve(c)
-			a.mu.Lock()
-			delete(a.conns, c)
-			a.mu.Unlock()
-			c.Close()
-		}()
-	}
-}
-
-// serve answers the requests of one connection: one for HTTP/1.0 or
+// handle answers the requests of one connection: one for HTTP/1.0 or
 // "Connection: close", as many as come otherwise.
-func (a *authService) serve(c net.Conn) {
+func (a *authService) handle(c net.Conn) {
 	r := bufio.NewReaderSize(c, 4<<10)
 	w := bufio.NewWriterSize(c, 1<<10)
 	for {
@@ -85,7 +52,6 @@ func (a *authService) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
-		a.requests.Add(1)
 		a.answer(w, req)
 		if w.Flush() != nil || !req.keepAlive {
 			return
@@ -142,16 +108,4 @@ func (a *authService) answer(w *bufio.Writer, req *authRequest) {
 	}
 	host, port, _ := net.SplitHostPort(ports[a.next.Add(1)%uint64(len(ports))])
 	fmt.Fprintf(w, "Auth-Status: OK\r\nAuth-Server: %s\r\nAuth-Port: %s\r\n\r\n", host, port)
-}
-
-// Close stops the service and closes its connections.
-func (a *authService) Close() {
-	a.ln.Close()
-	a.mu.Lock()
-	for c := range a.conns {
-		c.Close()
-	}
-	a.conns = nil
-	a.mu.Unlock()
-	a.wg.Wait()
 }

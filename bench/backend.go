@@ -10,7 +10,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // The backends are scripted: each answers the few commands the
@@ -22,18 +21,15 @@ import (
 // backend is one protocol's listeners: several ports, so that many idle
 // sessions do not run out of the ports one address pair gives.
 type backend struct {
+	server
 	proto string
-	lns   []net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
 	msg   []byte // the message: CRLF lines, none starting with "."
 }
 
 // startBackend starts the backend of proto on ports ports, with
 // implicit TLS when tlsConf is set.
 func startBackend(proto string, ports int, msg []byte, tlsConf *tls.Config) (*backend, error) {
-	b := &backend{proto: proto, msg: msg, conns: map[net.Conn]struct{}{}}
+	b := &backend{proto: proto, msg: msg}
 	for range ports {
 		ln, err := listenMSS()
 		if err != nil {
@@ -43,54 +39,12 @@ func startBackend(proto string, ports int, msg []byte, tlsConf *tls.Config) (*ba
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		b.lns = append(b.lns, ln)
-		b.wg.Add(1)
-		go b.accept(ln)
+		b.serve(ln, b.handle)
 	}
 	return b, nil
 }
 
-// addrs returns the addresses of the listeners.
-func (b *backend) addrs() []string {
-	var a []string
-	for _, ln := range b.lns {
-		a = append(a, ln.Addr().String())
-	}
-	return a
-}
-
-func (b *backend) accept(ln net.Listener) {
-	defer b.wg.Done()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
-		b.mu.Lock()
-		if b.conns == nil {
-			b.mu.Unlock()
-			c.Close()
-			return
-		}
-		b.conns[c] = struct{}{}
-		b.mu.Unlock()
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			b.serve(c)
-			b.mu.Lock()
-			delete(b.conns, c)
-			b.mu.Unlock()
-			c.Close()
-		}()
-	}
-}
-
-func (b *backend) serve(c net.Conn) {
+func (b *backend) handle(c net.Conn) {
 	r := bufio.NewReaderSize(c, 16<<10)
 	w := bufio.NewWriterSize(c, 4<<10)
 	switch b.proto {
@@ -101,20 +55,6 @@ func (b *backend) serve(c net.Conn) {
 	case "smtp":
 		serveSMTP(r, w)
 	}
-}
-
-// Close stops the listeners and closes every connection.
-func (b *backend) Close() {
-	for _, ln := range b.lns {
-		ln.Close()
-	}
-	b.mu.Lock()
-	for c := range b.conns {
-		c.Close()
-	}
-	b.conns = nil
-	b.mu.Unlock()
-	b.wg.Wait()
 }
 
 const imapCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN"
@@ -221,19 +161,29 @@ func literalSize(line []byte) (n int, sync, ok bool) {
 	return n, sync, true
 }
 
+// nextVerb sends what was written, then reads a command line and
+// returns its verb in upper case; false when the connection failed.
+func nextVerb(r *bufio.Reader, w *bufio.Writer) (string, bool) {
+	if w.Flush() != nil {
+		return "", false
+	}
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return "", false
+	}
+	verb, _, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
+	return strings.ToUpper(verb), true
+}
+
 // servePOP3 answers POP3 commands until QUIT.
 func servePOP3(r *bufio.Reader, w *bufio.Writer, msg []byte) {
 	w.WriteString("+OK bench backend ready <1.1@bench>\r\n")
 	for {
-		if w.Flush() != nil {
+		verb, ok := nextVerb(r, w)
+		if !ok {
 			return
 		}
-		line, err := r.ReadSlice('\n')
-		if err != nil {
-			return
-		}
-		verb, _, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
-		switch strings.ToUpper(verb) {
+		switch verb {
 		case "CAPA":
 			w.WriteString("+OK\r\nUSER\r\nTOP\r\nUIDL\r\n.\r\n")
 		case "USER":
@@ -265,15 +215,11 @@ func servePOP3(r *bufio.Reader, w *bufio.Writer, msg []byte) {
 func serveSMTP(r *bufio.Reader, w *bufio.Writer) {
 	w.WriteString("220 bench ESMTP ready\r\n")
 	for {
-		if w.Flush() != nil {
+		verb, ok := nextVerb(r, w)
+		if !ok {
 			return
 		}
-		line, err := r.ReadSlice('\n')
-		if err != nil {
-			return
-		}
-		verb, _, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
-		switch strings.ToUpper(verb) {
+		switch verb {
 		case "EHLO":
 			w.WriteString("250-bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-XCLIENT ADDR LOGIN NAME HELO\r\n250-AUTH PLAIN\r\n250 SIZE 0\r\n")
 		case "HELO", "MAIL", "RCPT", "RSET", "NOOP":

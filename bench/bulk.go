@@ -33,45 +33,35 @@ func (h *harness) bulkScenario(ctx context.Context, contenders []*contender) {
 			}
 			rate := h.res.row("bulk", cas, "throughput", "MiB/s", true)
 			cpu := h.res.row("bulk", cas, "proxy CPU/MiB", "µs", false)
-			for round := range h.opts.rounds {
-				for k := range contenders {
-					c := contenders[(k+round)%len(contenders)]
-					if c.down != "" {
-						rate.fig(c.name).Note = c.down
-						continue
-					}
-					if ctx.Err() != nil {
-						return
-					}
-					w := h.begin(c)
-					// A session per transfer, as many as fit in a run: the
-					// proxy's CPU is read over all of them.
-					var (
-						n     int
-						d     time.Duration
-						err   error
-						start = time.Now()
-					)
-					for n < maxTransfers && (n == 0 || time.Since(start) < h.opts.duration) && err == nil {
-						var t time.Duration
-						t, err = bulkSession(ctx, h.src, c.addrs[proto+suffix], proto, n, tlsConf, msg)
-						d += t
-						n++
-					}
-					proxyCPU := h.end(w, c, "bulk", cas)
-					if err != nil {
-						h.res.note("bulk %s, %s, round %d: %v", cas, c.name, round+1, err)
-						rate.fig(c.name).Note = "errors"
-						continue
-					}
-					total := mib * float64(n)
-					h.logf("bulk %s %s round %d: %d transfers in %v, %.0f MiB/s", cas, c.name, round+1, n, d, total/d.Seconds())
-					rate.fig(c.name).add(total / d.Seconds())
-					if c.proc != nil {
-						cpu.fig(c.name).add(float64(proxyCPU) / float64(time.Microsecond) / total)
-					}
+			h.eachTurn(ctx, contenders, rate, func(round int, c *contender) {
+				w := h.begin(c)
+				// A session per transfer, as many as fit in a run: the
+				// proxy's CPU is read over all of them.
+				var (
+					n     int
+					d     time.Duration
+					err   error
+					start = time.Now()
+				)
+				for n < maxTransfers && (n == 0 || time.Since(start) < h.opts.duration) && err == nil {
+					var t time.Duration
+					t, err = bulkSession(ctx, h.src, c.addrs[proto+suffix], proto, n, tlsConf, msg)
+					d += t
+					n++
 				}
-			}
+				proxyCPU := h.end(w, c, "bulk", cas)
+				if err != nil {
+					h.res.note("bulk %s, %s, round %d: %v", cas, c.name, round+1, err)
+					rate.fig(c.name).Note = "errors"
+					return
+				}
+				total := mib * float64(n)
+				h.logf("bulk %s %s round %d: %d transfers in %v, %.0f MiB/s", cas, c.name, round+1, n, d, total/d.Seconds())
+				rate.fig(c.name).add(total / d.Seconds())
+				if c.proc != nil {
+					cpu.fig(c.name).add(float64(proxyCPU) / float64(time.Microsecond) / total)
+				}
+			})
 		}
 	}
 }
