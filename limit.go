@@ -8,14 +8,17 @@ import (
 	"github.com/mailproxy/mailproxy/session"
 )
 
-// Descriptors a session holds at most, counted by the default connection
-// limit: the client's socket, the backend's, and the two pipes (two
-// descriptors each) through which the relay splices each direction.
-const descriptorsPerSession = 6
+// Descriptors a session holds, counted by the default connection limit:
+// the client's socket and the backend's. The relay's splice pipes come
+// from a pool while bytes move, and when none can be had the relay copies
+// through a buffer instead.
+const descriptorsPerSession = 2
 
 // descriptorReserve is what the default connection limit leaves to the
-// rest of the process: listening sockets, the auth service's and the
-// resolver's connections, log files, and the clients being refused.
+// rest of the process, at least: listening sockets, the pool's pipes, the
+// auth service's and the resolver's connections, log files, and the
+// clients being refused. A thirty-second of the limit is kept when that is
+// more.
 const descriptorReserve = 32
 
 // defaultMaxConnections is the limit of a Proxy whose MaxConnections is
@@ -26,7 +29,7 @@ func defaultMaxConnections() int {
 	if n <= 0 {
 		return -1
 	}
-	return max((n-descriptorReserve)/descriptorsPerSession, 1)
+	return max((n-max(descriptorReserve, n/32))/descriptorsPerSession, 1)
 }
 
 // connLimit counts the sessions of every Server of a Proxy, old

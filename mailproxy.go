@@ -116,8 +116,8 @@ type Proxy struct {
 	// protocol's words (IMAP "* BYE", POP3 "-ERR", SMTP "421") and closed,
 	// so that a proxy under a flood still answers instead of running out
 	// of descriptors. Zero means what the descriptor limit (RLIMIT_NOFILE)
-	// leaves after a reserve, at six descriptors a session (two sockets
-	// and the relay's pipes); negative means no limit. Read by Start.
+	// leaves after a reserve (a thirty-second of it, 32 at least), at two
+	// descriptors a session; negative means no limit. Read by Start.
 	MaxConnections int
 
 	limit   *connLimit
