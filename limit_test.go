@@ -158,7 +158,7 @@ func TestFlood(t *testing.T) {
 // startFloodChild starts the proxy of TestFlood in a process of its own
 // and returns its address, its logs, and the end of the process. The
 // process is stopped when the test ends, and must exit cleanly.
-func startFloodChild(t *testing.T, mode string) (addr string, logs *syncBuffer, exited <-chan error) {
+func startFloodChild(t *testing.T, mode string) (addr string, logs *testutil.Buffer, exited <-chan error) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), floodChildEnv+"="+mode)
 	stdin, err := cmd.StdinPipe()
@@ -169,7 +169,7 @@ func startFloodChild(t *testing.T, mode string) (addr string, logs *syncBuffer, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs = &syncBuffer{}
+	logs = &testutil.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -246,23 +246,4 @@ func flood(t *testing.T, addr string, n int) map[string]int {
 		c.Close()
 	}
 	return counts
-}
-
-// syncBuffer holds a process's output, written and read from several
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(b)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
