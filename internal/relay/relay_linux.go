@@ -18,11 +18,13 @@ const canSplice = true
 // system calls.
 const maxChunk = 1 << 20
 
-// copySplice moves src to dst with splice(2) until the end of src's input.
-// It waits for bytes holding no pipe, takes one from the pool while bytes
-// are ready, and gives it back, empty, when src runs dry: an idle
+// copySplice moves src to dst until the end of src's input. Each burst is
+// read into a small pooled buffer, taken only once src is readable, and
+// written out: two system calls for a command or a reply. When a read
+// fills the buffer the burst is bulk, and its rest moves with splice(2)
+// through a pooled pipe, given back empty when src runs dry. An idle
 // direction holds nothing but its sockets. When no pipe can be had
-// (descriptors run out), the rest goes through a buffer.
+// (descriptors run out), the bulk goes through a buffer.
 func (r *relay) copySplice(dst, src *net.TCPConn) (int64, error) {
 	srcRC, err := src.SyscallConn()
 	if err != nil {
@@ -34,17 +36,21 @@ func (r *relay) copySplice(dst, src *net.TCPConn) (int64, error) {
 	}
 	var written int64
 	for {
-		eof, err := waitReadable(srcRC)
-		if err != nil || eof {
-			return written, err
+		n, full, err := r.copyBurst(dst, srcRC)
+		written += int64(n)
+		if err != nil || n == 0 {
+			return written, err // n == 0: the end of src's input
+		}
+		if !full {
+			continue
 		}
 		p, err := getPipe()
 		if err != nil {
 			n, err := r.copyBuffered(dst, src)
 			return written + n, err
 		}
-		n, eof, err := r.pump(dstRC, srcRC, p)
-		written += n
+		m, eof, err := r.pump(dstRC, srcRC, p)
+		written += m
 		p.free(err == nil)
 		if err != nil || eof {
 			return written, err
@@ -52,29 +58,47 @@ func (r *relay) copySplice(dst, src *net.TCPConn) (int64, error) {
 	}
 }
 
-// waitReadable waits until src has bytes to read or its input ended,
-// peeking at one byte without taking it.
-func waitReadable(src syscall.RawConn) (eof bool, err error) {
-	var peekErr error
+// burstBuffer is the size of the buffer a burst is read into.
+const burstBuffer = 16 << 10
+
+var burstBuffers = sync.Pool{New: func() any { return new([burstBuffer]byte) }}
+
+// copyBurst waits until src is readable, reads what it has (up to
+// burstBuffer bytes) and writes it to dst. It returns the bytes moved,
+// none at the end of src's input, and whether they filled the buffer.
+func (r *relay) copyBurst(dst net.Conn, src syscall.RawConn) (n int, full bool, err error) {
+	var buf *[burstBuffer]byte
+	var readErr error
 	err = src.Read(func(fd uintptr) bool {
-		var b [1]byte
-		var n int
+		buf = burstBuffers.Get().(*[burstBuffer]byte)
 		for {
-			n, _, peekErr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			if peekErr != unix.EINTR {
+			n, readErr = unix.Read(int(fd), buf[:])
+			if readErr != unix.EINTR {
 				break
 			}
 		}
-		if peekErr == unix.EAGAIN {
-			return false // wait for the poller
+		if readErr == unix.EAGAIN {
+			burstBuffers.Put(buf) // nothing is held while waiting
+			buf = nil
+			return false
 		}
-		eof = peekErr == nil && n == 0
 		return true
 	})
-	if err == nil {
-		err = peekErr
+	if buf != nil {
+		defer burstBuffers.Put(buf)
 	}
-	return eof, err
+	switch {
+	case err != nil:
+		return 0, false, err
+	case readErr != nil:
+		return 0, false, readErr
+	case n <= 0:
+		return 0, false, nil
+	}
+	r.moved()
+	w, err := dst.Write(buf[:n])
+	r.moved()
+	return w, n == burstBuffer, err
 }
 
 // pump moves what src has ready into p and out to dst, chunk by chunk,
