@@ -14,18 +14,17 @@ import (
 // refusals close the session, so they are BYE where nginx says BAD (RFC
 // 9051 7.1.5: BYE is how a server says it is closing).
 var replies = engine.Replies{
-	LineTooLong:        "* BAD line too long",
+	LineTooLong:        "* BYE line too long",
 	TooManyCommands:    "* BYE too many commands",
 	TooManyErrors:      "* BYE too many invalid commands",
 	NoClientCert:       "* BYE No required SSL certificate was sent",
 	BadClientCert:      "* BYE SSL certificate error",
 	TooManyConnections: "* BYE Too many connections, try again later",
 	SASL: engine.SASLReplies{ // after the tag
-		Mechanism:   "NO unsupported authentication mechanism",
-		Cancelled:   "BAD AUTHENTICATE cancelled",
-		BadBase64:   "BAD invalid base64",
-		LineTooLong: "BAD line too long",
-		Invalid:     "NO [AUTHENTICATIONFAILED] invalid SASL response",
+		Mechanism: "NO unsupported authentication mechanism",
+		Cancelled: "BAD AUTHENTICATE cancelled",
+		BadBase64: "BAD invalid base64",
+		Invalid:   "NO [AUTHENTICATIONFAILED] invalid SASL response",
 	},
 }
 
@@ -63,6 +62,9 @@ func (cl *client) command(line []byte) bool {
 	switch {
 	case errors.Is(err, errLiteralRefused):
 		return cl.c.Failed()
+	case errors.Is(err, engine.ErrLineTooLong): // a line after a literal
+		cl.c.TooLong()
+		return false
 	case err != nil && !errors.Is(err, errSyntax):
 		return false // the client went away, or a non-synchronising literal was too big
 	case err != nil:

@@ -111,7 +111,15 @@ func TestTranscripts(t *testing.T) {
 			{"a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n", "a OK", "b OK", "c OK", "* BYE too many commands", "<closed>"},
 		}},
 		{"line too long", &imap.Server{ClientBuffer: 64}, []testutil.Step{
-			{"a NOOP " + strings.Repeat("x", 100) + "\r\nb NOOP\r\n", "* BAD line too long", "b OK"},
+			{"a NOOP " + strings.Repeat("x", 100) + "\r\nb NOOP\r\n", "* BYE line too long", "<closed>"},
+		}},
+		{"a SASL response beyond the client buffer ends the session", &imap.Server{ClientBuffer: 64}, []testutil.Step{
+			{"a AUTHENTICATE PLAIN\r\n", "+ "},
+			{strings.Repeat("A", 100) + "\r\n", "* BYE line too long", "<closed>"},
+		}},
+		{"a line after a literal beyond the client buffer ends the session", &imap.Server{ClientBuffer: 64}, []testutil.Step{
+			{"a LOGIN {5}\r\n", "+ OK"},
+			{"alice " + strings.Repeat("x", 100) + "\r\n", "* BYE line too long", "<closed>"},
 		}},
 		{"wrong password closes, as nginx without Auth-Wait", &imap.Server{}, []testutil.Step{
 			{"a LOGIN alice wrong\r\n", "a NO [AUTHENTICATIONFAILED] Invalid login or password", "<closed>"},

@@ -19,11 +19,10 @@ var replies = engine.Replies{
 	BadClientCert:      "-ERR SSL certificate error",
 	TooManyConnections: "-ERR [SYS/TEMP] Too many connections, try again later",
 	SASL: engine.SASLReplies{
-		Mechanism:   "-ERR unsupported authentication mechanism",
-		Cancelled:   "-ERR authentication cancelled",
-		BadBase64:   "-ERR invalid base64",
-		LineTooLong: "-ERR line too long",
-		Invalid:     "-ERR invalid SASL response",
+		Mechanism: "-ERR unsupported authentication mechanism",
+		Cancelled: "-ERR authentication cancelled",
+		BadBase64: "-ERR invalid base64",
+		Invalid:   "-ERR invalid SASL response",
 	},
 }
 

@@ -107,7 +107,7 @@ func TestTranscripts(t *testing.T) {
 			{"AUTH EXTERNAL =\r\n", "-ERR unsupported"},
 			{"USER\r\n", "-ERR invalid USER argument"},
 			{"NOOP\r\n", "+OK"},
-			{strings.Repeat("x", 5000) + "\r\n", "-ERR line too long"},
+			{strings.Repeat("x", 5000) + "\r\n", "-ERR line too long", "<closed>"},
 		}},
 		{"max_errors", &pop3.Server{}, []testutil.Step{
 			{"", "+OK"},

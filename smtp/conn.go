@@ -19,11 +19,10 @@ var replies = engine.Replies{
 	BadClientCert:      "421 4.7.1 SSL certificate error",
 	TooManyConnections: "421 4.7.0 Too many connections, try again later",
 	SASL: engine.SASLReplies{
-		Mechanism:   "504 5.5.4 Unrecognized authentication type",
-		Cancelled:   "501 5.7.0 Authentication cancelled",
-		BadBase64:   "501 5.5.2 Cannot decode response",
-		LineTooLong: "500 5.5.6 Line too long",
-		Invalid:     "535 5.7.8 Authentication credentials invalid",
+		Mechanism: "504 5.5.4 Unrecognized authentication type",
+		Cancelled: "501 5.7.0 Authentication cancelled",
+		BadBase64: "501 5.5.2 Cannot decode response",
+		Invalid:   "535 5.7.8 Authentication credentials invalid",
 	},
 }
 

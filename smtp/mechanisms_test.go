@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/mailproxy/mailproxy/internal/testutil"
@@ -30,6 +31,10 @@ func TestMechanisms(t *testing.T) {
 			{"AUTH LOGIN\r\n", "334 VXNlcm5hbWU6"},
 			{testutil.B64("alice") + "\r\n", "334 UGFzc3dvcmQ6"},
 			{testutil.B64("secret") + "\r\n", "235 2.0.0 OK"},
+		}},
+		{"a response beyond the client buffer ends the session", []string{"plain"}, []testutil.Step{
+			{"AUTH PLAIN\r\n", "334 "},
+			{strings.Repeat("A", 5000) + "\r\n", "500 5.5.6 Line too long", "<closed>"},
 		}},
 		{"PLAIN taken with smtp_auth none", []string{"none"}, []testutil.Step{
 			{"EHLO c.test\r\n", "250 proxy.test"},

@@ -25,7 +25,7 @@ var (
 
 // Replies are a protocol's words for what the engine answers itself.
 type Replies struct {
-	LineTooLong     string // a command line was too long; the session goes on
+	LineTooLong     string // sent before closing at a line beyond the client buffer
 	TooManyCommands string // sent before closing at max_commands
 	TooManyErrors   string // sent before closing at max_errors
 	// NoClientCert and BadClientCert end a TLS session whose client
@@ -86,8 +86,8 @@ func NewConn(c net.Conn, st *Settings) *Conn {
 
 // ReadCommand reads the next command line and counts it against
 // max_commands. The line is returned without its CR LF and is valid until
-// the next read. A line longer than the limit is consumed and reported as
-// ErrLineTooLong; the caller replies and counts an error.
+// the next read. A line longer than the limit is ErrLineTooLong, read no
+// further: the session ends there (see [Conn.TooLong]).
 func (c *Conn) ReadCommand() ([]byte, error) {
 	if c.cfg.MaxCommands > 0 && c.commands >= c.cfg.MaxCommands {
 		return nil, ErrTooManyCommands
@@ -104,7 +104,7 @@ func (c *Conn) ReadLine() ([]byte, error) {
 	}
 	line, err := c.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, c.skipLine()
+		return nil, ErrLineTooLong
 	}
 	if err != nil {
 		return nil, err
@@ -133,18 +133,13 @@ func (c *Conn) awaitClient() error {
 	return c.SetReadDeadline(time.Now().Add(c.cfg.Timeout))
 }
 
-// skipLine discards the rest of an over-long line and returns
-// ErrLineTooLong, or the read error that stopped it.
-func (c *Conn) skipLine() error {
-	for {
-		_, err := c.r.ReadSlice('\n')
-		switch {
-		case err == nil:
-			return ErrLineTooLong
-		case !errors.Is(err, bufio.ErrBufferFull):
-			return err
-		}
-	}
+// TooLong ends a session whose client sent a line beyond the client
+// buffer, as nginx does ("client sent too long command"): the protocol's
+// reply, then the close. Reading on to the line's end would let a client
+// that never ends one keep the session forever.
+func (c *Conn) TooLong() {
+	c.Log.Info("client sent too long command")
+	c.CloseWith(c.replies.LineTooLong)
 }
 
 // Open runs what comes before the greeting: the PROXY protocol header
@@ -198,10 +193,8 @@ func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
 				return
 			}
 		case errors.Is(err, ErrLineTooLong):
-			c.Reply("%s", c.replies.LineTooLong)
-			if !c.Failed() {
-				return
-			}
+			c.TooLong()
+			return
 		case errors.Is(err, ErrTooManyCommands):
 			c.CloseWith(c.replies.TooManyCommands)
 			return

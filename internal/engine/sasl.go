@@ -78,12 +78,16 @@ func (c *Conn) ReadSASL(protocol, mech string, initial []byte, prefix string) (*
 
 // SASLFailed answers err, an error of [Conn.ReadSASL], with the protocol's
 // reply after prefix (an IMAP tag and a space, or nothing) and counts it.
-// It reports whether the session goes on: not when the client went away.
+// It reports whether the session goes on: not when the client went away,
+// nor after a response beyond the client buffer, which ends the session.
 func (c *Conn) SASLFailed(prefix string, err error) bool {
 	r := &c.replies.SASL
 	reply := r.Invalid
 	switch {
 	case errors.Is(err, ErrClientGone):
+		return false
+	case errors.Is(err, ErrLineTooLong):
+		c.TooLong()
 		return false
 	case errors.Is(err, ErrMechanism):
 		reply = r.Mechanism
@@ -91,8 +95,6 @@ func (c *Conn) SASLFailed(prefix string, err error) bool {
 		reply = r.Cancelled
 	case errors.Is(err, errBadBase64):
 		reply = r.BadBase64
-	case errors.Is(err, ErrLineTooLong):
-		reply = r.LineTooLong
 	}
 	return c.Fail(prefix + reply)
 }
