@@ -26,23 +26,8 @@ const credentialsPassword = "Pw-9f3Kq-only-in-the-login"
 // service failing, at debug level: no log line of the proxy or of its
 // auth_http client holds the password, in clear, in base64 or escaped.
 func TestCredentialsNeverLogged(t *testing.T) {
-	users := []mailtest.User{{Name: "alice", Password: credentialsPassword}}
-	imapBE, err := mailtest.StartIMAP(users, testutil.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer imapBE.Close()
-	pop3BE, err := mailtest.StartPOP3(users, testutil.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pop3BE.Close()
-	smtpBE, err := mailtest.StartSMTP(mailtest.SMTPOptions{Users: users, Logger: testutil.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer smtpBE.Close()
-	backends := map[string]string{"imap": imapBE.Addr, "pop3": pop3BE.Addr, "smtp": smtpBE.Addr}
+	b := startBackendsFor(t, []mailtest.User{{Name: "alice", Password: credentialsPassword}})
+	backends := map[string]string{"imap": b.imap.Addr, "pop3": b.pop3.Addr, "smtp": b.smtp.Addr}
 	service := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _ := url.PathUnescape(r.Header.Get("Auth-User"))
 		pass, _ := url.PathUnescape(r.Header.Get("Auth-Pass"))

@@ -105,7 +105,11 @@ type tlsBackends struct {
 }
 
 func startBackends(t *testing.T) *tlsBackends {
-	users := []mailtest.User{{Name: "alice", Password: "secret"}}
+	return startBackendsFor(t, []mailtest.User{{Name: "alice", Password: "secret"}})
+}
+
+// startBackendsFor starts the three backends with users.
+func startBackendsFor(t *testing.T, users []mailtest.User) *tlsBackends {
 	var b tlsBackends
 	var err error
 	if b.imap, err = mailtest.StartIMAP(users, testutil.Discard); err != nil {
