@@ -74,10 +74,10 @@ func Run(ctx context.Context, client, backend net.Conn, clientPending, backendPe
 	}
 	defer context.AfterFunc(ctx, func() { r.stop(ctx.Err()) })()
 
-	up := make(chan copyResult, 1)
+	up := make(chan int64, 1)
 	go func() { up <- r.copy(true, backend, client, clientPending) }()
 	down := r.copy(false, client, backend, backendPending)
-	stats := Stats{ToBackend: (<-up).n, ToClient: down.n}
+	stats := Stats{ToBackend: <-up, ToClient: down}
 	r.stop(nil)
 	return stats, r.reason()
 }
@@ -129,15 +129,11 @@ func (r *relay) reason() error {
 	return r.why
 }
 
-// copyResult is how one direction ended.
-type copyResult struct {
-	n int64 // bytes written to the destination
-}
-
 // copy moves pending and then everything src sends to dst. At the end of
 // src's input it half-closes dst, or ends the session when dst cannot be
-// half-closed; an error ends the session.
-func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) copyResult {
+// half-closed; an error ends the session. It returns the bytes written to
+// dst.
+func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) int64 {
 	n, err := r.write(dst, pending)
 	if err == nil {
 		var m int64
@@ -158,7 +154,7 @@ func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) copyResu
 	case !closeWrite(dst):
 		r.stop(nil)
 	}
-	return copyResult{n: n}
+	return n
 }
 
 // closeWrite ends dst's sending side and reports whether it could.
