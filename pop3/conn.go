@@ -36,8 +36,8 @@ type client struct {
 }
 
 // serveConn runs the dialogue with one client.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
-	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings), ctx: ctx}
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, end *engine.Ending) {
+	cl := &client{st: &s.settled, c: engine.NewConn(nc, s.settled.Settings, end), ctx: ctx}
 	defer cl.c.Release()
 	if !cl.c.Open(ctx) {
 		return

@@ -40,9 +40,9 @@ type client struct {
 }
 
 // serveConn runs the dialogue with one client.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, end *engine.Ending) {
 	st := &s.settled
-	cl := &client{st: st, c: engine.NewConn(nc, st.Settings), ctx: ctx}
+	cl := &client{st: st, c: engine.NewConn(nc, st.Settings, end), ctx: ctx}
 	defer cl.c.Release()
 	if !cl.c.Open(ctx) {
 		return

@@ -66,16 +66,20 @@ type Conn struct {
 	tls      *auth.TLSInfo
 	host     chan string // the resolver's answer, once asked
 	hostName string
+	end      *Ending   // what ends the session
+	started  time.Time // when the session started
 }
 
 // replyBuffer is the size of the buffer that replies are queued in.
 const replyBuffer = 1024
 
-// NewConn wraps c for a session of a server with the settings st. Its
-// buffers come from pools: Release gives them back.
-func NewConn(c net.Conn, st *Settings) *Conn {
+// NewConn wraps c for a session of a server with the settings st, which
+// end ends. Its buffers come from pools: Release gives them back.
+func NewConn(c net.Conn, st *Settings, end *Ending) *Conn {
 	return &Conn{
 		Conn:    c,
+		end:     end,
+		started: time.Now(),
 		Log:     st.Logger.With("client", c.RemoteAddr().String()),
 		cfg:     st,
 		replies: st.Replies,

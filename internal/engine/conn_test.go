@@ -36,7 +36,7 @@ func serveOne(t *testing.T, cfg session.Config, maxLine int) (client net.Conn, r
 			return
 		}
 		defer nc.Close()
-		c := NewConn(nc, st)
+		c := NewConn(nc, st, &Ending{})
 		c.Run(context.Background(), func(line []byte) bool {
 			if string(line) == "ok" {
 				c.Reply("fine")
@@ -129,7 +129,7 @@ func TestConnTimeout(t *testing.T) {
 func TestConnBuffered(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
-	c := NewConn(b, Settle(session.Config{Logger: slog.New(slog.DiscardHandler)}, Protocol{MaxLine: 64, Replies: testReplies}))
+	c := NewConn(b, Settle(session.Config{Logger: slog.New(slog.DiscardHandler)}, Protocol{MaxLine: 64, Replies: testReplies}), &Ending{})
 	go io.WriteString(a, "first\r\npipelined bytes")
 	line, err := c.ReadCommand()
 	if err != nil || string(line) != "first" {

@@ -164,16 +164,15 @@ func (c *Conn) dialBackend(ctx context.Context, addr string) (net.Conn, error) {
 	return conn, nil
 }
 
-// relay relays the session between the client and backend until it ends:
-// the step after a successful backend login. backendPending holds what was
-// read from the backend past its login reply.
+// relay hands the session to the relay once the backend login is done:
+// the handler's goroutine then returns, and the session ends when the
+// relay does. backendPending holds what was read from the backend past
+// its login reply.
 func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byte) {
 	if err := c.Flush(); err != nil {
 		backend.Close()
 		return
 	}
-	c.SetDeadline(time.Time{})
-	backend.SetDeadline(time.Time{})
 	client, pending := c.Conn, bytes.Clone(c.Buffered())
 	c.Release() // the relay needs no buffer of the dialogue
 	if pc, ok := client.(*proxyproto.Conn); ok {
@@ -182,8 +181,17 @@ func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byt
 		raw, rest := pc.Unwrap()
 		client, pending = raw, append(pending, rest...)
 	}
-	stats, err := relay.Run(ctx, client, backend, pending, backendPending, c.cfg.ProxyTimeout, c.cfg.ProxyBuffer)
-	c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient, "reason", endReason(err))
+	end := c.end.Detach()
+	s := relay.Session{
+		Client: client, Backend: backend,
+		ClientPending: pending, BackendPending: backendPending,
+		Idle: c.cfg.ProxyTimeout, Buffer: c.cfg.ProxyBuffer,
+	}
+	relay.Start(ctx, s, func(stats relay.Stats, err error) {
+		c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient,
+			"duration", time.Since(c.started).Round(time.Millisecond), "reason", endReason(err))
+		end()
+	})
 }
 
 func endReason(err error) string {

@@ -14,10 +14,36 @@ import (
 	"github.com/mailproxy/mailproxy/session"
 )
 
-// Handler serves one client connection. It returns when the session is
-// over; the Loop closes the connection afterwards. ctx is cancelled when the
-// Loop is closed.
-type Handler func(ctx context.Context, conn net.Conn)
+// Handler serves one client connection. The session is over when it
+// returns, unless it handed the session on with end.Detach; the Loop then
+// closes the connection. ctx is cancelled when the Loop is closed.
+type Handler func(ctx context.Context, conn net.Conn, end *Ending)
+
+// An Ending is what ends one session: closing its connection, the Loop
+// forgetting it, giving back its connection slot. It runs when the
+// session's handler returns, unless the handler handed the session on
+// with Detach: a relayed session holds no goroutine of its own.
+type Ending struct {
+	steps    []func()
+	detached bool
+}
+
+// Defer adds f to the session's end. The steps run in the reverse order
+// of their adding, as deferred calls do.
+func (e *Ending) Defer(f func()) { e.steps = append(e.steps, f) }
+
+// Detach hands the session's end on: the handler's return no longer ends
+// the session; the returned func does, and must be called once.
+func (e *Ending) Detach() (end func()) {
+	e.detached = true
+	return e.run
+}
+
+func (e *Ending) run() {
+	for i := len(e.steps) - 1; i >= 0; i-- {
+		e.steps[i]()
+	}
+}
 
 // Loop accepts connections from listeners, runs a Handler for each, and
 // tracks them for a graceful shutdown. It is the engine of every protocol
@@ -112,9 +138,13 @@ func (l *Loop) start(conn net.Conn, handle Handler) {
 	l.running.Add(1)
 	ctx := l.ctx
 	l.mu.Unlock()
+	end := &Ending{}
+	end.Defer(func() { l.finish(conn) })
 	go func() {
-		defer l.finish(conn)
-		handle(ctx, conn)
+		handle(ctx, conn, end)
+		if !end.detached {
+			end.run()
+		}
 	}()
 }
 
@@ -206,7 +236,7 @@ func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler)
 // reply on a plain connection, with a close on one of implicit TLS, where
 // a reply in clear text would mean nothing to the client.
 func (s *Server) limited(lim session.Limiter, implicitTLS bool, handle Handler) Handler {
-	return func(ctx context.Context, conn net.Conn) {
+	return func(ctx context.Context, conn net.Conn, end *Ending) {
 		if !lim.Admit() {
 			if !implicitTLS {
 				conn.SetWriteDeadline(time.Now().Add(refusalTimeout))
@@ -214,8 +244,8 @@ func (s *Server) limited(lim session.Limiter, implicitTLS bool, handle Handler) 
 			}
 			return
 		}
-		defer lim.Release()
-		handle(ctx, conn)
+		end.Defer(lim.Release)
+		handle(ctx, conn, end)
 	}
 }
 
@@ -230,7 +260,7 @@ func (s *Server) opening(proxyHeader, implicitTLS bool, handle Handler) Handler 
 		return handle
 	}
 	st := s.settings
-	return func(ctx context.Context, conn net.Conn) {
+	return func(ctx context.Context, conn net.Conn, end *Ending) {
 		if proxyHeader {
 			conn = proxyproto.NewConn(conn, st.RealIP.Trusts(conn.RemoteAddr()), st.Timeout)
 		}
@@ -241,7 +271,7 @@ func (s *Server) opening(proxyHeader, implicitTLS bool, handle Handler) Handler 
 			}
 			conn = tls.Server(conn, st.TLS.Config)
 		}
-		handle(ctx, conn)
+		handle(ctx, conn, end)
 	}
 }
 

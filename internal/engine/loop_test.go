@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestLoopLifeCycle(t *testing.T) {
 	release := make(chan struct{})
 	served := make(chan error, 1)
 	go func() {
-		served <- l.Serve(ln, discard, func(ctx context.Context, c net.Conn) {
+		served <- l.Serve(ln, discard, func(ctx context.Context, c net.Conn, _ *Ending) {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -70,7 +71,7 @@ func TestLoopLifeCycle(t *testing.T) {
 func TestLoopCloseEndsSessions(t *testing.T) {
 	var l Loop
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go l.Serve(ln, discard, func(ctx context.Context, c net.Conn) {
+	go l.Serve(ln, discard, func(ctx context.Context, c net.Conn, _ *Ending) {
 		buf := make([]byte, 1)
 		c.Read(buf) // returns when Close closes the connection
 	})
@@ -85,6 +86,52 @@ func TestLoopCloseEndsSessions(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not end the session")
+	}
+}
+
+// A session whose handler detached its end stays in progress after the
+// handler returns: Shutdown waits for it, and its end, in a goroutine of
+// its own, runs the steps added and closes the connection.
+func TestLoopDetachedSession(t *testing.T) {
+	var l Loop
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends := make(chan func(), 1)
+	var order []string
+	go l.Serve(ln, discard, func(ctx context.Context, c net.Conn, end *Ending) {
+		end.Defer(func() { order = append(order, "first added") })
+		end.Defer(func() { order = append(order, "last added") })
+		ends <- end.Detach()
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	end := <-ends
+	time.Sleep(20 * time.Millisecond) // the handler has returned
+	if active(&l) != 1 {
+		t.Fatalf("%d sessions in progress after the handler returned, want the detached one", active(&l))
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- l.Shutdown(context.Background()) }()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a detached session in progress", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	go end()
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if want := []string{"last added", "first added"}; !slices.Equal(order, want) {
+		t.Errorf("steps ran %q, want %q", order, want)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read %d bytes from a session that ended, want EOF", n)
 	}
 }
 
@@ -124,7 +171,7 @@ func TestLoopRetriesAcceptErrors(t *testing.T) {
 	var l Loop
 	defer l.Close()
 	served := make(chan struct{})
-	go l.Serve(&flakyListener{ln, []error{emfile, emfile, emfile}}, discard, func(ctx context.Context, c net.Conn) { close(served) })
+	go l.Serve(&flakyListener{ln, []error{emfile, emfile, emfile}}, discard, func(ctx context.Context, c net.Conn, _ *Ending) { close(served) })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

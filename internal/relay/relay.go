@@ -1,7 +1,8 @@
 // Package relay moves the bytes of a proxied session between the client
-// and the backend once the backend login is done: zero-copy (splice) between
-// two TCP sockets, through a pooled buffer otherwise, with the idle timeout
-// of proxy_timeout.
+// and the backend once the backend login is done: between two TCP sockets
+// on Linux, parked in a readiness loop while idle and zero-copy (splice)
+// for bulk; through a pooled buffer otherwise; with the idle timeout of
+// proxy_timeout.
 package relay
 
 import (
@@ -15,77 +16,100 @@ import (
 	"time"
 )
 
-// ErrIdle is returned by [Run] when no byte has moved in either direction
+// ErrIdle ends a session [Start] relays when no byte has moved in either direction
 // for the idle timeout (proxy_timeout).
 var ErrIdle = errors.New("mail: proxy_timeout: no data in either direction")
 
 // defaultBuffer is the copy buffer when Run is given none.
 const defaultBuffer = 16 << 10
 
-// Stats counts the bytes [Run] moved each way, pending bytes
+// Stats counts the bytes [Start] moved each way, pending bytes
 // included.
 type Stats struct {
 	ToBackend int64 // from the client to the backend
 	ToClient  int64 // from the backend to the client
 }
 
-// Run copies bytes both ways between client and backend until both
-// directions have ended, either side fails, ctx ends, or no byte has moved
-// in either direction for idle (proxy_timeout; zero or negative means no
-// limit). clientPending is sent to the backend first (bytes the client
-// pipelined before proxying started), backendPending to the client first.
-// bufSize is the copy buffer for the non-zero-copy path (proxy_buffer);
-// zero or negative means 16 KiB.
+// Session is a relayed session: the two connections, which Start owns
+// from then on, and how to relay between them.
+type Session struct {
+	Client, Backend net.Conn
+	// ClientPending is sent to the backend first: bytes the client
+	// pipelined before proxying started. BackendPending is sent to the
+	// client first.
+	ClientPending, BackendPending []byte
+	// Idle ends the session when no byte has moved in either direction
+	// for that long (proxy_timeout); zero or negative means no limit.
+	Idle time.Duration
+	// Buffer is the copy buffer of each direction on the buffered path
+	// (proxy_buffer); zero or negative means 16 KiB.
+	Buffer int
+}
+
+// Start relays s in the background until both directions have ended,
+// either side fails, ctx ends, or s.Idle passes without a byte moved. It
+// returns at once; done is called once, when the session is over, both
+// connections are closed and no goroutine of the session is left but the
+// one calling done.
 //
-// Between two *net.TCPConn on Linux the bytes move with splice(2), without
-// being copied through user space, through a pipe taken from a pool while
-// bytes are ready and given back when the source runs dry: an idle session
-// holds its two sockets and no pipe. Any other connection (*tls.Conn, a
-// wrapper) is copied through a buffer of bufSize per direction.
+// Between two *net.TCPConn on Linux, an idle session holds no goroutine,
+// no buffer and no pipe: both sockets wait in a readiness loop (epoll)
+// shared by every session, and a direction runs only while its source
+// has bytes, in a goroutine started for the burst. A burst is read into a
+// pooled buffer and written out, two system calls for a command or a
+// reply; a burst that fills the buffer is bulk, and its rest moves with
+// splice(2) through a pooled pipe, without being copied through user
+// space. The idle timeout comes from the same loop, without a timer per
+// session.
 //
-// A session costs one goroutine besides the caller's, which carries one
-// direction: no watchdog. The idle timeout is a timer that looks at the
-// time of the last byte moved when it fires, and ctx's end closes both
-// connections through context.AfterFunc.
+// Any other pair (*tls.Conn, a wrapper) is copied through a buffer of
+// s.Buffer per direction, by one goroutine per direction, with a timer
+// for the idle timeout.
 //
-// When one direction reaches the end of its input, Run half-closes its
-// destination (CloseWrite) and lets the other direction go on; a
-// destination that cannot be half-closed ends the session, as nginx does.
-// An error in either direction closes both connections at once.
+// When one direction reaches the end of its input, its destination is
+// half-closed (CloseWrite) and the other direction goes on; a destination
+// that cannot be half-closed ends the session, as nginx does. An error in
+// either direction closes both connections at once.
 //
-// Run owns both connections: it clears their deadlines, closes them
-// before returning, and has stopped every goroutine it started by then.
-// It reports the bytes moved each way and why it ended: nil when both
-// directions ended normally, ErrIdle, ctx's error, or the first copy error.
-func Run(ctx context.Context, client, backend net.Conn, clientPending, backendPending []byte, idle time.Duration, bufSize int) (Stats, error) {
-	if bufSize <= 0 {
-		bufSize = defaultBuffer
+// done gets the bytes moved each way, pending bytes included, and why the
+// session ended: nil when both directions ended normally, ErrIdle, ctx's
+// error, or the first copy error.
+func Start(ctx context.Context, s Session, done func(Stats, error)) {
+	if s.Buffer <= 0 {
+		s.Buffer = defaultBuffer
 	}
 	// The dialogue before proxying set deadlines; from now on the idle
-	// timer bounds the session instead.
-	client.SetDeadline(time.Time{})
-	backend.SetDeadline(time.Time{})
+	// timeout bounds the session instead.
+	s.Client.SetDeadline(time.Time{})
+	s.Backend.SetDeadline(time.Time{})
+	if relayPath(s.Client, s.Backend) == pathZeroCopy {
+		startParked(ctx, s, done)
+		return
+	}
+	go func() { done(runBuffered(ctx, s)) }()
+}
 
-	r := &relay{client: client, backend: backend, bufSize: bufSize, idle: idle, start: time.Now()}
-	r.path = relayPath(client, backend)
-	if idle > 0 {
-		r.timer = time.AfterFunc(idle, r.checkIdle)
+// runBuffered relays s through a buffer per direction: the caller carries
+// one direction and a goroutine the other.
+func runBuffered(ctx context.Context, s Session) (Stats, error) {
+	r := &relay{client: s.Client, backend: s.Backend, bufSize: s.Buffer, idle: s.Idle, start: time.Now()}
+	if s.Idle > 0 {
+		r.timer = time.AfterFunc(s.Idle, r.checkIdle)
 		defer r.timer.Stop()
 	}
 	defer context.AfterFunc(ctx, func() { r.stop(ctx.Err()) })()
 
 	up := make(chan int64, 1)
-	go func() { up <- r.copy(true, backend, client, clientPending) }()
-	down := r.copy(false, client, backend, backendPending)
+	go func() { up <- r.copy(true, s.Backend, s.Client, s.ClientPending) }()
+	down := r.copy(false, s.Client, s.Backend, s.BackendPending)
 	stats := Stats{ToBackend: <-up, ToClient: down}
 	r.stop(nil)
 	return stats, r.reason()
 }
 
-// relay is the state shared by the two directions of a Run.
+// relay is the state shared by the two directions of a buffered session.
 type relay struct {
 	client, backend net.Conn
-	path            copyPath
 	bufSize         int
 	idle            time.Duration
 	timer           *time.Timer
@@ -137,24 +161,24 @@ func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) int64 {
 	n, err := r.write(dst, pending)
 	if err == nil {
 		var m int64
-		if r.path == pathZeroCopy {
-			m, err = r.copySplice(dst.(*net.TCPConn), src.(*net.TCPConn))
-		} else {
-			m, err = r.copyBuffered(dst, src)
-		}
+		m, err = r.copyBuffered(dst, src)
 		n += m
 	}
 	switch {
 	case err != nil:
-		from, to := "backend", "client"
-		if toBackend {
-			from, to = to, from
-		}
-		r.stop(fmt.Errorf("mail: relay %s to %s: %w", from, to, err))
+		r.stop(directionError(toBackend, err))
 	case !closeWrite(dst):
 		r.stop(nil)
 	}
 	return n
+}
+
+// directionError says in which direction err happened.
+func directionError(toBackend bool, err error) error {
+	if toBackend {
+		return fmt.Errorf("mail: relay client to backend: %w", err)
+	}
+	return fmt.Errorf("mail: relay backend to client: %w", err)
 }
 
 // closeWrite ends dst's sending side and reports whether it could.
@@ -217,12 +241,12 @@ func bufferPool(size int) *sync.Pool {
 	return p.(*sync.Pool)
 }
 
-// copyPath is how Run copies bytes.
+// copyPath is how Start relays a session.
 type copyPath int
 
 const (
 	pathBuffered copyPath = iota // through a user-space buffer
-	pathZeroCopy                 // splice between two *net.TCPConn (Linux)
+	pathZeroCopy                 // parked in epoll, splice between two *net.TCPConn (Linux)
 )
 
 func (p copyPath) String() string {
@@ -236,7 +260,7 @@ func (p copyPath) String() string {
 func relayPath(client, backend net.Conn) copyPath {
 	_, ok1 := client.(*net.TCPConn)
 	_, ok2 := backend.(*net.TCPConn)
-	if ok1 && ok2 && canSplice {
+	if ok1 && ok2 && canPark {
 		return pathZeroCopy
 	}
 	return pathBuffered

@@ -10,101 +10,57 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// canSplice: Linux has splice(2).
-const canSplice = true
+// canPark: Linux has epoll(7) and splice(2).
+const canPark = true
 
 // maxChunk is what one splice moves at most: the size the pipes are given
 // (as Go's own splice path gives them), so that a bulk transfer takes few
 // system calls.
 const maxChunk = 1 << 20
 
-// copySplice moves src to dst until the end of src's input. Each burst is
-// read into a small pooled buffer, taken only once src is readable, and
-// written out: two system calls for a command or a reply. When a read
-// fills the buffer the burst is bulk, and its rest moves with splice(2)
-// through a pooled pipe, given back empty when src runs dry. An idle
-// direction holds nothing but its sockets. When no pipe can be had
-// (descriptors run out), the bulk goes through a buffer.
-func (r *relay) copySplice(dst, src *net.TCPConn) (int64, error) {
-	srcRC, err := src.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	dstRC, err := dst.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var written int64
-	for {
-		n, full, err := r.copyBurst(dst, srcRC)
-		written += int64(n)
-		if err != nil || n == 0 {
-			return written, err // n == 0: the end of src's input
-		}
-		if !full {
-			continue
-		}
-		p, err := getPipe()
-		if err != nil {
-			n, err := r.copyBuffered(dst, src)
-			return written + n, err
-		}
-		m, eof, err := r.pump(dstRC, srcRC, p)
-		written += m
-		p.free(err == nil)
-		if err != nil || eof {
-			return written, err
-		}
-	}
-}
-
 // burstBuffer is the size of the buffer a burst is read into.
 const burstBuffer = 16 << 10
 
 var burstBuffers = sync.Pool{New: func() any { return new([burstBuffer]byte) }}
 
-// copyBurst waits until src is readable, reads what it has (up to
-// burstBuffer bytes) and writes it to dst. It returns the bytes moved,
-// none at the end of src's input, and whether they filled the buffer.
-func (r *relay) copyBurst(dst net.Conn, src syscall.RawConn) (n int, full bool, err error) {
-	var buf *[burstBuffer]byte
+// burst reads what src has ready, up to burstBuffer bytes, without
+// waiting, and writes it to dst, waiting for dst to take it. It returns
+// the bytes moved, none at the end of src's input, and whether they
+// filled the buffer; unix.EAGAIN when src has nothing ready.
+func burst(dst net.Conn, src syscall.RawConn) (n int, full bool, err error) {
+	buf := burstBuffers.Get().(*[burstBuffer]byte)
+	defer burstBuffers.Put(buf)
 	var readErr error
-	err = src.Read(func(fd uintptr) bool {
-		buf = burstBuffers.Get().(*[burstBuffer]byte)
-		for {
-			n, readErr = unix.Read(int(fd), buf[:])
-			if readErr != unix.EINTR {
-				break
-			}
-		}
-		if readErr == unix.EAGAIN {
-			burstBuffers.Put(buf) // nothing is held while waiting
-			buf = nil
-			return false
-		}
+	if err := src.Read(func(fd uintptr) bool {
+		n, readErr = readNoWait(int(fd), buf[:])
 		return true
-	})
-	if buf != nil {
-		defer burstBuffers.Put(buf)
-	}
-	switch {
-	case err != nil:
+	}); err != nil {
 		return 0, false, err
-	case readErr != nil:
+	}
+	if readErr != nil {
 		return 0, false, readErr
-	case n <= 0:
+	}
+	if n <= 0 {
 		return 0, false, nil
 	}
-	r.moved()
 	w, err := dst.Write(buf[:n])
-	r.moved()
 	return w, n == burstBuffer, err
+}
+
+// readNoWait reads from a non-blocking descriptor.
+func readNoWait(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // pump moves what src has ready into p and out to dst, chunk by chunk,
 // until src would block (eof false) or its input ends (eof true). p is
 // empty when pump returns no error.
-func (r *relay) pump(dst, src syscall.RawConn, p *pipe) (written int64, eof bool, err error) {
+func pump(dst, src syscall.RawConn, p *pipe, moved func()) (written int64, eof bool, err error) {
 	for {
 		var n int
 		var spliceErr error
@@ -122,13 +78,13 @@ func (r *relay) pump(dst, src syscall.RawConn, p *pipe) (written int64, eof bool
 		case n == 0:
 			return written, true, nil
 		}
-		r.moved()
+		moved()
 		m, err := drain(dst, p.r, n)
 		written += int64(m)
 		if err != nil {
 			return written, false, err
 		}
-		r.moved()
+		moved()
 	}
 }
 

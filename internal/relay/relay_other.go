@@ -2,15 +2,13 @@
 
 package relay
 
-import (
-	"errors"
-	"net"
-)
+import "context"
 
-// canSplice: splice(2) is Linux's; elsewhere Run copies through a buffer.
-const canSplice = false
+// canPark: the readiness loop and splice(2) are Linux's; elsewhere every
+// session is relayed through buffers.
+const canPark = false
 
-// copySplice is never called where canSplice is false.
-func (r *relay) copySplice(dst, src *net.TCPConn) (int64, error) {
-	return 0, errors.ErrUnsupported
+// startParked is never called where canPark is false.
+func startParked(ctx context.Context, s Session, done func(Stats, error)) {
+	panic("relay: no readiness loop on this system")
 }

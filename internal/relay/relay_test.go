@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// relayKinds are the connection kinds Run is tested with:
+// relayKinds are the connection kinds Start is tested with:
 //   - tcp: both sides are *net.TCPConn, the zero-copy (splice) path;
 //   - wrapped: the same sockets behind a wrapper that hides their type but
 //     keeps CloseWrite, as a PROXY-protocol or metrics wrapper would: the
@@ -25,10 +25,10 @@ import (
 var relayKinds = []string{"tcp", "wrapped", "pipe"}
 
 // relayTest is one relayed session: the client and backend programs at
-// both ends, and the two connections Run gets.
+// both ends, and the two connections Start gets.
 type relayTest struct {
 	client, backend           net.Conn // the programs' ends
-	proxyClient, proxyBackend net.Conn // Run's ends
+	proxyClient, proxyBackend net.Conn // Start's ends
 }
 
 // newRelayTest opens the connections of a session of the given kind on
@@ -97,25 +97,27 @@ type relayOutcome struct {
 	took  time.Duration
 }
 
-// start runs Run on the proxy's ends.
+// start relays the session with Start on the proxy's ends.
 func (rt *relayTest) start(ctx context.Context, clientPending, backendPending string, idle time.Duration) <-chan relayOutcome {
 	out := make(chan relayOutcome, 1)
-	go func() {
-		start := time.Now()
-		stats, err := Run(ctx, rt.proxyClient, rt.proxyBackend, []byte(clientPending), []byte(backendPending), idle, 0)
-		out <- relayOutcome{stats, err, time.Since(start)}
-	}()
+	begin := time.Now()
+	s := Session{
+		Client: rt.proxyClient, Backend: rt.proxyBackend,
+		ClientPending: []byte(clientPending), BackendPending: []byte(backendPending),
+		Idle: idle,
+	}
+	Start(ctx, s, func(stats Stats, err error) { out <- relayOutcome{stats, err, time.Since(begin)} })
 	return out
 }
 
-// waitRelay waits at most d for Run to return.
+// waitRelay waits at most d for the session to end.
 func waitRelay(t testing.TB, out <-chan relayOutcome, d time.Duration) relayOutcome {
 	t.Helper()
 	select {
 	case o := <-out:
 		return o
 	case <-time.After(d):
-		t.Fatalf("Run has not returned after %v", d)
+		t.Fatalf("the session has not ended after %v", d)
 		return relayOutcome{}
 	}
 }
@@ -204,7 +206,7 @@ func TestRelayBothWays(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			noGoroutineLeak(t)
 			rt := newRelayTest(t, kind)
-			// The dialogue before proxying leaves deadlines behind: Run
+			// The dialogue before proxying leaves deadlines behind: Start
 			// must clear them.
 			rt.proxyClient.SetDeadline(time.Now())
 			rt.proxyBackend.SetDeadline(time.Now())
@@ -228,7 +230,7 @@ func TestRelayBothWays(t *testing.T) {
 
 			o := waitRelay(t, out, 5*time.Second)
 			if o.err != nil {
-				t.Errorf("Run: %v", o.err)
+				t.Errorf("session: %v", o.err)
 			}
 			want := Stats{
 				ToBackend: int64(len(clientPending + "a3 LOGOUT\r\n")),
@@ -279,7 +281,7 @@ func TestRelayLarge(t *testing.T) {
 			rt.backend.Close()
 			o := waitRelay(t, out, 5*time.Second)
 			if o.err != nil || o.stats != (Stats{ToBackend: size}) {
-				t.Errorf("Run: %+v, %v; want %d bytes to the backend", o.stats, o.err, size)
+				t.Errorf("session: %+v, %v; want %d bytes to the backend", o.stats, o.err, size)
 			}
 		})
 	}
@@ -308,7 +310,7 @@ func TestRelayHalfClose(t *testing.T) {
 			}
 			o := waitRelay(t, out, 5*time.Second)
 			if o.err != nil {
-				t.Errorf("Run: %v", o.err)
+				t.Errorf("session: %v", o.err)
 			}
 			if want := (Stats{ToBackend: 6, ToClient: 24}); o.stats != want {
 				t.Errorf("stats %+v, want %+v", o.stats, want)
@@ -325,10 +327,10 @@ func TestRelayIdle(t *testing.T) {
 			rt := newRelayTest(t, kind)
 			o := waitRelay(t, rt.start(t.Context(), "", "", idle), 5*time.Second)
 			if !errors.Is(o.err, ErrIdle) {
-				t.Errorf("Run: %v, want ErrIdle", o.err)
+				t.Errorf("session: %v, want ErrIdle", o.err)
 			}
 			if o.took < idle || o.took >= 3*time.Second {
-				t.Errorf("Run returned after %v with idle %v", o.took, idle)
+				t.Errorf("session ended after %v with idle %v", o.took, idle)
 			}
 			expectClosed(t, rt.client)
 			expectClosed(t, rt.backend)
@@ -367,23 +369,23 @@ func TestRelayTrickle(t *testing.T) {
 			readExactly(t, rt.backend, strings.Repeat(".", nbytes))
 			select {
 			case o := <-out:
-				t.Fatalf("Run returned during the traffic after %v: %v", o.took, o.err)
+				t.Fatalf("session ended during the traffic after %v: %v", o.took, o.err)
 			default:
 			}
 			halfClose(rt.client)
 			rt.backend.Close()
 			o := waitRelay(t, out, 5*time.Second)
 			if o.err != nil || o.stats != (Stats{ToBackend: nbytes}) {
-				t.Errorf("Run: %+v, %v", o.stats, o.err)
+				t.Errorf("session: %+v, %v", o.stats, o.err)
 			}
 			if o.took < nbytes*every {
-				t.Errorf("Run returned after %v", o.took)
+				t.Errorf("session ended after %v", o.took)
 			}
 		})
 	}
 }
 
-// TestRelayReset: the backend resets the connection; Run returns at once
+// TestRelayReset: the backend resets the connection; the session ends at once
 // and closes the client's connection.
 func TestRelayReset(t *testing.T) {
 	for _, kind := range relayKinds {
@@ -398,7 +400,7 @@ func TestRelayReset(t *testing.T) {
 
 			o := waitRelay(t, out, 2*time.Second)
 			if !errors.Is(o.err, syscall.ECONNRESET) {
-				t.Errorf("Run: %v, want a connection reset", o.err)
+				t.Errorf("session: %v, want a connection reset", o.err)
 			}
 			expectClosed(t, rt.client)
 		})
@@ -417,7 +419,7 @@ func TestRelayContextCancel(t *testing.T) {
 			cancel()
 			o := waitRelay(t, out, 2*time.Second)
 			if !errors.Is(o.err, context.Canceled) {
-				t.Errorf("Run: %v, want context.Canceled", o.err)
+				t.Errorf("session: %v, want context.Canceled", o.err)
 			}
 			if o.stats.ToBackend != 9 {
 				t.Errorf("stats %+v", o.stats)
@@ -453,8 +455,8 @@ func TestRelayGoroutines(t *testing.T) {
 }
 
 // BenchmarkRelay moves 64 MiB per op over loopback TCP: directly from a
-// client to a server (the baseline), through Run on the zero-copy path,
-// and through Run on the buffered path (wrapped connections, 16 KiB).
+// client to a server (the baseline), through Start on the zero-copy path,
+// and through Start on the buffered path (wrapped connections, 16 KiB).
 func BenchmarkRelay(b *testing.B) {
 	b.Run("direct", func(b *testing.B) {
 		c, s := loopbackTCP(b)
@@ -470,7 +472,7 @@ func BenchmarkRelay(b *testing.B) {
 			rt.client.Close()
 			rt.backend.Close()
 			if o := waitRelay(b, out, 5*time.Second); o.err != nil {
-				b.Logf("Run: %v", o.err)
+				b.Logf("session: %v", o.err)
 			}
 		})
 	}
@@ -503,12 +505,12 @@ func benchStream(b *testing.B, w, r net.Conn) {
 	}
 }
 
-// TestRelayIdleCost: an idle relayed session holds its two sockets and one
-// goroutine besides the caller's, however many bytes it moved before: no
-// splice pipe, no watchdog.
+// TestRelayIdleCost: an idle relayed session holds its two sockets and
+// nothing else, however many bytes it moved before: no goroutine (the
+// poller's one is shared), no splice pipe.
 func TestRelayIdleCost(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("counts descriptors in /proc")
+		t.Skip("parks sessions in epoll; counts descriptors in /proc")
 	}
 	noGoroutineLeak(t)
 	const sessions = 50
@@ -525,16 +527,25 @@ func TestRelayIdleCost(t *testing.T) {
 		rt.backend.Write([]byte("* OK\r\n"))
 		readExactly(t, rt.client, "* OK\r\n")
 	}
-	extraFDs, extraGoroutines := openFDs(t)-fds, runtime.NumGoroutine()-goroutines
+	// A direction's goroutine ends just after its last write.
+	var extraGoroutines int
+	for range 200 {
+		if extraGoroutines = runtime.NumGoroutine() - goroutines; extraGoroutines <= 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	extraFDs := openFDs(t) - fds
 	t.Logf("%d idle sessions: %d descriptors and %d goroutines beyond their sockets", sessions, extraFDs, extraGoroutines)
-	// The pool's pipes, two descriptors each, are few whatever the
-	// sessions (more under -race, whose sync.Pool drops some on purpose);
-	// a pipe held per direction would be four a session.
+	// The pool's pipes, two descriptors each, and the epoll set are few
+	// whatever the sessions (more pipes under -race, whose sync.Pool
+	// drops some on purpose); a pipe held per direction would be four a
+	// session.
 	if extraFDs >= sessions/2 {
 		t.Errorf("%d descriptors beyond the sockets of %d idle sessions, want the pool's few", extraFDs, sessions)
 	}
-	if extraGoroutines > 2*sessions+4 { // the callers' and one each
-		t.Errorf("%d goroutines for %d idle sessions, want 2 each", extraGoroutines, sessions)
+	if extraGoroutines > 1 { // the poller's loop
+		t.Errorf("%d goroutines for %d idle sessions, want the poller's one", extraGoroutines, sessions)
 	}
 	for i, rt := range rts {
 		rt.client.Close()
