@@ -9,7 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailproxy/mailproxy"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
+	"github.com/mailproxy/mailproxy/mailtest"
 )
 
 // The program's callback logs a user in through the proxy to the backend
