@@ -93,7 +93,7 @@ func floodChild() int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: "alice", Password: "secret"}}, slog.New(slog.DiscardHandler))
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: "alice", Password: "secret"}}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

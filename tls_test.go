@@ -112,11 +112,11 @@ func startBackends(t *testing.T) *tlsBackends {
 func startBackendsFor(t *testing.T, users []mailtest.User) *tlsBackends {
 	var b tlsBackends
 	var err error
-	if b.imap, err = mailtest.StartIMAP(users, testutil.Discard); err != nil {
+	if b.imap, err = mailtest.StartIMAP(mailtest.IMAPOptions{Users: users, Logger: testutil.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.imap.Close() })
-	if b.pop3, err = mailtest.StartPOP3(users, testutil.Discard); err != nil {
+	if b.pop3, err = mailtest.StartPOP3(mailtest.POP3Options{Users: users, Logger: testutil.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.pop3.Close() })

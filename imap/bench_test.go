@@ -44,7 +44,7 @@ const (
 // tb ends.
 func benchStart(tb testing.TB) testutil.BenchAddrs {
 	tb.Helper()
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: benchUser, Password: benchPassword}}, testutil.Discard)
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: benchUser, Password: benchPassword}}, Logger: testutil.Discard})
 	if err != nil {
 		tb.Fatal(err)
 	}

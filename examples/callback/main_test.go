@@ -15,7 +15,7 @@ import (
 // The program's callback logs a user in through the proxy to the backend
 // its users file names.
 func TestCallbackProgram(t *testing.T) {
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: "bob", Password: "pw"}}, nil)
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: "bob", Password: "pw"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

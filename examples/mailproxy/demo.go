@@ -46,10 +46,10 @@ func startDemo(ports [3]int, log *slog.Logger) (*demo, error) {
 	backendLog := slog.New(slog.DiscardHandler)
 	d := &demo{ports: ports, log: log}
 	var err error
-	if d.imap, err = mailtest.StartIMAP(users, backendLog); err != nil {
+	if d.imap, err = mailtest.StartIMAP(mailtest.IMAPOptions{Users: users, Logger: backendLog}); err != nil {
 		return nil, err
 	}
-	if d.pop3, err = mailtest.StartPOP3(users, backendLog); err != nil {
+	if d.pop3, err = mailtest.StartPOP3(mailtest.POP3Options{Users: users, Logger: backendLog}); err != nil {
 		d.Close()
 		return nil, err
 	}
