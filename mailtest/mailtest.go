@@ -23,7 +23,9 @@ import (
 
 // User is an account known to a test server.
 type User struct {
-	Name     string
+	// Name is the login name, matched exactly.
+	Name string
+	// Password is the password, in clear: the servers check it as given.
 	Password string
 }
 

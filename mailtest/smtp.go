@@ -38,8 +38,10 @@ type SMTPOptions struct {
 
 // Message is one mail transaction received by an SMTPServer.
 type Message struct {
+	// From is the address of MAIL FROM ("" for a bounce).
 	From string
-	To   []string
+	// To are the addresses of RCPT TO, in order.
+	To []string
 	// Data is the message as received after DATA, with CRLF line endings
 	// and the terminating "." line removed.
 	Data []byte

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -35,7 +36,7 @@ const demoUser, demoPassword = "demo", "demo"
 const welcome = "From: demo@example.org\r\nSubject: Welcome\r\n\r\nHello from the mailproxy demo.\r\n"
 
 // Limits of the demo mailbox, which lives in memory and may be published in
-// a container: 100 messages of up to 1 MiB.
+// a container: up to 100 messages sent over SMTP in a run, of up to 1 MiB.
 const (
 	demoMaxMessages = 100
 	demoMaxBytes    = 1 << 20
@@ -52,6 +53,8 @@ type demo struct {
 	addr  string
 	ports [3]int
 	log   *slog.Logger
+	// sent counts the messages SMTP has delivered to the mailbox.
+	sent atomic.Int32
 }
 
 // startDemo starts the demo backends: the demo mailbox, in IMAP and POP3,
@@ -73,7 +76,7 @@ func startDemo(addr string, ports [3]int, log *slog.Logger) (*demo, error) {
 		return nil, err
 	}
 	deliver := func(m mailtest.Message) error {
-		if len(d.pop3.Mailbox(demoUser)) >= demoMaxMessages {
+		if d.sent.Add(1) > demoMaxMessages {
 			return &gosmtp.SMTPError{Code: 452, EnhancedCode: gosmtp.EnhancedCode{4, 2, 2}, Message: "The demo mailbox is full"}
 		}
 		return d.deliver(m.Data)
