@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os/exec"
 	"regexp"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailproxy/mailproxy/internal/testutil"
 )
@@ -128,4 +132,32 @@ func ipv6Loopback() bool {
 	}
 	ln.Close()
 	return true
+}
+
+// The demo mailbox, in memory and perhaps published from a container, takes
+// demoMaxMessages messages over SMTP, then refuses with a temporary error.
+func TestDemoMailboxCap(t *testing.T) {
+	d, err := startDemo("127.0.0.1", [3]int{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := gosmtp.Dial(d.smtp.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range demoMaxMessages + 1 {
+		err := c.SendMail("demo@example.org", []string{"demo@example.org"}, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+		var serr *gosmtp.SMTPError
+		switch {
+		case i < demoMaxMessages && err != nil:
+			t.Fatalf("message %d: %v", i+1, err)
+		case i == demoMaxMessages && (!errors.As(err, &serr) || serr.Code != 452):
+			t.Fatalf("message %d: %v, want 452", i+1, err)
+		}
+	}
+	if n := len(d.pop3.Mailbox(demoUser)); n != 1+demoMaxMessages {
+		t.Errorf("the mailbox holds %d messages, want %d", n, 1+demoMaxMessages)
+	}
 }
