@@ -17,8 +17,8 @@ import (
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -93,7 +93,7 @@ func floodChild() int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: "alice", Password: "secret"}}, slog.New(slog.DiscardHandler))
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: "alice", Password: "secret"}}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

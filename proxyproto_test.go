@@ -14,8 +14,8 @@ import (
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -134,7 +134,7 @@ func TestProxyProtocolBadHeaders(t *testing.T) {
 // A session behind a PROXY header is relayed (from the raw socket, after
 // what the header reader had read ahead).
 func TestProxyProtocolRelay(t *testing.T) {
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: "alice", Password: "secret"}}, nil)
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: "alice", Password: "secret"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

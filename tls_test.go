@@ -18,8 +18,8 @@ import (
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/pop3"
 	"github.com/mailproxy/mailproxy/session"
 	"github.com/mailproxy/mailproxy/smtp"
@@ -112,11 +112,11 @@ func startBackends(t *testing.T) *tlsBackends {
 func startBackendsFor(t *testing.T, users []mailtest.User) *tlsBackends {
 	var b tlsBackends
 	var err error
-	if b.imap, err = mailtest.StartIMAP(users, testutil.Discard); err != nil {
+	if b.imap, err = mailtest.StartIMAP(mailtest.IMAPOptions{Users: users, Logger: testutil.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.imap.Close() })
-	if b.pop3, err = mailtest.StartPOP3(users, testutil.Discard); err != nil {
+	if b.pop3, err = mailtest.StartPOP3(mailtest.POP3Options{Users: users, Logger: testutil.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.pop3.Close() })

@@ -15,8 +15,8 @@ import (
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 )
 
 // The benchmarks run every operation on both testutil.BenchSides: "direct"
@@ -44,7 +44,7 @@ const (
 // tb ends.
 func benchStart(tb testing.TB) testutil.BenchAddrs {
 	tb.Helper()
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: benchUser, Password: benchPassword}}, testutil.Discard)
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: benchUser, Password: benchPassword}}, Logger: testutil.Discard})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/imap"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 )
 
 const (
@@ -34,7 +34,7 @@ type setup struct {
 // backend) in front of a fresh backend.
 func start(t *testing.T, srv *imap.Server) *setup {
 	t.Helper()
-	be, err := mailtest.StartIMAP([]mailtest.User{{Name: user, Password: password}, {Name: `o"dd \user`, Password: "pässword with spaces"}}, nil)
+	be, err := mailtest.StartIMAP(mailtest.IMAPOptions{Users: []mailtest.User{{Name: user, Password: password}, {Name: `o"dd \user`, Password: "pässword with spaces"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

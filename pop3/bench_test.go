@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/pop3"
 )
 
@@ -53,7 +53,7 @@ type benchEnv struct {
 // tb ends.
 func benchStart(tb testing.TB) benchEnv {
 	tb.Helper()
-	be, err := mailtest.StartPOP3([]mailtest.User{{Name: benchUser, Password: benchPassword}}, testutil.Discard)
+	be, err := mailtest.StartPOP3(mailtest.POP3Options{Users: []mailtest.User{{Name: benchUser, Password: benchPassword}}, Logger: testutil.Discard})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -245,7 +245,9 @@ func BenchmarkSession(b *testing.B) {
 // includes mailtest's dot-stuffing of the message's lines on every RETR).
 func BenchmarkRetr64MiB(b *testing.B) {
 	env := benchStart(b)
-	env.be.AddMessage(benchUser, benchMessage(benchRetrSize))
+	if err := env.be.AddMessage(benchUser, benchMessage(benchRetrSize)); err != nil {
+		b.Fatal(err)
+	}
 	// Untimed reads on both sides first: the first 64 MiB transfers pay
 	// for growing the heap and the socket buffers.
 	testutil.BenchWarmUp(b, 3, func(side string) error {
@@ -268,7 +270,9 @@ func TestBenchmarkHelpers(t *testing.T) {
 	env := benchStart(t)
 	// Lines that start with a dot, one a lone dot, come dot-stuffed.
 	msg := append([]byte(".starts with a dot\r\n.\r\n..two\r\n"), benchMessage(5000)...)
-	env.be.AddMessage(benchUser, msg)
+	if err := env.be.AddMessage(benchUser, msg); err != nil {
+		t.Fatal(err)
+	}
 	if got := env.be.Mailbox(benchUser); len(got) != 1 || !bytes.Equal(got[0], msg) {
 		t.Fatal("the backend changed the message")
 	}

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/pop3"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -29,12 +29,14 @@ const (
 // alice; srv.Auth defaults to a table routing alice there.
 func start(t *testing.T, srv *pop3.Server) (proxy string, backend *mailtest.POP3Server) {
 	t.Helper()
-	be, err := mailtest.StartPOP3([]mailtest.User{{Name: user, Password: password}}, nil)
+	be, err := mailtest.StartPOP3(mailtest.POP3Options{Users: []mailtest.User{{Name: user, Password: password}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
-	be.AddMessage(user, []byte(message))
+	if err := be.AddMessage(user, []byte(message)); err != nil {
+		t.Fatal(err)
+	}
 	if srv.Config.Auth == nil {
 		srv.Config.Auth = auth.Static{
 			user:     {Password: password, Backend: be.Addr},

@@ -16,8 +16,8 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/internal/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/session"
 	"github.com/mailproxy/mailproxy/smtp"
 )

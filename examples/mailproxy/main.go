@@ -48,6 +48,7 @@ func main() {
 type options struct {
 	conf, prefix, errorLog, globals string
 	test, version                   bool
+	demoAddr                        string
 	demoPorts                       [3]int
 }
 
@@ -61,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.globals, "g", "", "global `directives` added to the configuration")
 	fs.BoolVar(&o.test, "t", false, "test the configuration and exit")
 	fs.BoolVar(&o.version, "v", false, "print the version and exit")
+	fs.StringVar(&o.demoAddr, "demo-addr", "127.0.0.1", "IP `address` the demo listens on (0.0.0.0 in a container)")
 	ports := fs.String("demo-ports", "1143,1110,1025", "IMAP,POP3,SMTP `ports` of the demo (0 picks a free port)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -180,7 +182,7 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 	if o.test {
 		return testResult(stderr, "(embedded demo)", nil)
 	}
-	d, err := startDemo(o.demoPorts, log)
+	d, err := startDemo(o.demoAddr, o.demoPorts, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailproxy: [emerg] demo backends: %v\n", err)
 		return 1

@@ -2,7 +2,9 @@ package mailtest
 
 import (
 	"bytes"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-sasl"
@@ -75,7 +77,7 @@ func checkMessages(t *testing.T, got, want []Message) {
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if g.From != w.From || !slices.Equal(g.To, w.To) || g.AuthUser != w.AuthUser || g.Helo != w.Helo || g.XCLIENT != nil {
+		if g.From != w.From || !slices.Equal(g.To, w.To) || g.AuthUser != w.AuthUser || g.Helo != w.Helo {
 			t.Errorf("message %d = %+v, want %+v", i, g, w)
 		}
 		if !bytes.Equal(g.Data, w.Data) {
@@ -104,10 +106,10 @@ func TestSMTPTwoTransactions(t *testing.T) {
 	})
 }
 
-// TestSMTPExtensions pins what EHLO advertises. go-smtp v0.25.1 has no
-// server-side XCLIENT, so it is absent even with AllowXCLIENT.
+// TestSMTPExtensions pins what EHLO advertises: AUTH PLAIN, and no XCLIENT
+// (go-smtp v0.25.1 has no server side for it).
 func TestSMTPExtensions(t *testing.T) {
-	s := startSMTP(t, SMTPOptions{Users: testUsers, AllowXCLIENT: true})
+	s := startSMTP(t, SMTPOptions{Users: testUsers})
 	c := dialSMTP(t, s.Addr, "client.test")
 	if !c.SupportsAuth("PLAIN") {
 		t.Errorf("AUTH PLAIN not advertised")
@@ -132,5 +134,60 @@ func TestSMTPCloseWithClients(t *testing.T) {
 	}
 	if err := s.Close(); err == nil {
 		t.Errorf("second Close succeeded")
+	}
+}
+
+func TestSMTPLogins(t *testing.T) {
+	s := startSMTP(t, SMTPOptions{Users: testUsers})
+	c := dialSMTP(t, s.Addr, "client.test")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "nope")); err == nil {
+		t.Fatal("AUTH with a bad password succeeded")
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "bob", "pass word")); err != nil {
+		t.Fatal(err)
+	}
+	want := []Login{{"alice", "AUTH PLAIN", false}, {"bob", "AUTH PLAIN", true}}
+	if got := s.Logins(); !slices.Equal(got, want) {
+		t.Errorf("Logins() = %v, want %v", got, want)
+	}
+}
+
+// Deliver sees each message before it is accepted, and its error is the
+// client's reply.
+func TestSMTPDeliver(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantCode int // 0: accepted
+		wantText string
+	}{
+		{name: "accepted"},
+		{name: "plain error", err: errors.New("mailbox full"), wantCode: 554, wantText: "mailbox full"},
+		{name: "smtp error", err: &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "over quota"}, wantCode: 452, wantText: "over quota"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var delivered []Message
+			s := startSMTP(t, SMTPOptions{Deliver: func(m Message) error {
+				delivered = append(delivered, m)
+				return tt.err
+			}})
+			c := dialSMTP(t, s.Addr, "client.test")
+			err := c.SendMail("a@x.test", []string{"b@x.test"}, bytes.NewReader([]byte("body\r\n")))
+			want := Message{From: "a@x.test", To: []string{"b@x.test"}, Data: []byte("body\r\n"), Helo: "client.test"}
+			checkMessages(t, delivered, []Message{want})
+			if tt.wantCode == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkMessages(t, s.Messages(), []Message{want})
+				return
+			}
+			var serr *smtp.SMTPError
+			if !errors.As(err, &serr) || serr.Code != tt.wantCode || !strings.Contains(serr.Message, tt.wantText) {
+				t.Fatalf("SendMail error %v, want %d and %q", err, tt.wantCode, tt.wantText)
+			}
+			checkMessages(t, s.Messages(), nil)
+		})
 	}
 }

@@ -1,12 +1,14 @@
 package mailtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,35 +23,38 @@ type SMTPOptions struct {
 	Users []User
 	// Domain is the name in the greeting; "localhost" if empty.
 	Domain string
-	// AllowXCLIENT asks for the Postfix XCLIENT extension. go-smtp v0.25.1
-	// has no server-side XCLIENT, so the option currently has no effect:
-	// XCLIENT is not advertised, the command is rejected as unknown and
-	// Message.XCLIENT stays nil.
-	AllowXCLIENT bool
 	// MaxMessageBytes limits the size of a message; 0 means 32 MiB.
 	MaxMessageBytes int64
+	// Deliver, if not nil, is called with every message the server is
+	// about to accept, from the connection's goroutine: a demo delivers
+	// it to a mailbox, a test can refuse it. An error refuses the message:
+	// the client gets the error's text in a 554 reply, or the error's own
+	// code when it is a *smtp.SMTPError of github.com/emersion/go-smtp.
+	// A refused message is not recorded in Messages.
+	Deliver func(Message) error
 	// Logger receives the server's error logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Message is one mail transaction received by an SMTPServer.
 type Message struct {
+	// From is the address of MAIL FROM ("" for a bounce).
 	From string
-	To   []string
+	// To are the addresses of RCPT TO, in order.
+	To []string
 	// Data is the message as received after DATA, with CRLF line endings
 	// and the terminating "." line removed.
 	Data []byte
 	// AuthUser is the user that authenticated on the connection, or "".
 	AuthUser string
-	// XCLIENT holds the XCLIENT attributes the session received. It is
-	// always nil: see SMTPOptions.AllowXCLIENT.
-	XCLIENT map[string]string
 	// Helo is the name the client gave in its last HELO or EHLO.
 	Helo string
 }
 
 // SMTPServer is an SMTP server built on go-smtp that records every message
-// it accepts.
+// it accepts. It offers AUTH PLAIN without TLS, and accepts mail without
+// authentication too, for any sender and recipient. It does not offer
+// XCLIENT.
 type SMTPServer struct {
 	// Addr is the host:port the server listens on.
 	Addr string
@@ -57,6 +62,8 @@ type SMTPServer struct {
 	srv       *smtp.Server
 	ln        *trackingListener
 	users     map[string]string
+	deliver   func(Message) error
+	logins    loginLog
 	serveDone chan struct{}
 	closeOnce sync.Once
 
@@ -74,6 +81,7 @@ func StartSMTP(opts SMTPOptions) (*SMTPServer, error) {
 		Addr:      ln.Addr().String(),
 		ln:        ln,
 		users:     make(map[string]string, len(opts.Users)),
+		deliver:   opts.Deliver,
 		serveDone: make(chan struct{}),
 	}
 	for _, u := range opts.Users {
@@ -114,11 +122,21 @@ func (s *SMTPServer) Messages() []Message {
 	defer s.mu.Unlock()
 	out := make([]Message, len(s.messages))
 	for i, m := range s.messages {
-		m.To = append([]string(nil), m.To...)
-		m.Data = append([]byte(nil), m.Data...)
-		out[i] = m
+		out[i] = m.clone()
 	}
 	return out
+}
+
+// clone returns a copy of m that shares no memory with it.
+func (m Message) clone() Message {
+	m.To = slices.Clone(m.To)
+	m.Data = bytes.Clone(m.Data)
+	return m
+}
+
+// Logins returns the AUTH commands the server has answered, oldest first.
+func (s *SMTPServer) Logins() []Login {
+	return s.logins.list()
 }
 
 func (s *SMTPServer) record(m Message) {
@@ -176,8 +194,10 @@ func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 
 func (ss *smtpSession) checkPlain(identity, username, password string) error {
 	want, ok := ss.srv.users[username]
-	if !ok || (identity != "" && identity != username) ||
-		subtle.ConstantTimeCompare([]byte(want), []byte(password)) != 1 {
+	good := ok && (identity == "" || identity == username) &&
+		subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
+	ss.srv.logins.add(username, "AUTH PLAIN", good)
+	if !good {
 		return smtp.ErrAuthFailed
 	}
 	ss.authUser = username
@@ -202,14 +222,20 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ss.srv.record(Message{
+	m := Message{
 		From:     ss.from,
 		To:       ss.to,
 		Data:     data,
 		AuthUser: ss.authUser,
 		Helo:     ss.conn.Hostname(),
-	})
+	}
 	ss.Reset()
+	if ss.srv.deliver != nil {
+		if err := ss.srv.deliver(m.clone()); err != nil {
+			return err
+		}
+	}
+	ss.srv.record(m)
 	return nil
 }
 

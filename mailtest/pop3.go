@@ -43,6 +43,7 @@ type POP3Server struct {
 
 	log       *slog.Logger
 	ln        net.Listener
+	logins    loginLog
 	users     map[string]string // name -> password, immutable
 	idle      atomic.Int64      // time.Duration
 	lastStamp atomic.Int64
@@ -68,14 +69,23 @@ type pop3Message struct {
 	data []byte // CRLF line endings, ends with CRLF unless empty
 }
 
-// StartPOP3 starts a POP3 server on a free loopback port with an empty
-// maildrop for each user. A nil logger means slog.Default().
-func StartPOP3(users []User, logger *slog.Logger) (*POP3Server, error) {
+// POP3Options configures StartPOP3.
+type POP3Options struct {
+	// Users may log in with USER and PASS, APOP or AUTH PLAIN; each has an
+	// empty maildrop.
+	Users []User
+	// Logger receives the server's error logs, and its logins at debug
+	// level; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// StartPOP3 starts a POP3 server on a free loopback port.
+func StartPOP3(opts POP3Options) (*POP3Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("mailtest: pop3 listen: %w", err)
 	}
-	s := newPOP3Server(users, logger)
+	s := newPOP3Server(opts)
 	s.ln = ln
 	s.Addr = ln.Addr().String()
 	s.wg.Add(1)
@@ -84,14 +94,14 @@ func StartPOP3(users []User, logger *slog.Logger) (*POP3Server, error) {
 }
 
 // newPOP3Server builds the server state without a listener.
-func newPOP3Server(users []User, logger *slog.Logger) *POP3Server {
+func newPOP3Server(opts POP3Options) *POP3Server {
 	s := &POP3Server{
-		log:   orDefault(logger),
-		users: make(map[string]string, len(users)),
+		log:   orDefault(opts.Logger),
+		users: make(map[string]string, len(opts.Users)),
 		conns: make(map[net.Conn]struct{}),
-		drops: make(map[string]*maildrop, len(users)),
+		drops: make(map[string]*maildrop, len(opts.Users)),
 	}
-	for _, u := range users {
+	for _, u := range opts.Users {
 		s.users[u.Name] = u.Password
 		s.drops[u.Name] = &maildrop{}
 	}
@@ -109,16 +119,20 @@ func (s *POP3Server) SetIdleTimeout(d time.Duration) {
 	s.idle.Store(int64(d))
 }
 
-// AddMessage appends a message to the maildrop of user. Line endings are
-// stored as CRLF and a final CRLF is added if missing. Sessions already in
-// the TRANSACTION state do not see the new message.
-func (s *POP3Server) AddMessage(user string, msg []byte) {
+// AddMessage appends msg, a whole RFC 5322 message, to the maildrop of
+// user. Line endings are stored as CRLF and a final CRLF is added if
+// missing. Sessions already in the TRANSACTION state do not see the new
+// message.
+func (s *POP3Server) AddMessage(user string, msg []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	d := s.drops[user]
+	if d == nil {
+		return fmt.Errorf("mailtest: pop3: no user %q", user)
+	}
 	s.nextUID++
-	m := &pop3Message{uid: fmt.Sprintf("mailtest-%d", s.nextUID), data: normalizeCRLF(msg)}
-	d := s.drop(user)
-	d.msgs = append(d.msgs, m)
+	d.msgs = append(d.msgs, &pop3Message{uid: fmt.Sprintf("mailtest-%d", s.nextUID), data: normalizeCRLF(msg)})
+	return nil
 }
 
 // Mailbox returns a copy of the messages in the maildrop of user, as stored
@@ -127,27 +141,24 @@ func (s *POP3Server) Mailbox(user string) [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out [][]byte
-	for _, m := range s.drop(user).msgs {
-		out = append(out, bytes.Clone(m.data))
+	if d := s.drops[user]; d != nil {
+		for _, m := range d.msgs {
+			out = append(out, bytes.Clone(m.data))
+		}
 	}
 	return out
 }
 
-// drop returns the maildrop of user, creating it. s.mu must be held.
-func (s *POP3Server) drop(user string) *maildrop {
-	d := s.drops[user]
-	if d == nil {
-		d = &maildrop{}
-		s.drops[user] = d
-	}
-	return d
+// Logins returns the logins the server has answered, oldest first.
+func (s *POP3Server) Logins() []Login {
+	return s.logins.list()
 }
 
 // lock takes the maildrop of user for a session and returns its messages.
 func (s *POP3Server) lock(user string) ([]*pop3Message, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.drop(user)
+	d := s.drops[user] // user is known: the password was checked
 	if d.locked {
 		return nil, false
 	}
@@ -159,7 +170,7 @@ func (s *POP3Server) lock(user string) ([]*pop3Message, bool) {
 func (s *POP3Server) unlock(user string, del map[*pop3Message]bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.drop(user)
+	d := s.drops[user]
 	kept := d.msgs[:0]
 	for _, m := range d.msgs {
 		if !del[m] {
@@ -569,11 +580,13 @@ func parsePlain(resp []byte) (user, password string, ok bool) {
 // good and the maildrop is free.
 func (ss *pop3Session) login(user string, good bool, method string) {
 	if !good {
+		ss.srv.logins.add(user, method, false)
 		ss.srv.log.Debug("mailtest: pop3 login failed", "user", user, "method", method)
 		ss.fail("[AUTH] invalid credentials")
 		return
 	}
 	msgs, ok := ss.srv.lock(user)
+	ss.srv.logins.add(user, method, ok)
 	if !ok {
 		ss.fail("[IN-USE] maildrop already locked")
 		return

@@ -2,6 +2,8 @@ package mailtest
 
 import (
 	"bytes"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -12,7 +14,7 @@ import (
 func startIMAP(t *testing.T) *IMAPServer {
 	t.Helper()
 	checkGoroutines(t)
-	s, err := StartIMAP(testUsers, quietLogger())
+	s, err := StartIMAP(IMAPOptions{Users: testUsers, Logger: quietLogger()})
 	return started(t, s, err)
 }
 
@@ -124,7 +126,7 @@ func appendMessage(t *testing.T, c *imapclient.Client, msg []byte) {
 // TestIMAPCloseWithClients checks that Close cuts connections still open.
 func TestIMAPCloseWithClients(t *testing.T) {
 	checkGoroutines(t)
-	s, err := StartIMAP(testUsers, quietLogger())
+	s, err := StartIMAP(IMAPOptions{Users: testUsers, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,5 +140,62 @@ func TestIMAPCloseWithClients(t *testing.T) {
 	<-c.Closed()
 	if err := s.Close(); err == nil {
 		t.Errorf("second Close succeeded")
+	}
+}
+
+func TestIMAPLogins(t *testing.T) {
+	s := startIMAP(t)
+	c := dialIMAP(t, s.Addr)
+	if err := c.Login("alice", "nope").Wait(); err == nil {
+		t.Fatal("LOGIN with a bad password succeeded")
+	}
+	if err := c.Authenticate(sasl.NewPlainClient("", "bob", "pass word")); err != nil {
+		t.Fatal(err)
+	}
+	c = dialIMAP(t, s.Addr)
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := []Login{{"alice", "LOGIN", false}, {"bob", "AUTHENTICATE PLAIN", true}, {"alice", "LOGIN", true}}
+	if got := s.Logins(); !slices.Equal(got, want) {
+		t.Errorf("Logins() = %v, want %v", got, want)
+	}
+}
+
+// A message added by the test is in the INBOX, for a session that starts
+// after and for one already selected.
+func TestIMAPAddMessage(t *testing.T) {
+	s := startIMAP(t)
+	first := []byte("Subject: first\r\n\r\none\r\n")
+	if err := s.AddMessage("alice", first); err != nil {
+		t.Fatal(err)
+	}
+	c := dialIMAP(t, s.Addr)
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages != 1 {
+		t.Fatalf("SELECT: %v messages, %v", sel, err)
+	}
+	second := []byte("Subject: second\r\n\r\ntwo\r\n")
+	if err := s.AddMessage("alice", second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Noop().Wait(); err != nil { // the server tells the session
+		t.Fatal(err)
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	bufs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil || len(bufs) != 2 {
+		t.Fatalf("FETCH: %d messages, %v", len(bufs), err)
+	}
+	for i, want := range [][]byte{first, second} {
+		if got := bufs[i].FindBodySection(section); !bytes.Equal(got, want) {
+			t.Errorf("message %d = %q, want %q", i+1, got, want)
+		}
+	}
+	if err := s.AddMessage("carol", first); err == nil || !strings.Contains(err.Error(), `no user "carol"`) {
+		t.Errorf("AddMessage for an unknown user: %v", err)
 	}
 }

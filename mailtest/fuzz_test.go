@@ -31,9 +31,12 @@ func FuzzPOP3Command(f *testing.F) {
 		for line := range strings.Lines(input) {
 			checkParse(t, strings.TrimRight(line, "\r\n"))
 		}
-		s := newPOP3Server(testUsers, quietLogger())
-		s.AddMessage("alice", []byte("Subject: x\r\n\r\n.body\r\n"))
-		s.AddMessage("alice", []byte("no header"))
+		s := newPOP3Server(POP3Options{Users: testUsers, Logger: quietLogger()})
+		for _, msg := range []string{"Subject: x\r\n\r\n.body\r\n", "no header"} {
+			if err := s.AddMessage("alice", []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var out bytes.Buffer
 		s.newSession(struct {
 			io.Reader

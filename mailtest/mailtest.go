@@ -1,23 +1,63 @@
-// Package mailtest runs real IMAP, SMTP and POP3 servers in the current
-// process. They stand in for the backends of the mail proxy: the tests of
-// every protocol package dial them, and the demo mode of the example binary
-// proxies to them.
+// Package mailtest runs IMAP, POP3 and SMTP servers in the current process,
+// in the manner of net/http/httptest: a program that embeds mailproxy can
+// test its Authenticator and its routing against real backends without
+// installing Dovecot or Postfix, and the demo of the example binary proxies
+// to them.
 //
-// Every server listens on 127.0.0.1 with a port picked by the kernel, keeps its
-// data in memory and stops all of its goroutines in Close.
+// Each server listens on 127.0.0.1 with a port picked by the kernel (its
+// Addr), keeps its users and mail in memory, records what it was sent
+// (Logins, and SMTPServer.Messages) and stops all of its goroutines in
+// Close. They speak enough of their protocol for a mail client or a proxy:
+// IMAP through go-imap's in-memory server, POP3 (RFC 1939 with CAPA, SASL
+// PLAIN and APOP) of our own, SMTP through go-smtp. None of them offers
+// TLS: the proxy's TLS is towards the client.
 package mailtest
 
 import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 )
 
 // User is an account known to a test server.
 type User struct {
-	Name     string
+	// Name is the login name, matched exactly.
+	Name string
+	// Password is the password, in clear: the servers check it as given.
 	Password string
+}
+
+// Login is one login attempt a server has answered.
+type Login struct {
+	// User is the name the client gave.
+	User string
+	// Method is the command or mechanism used: IMAP "LOGIN" or
+	// "AUTHENTICATE PLAIN", POP3 "USER", "APOP" or "AUTH PLAIN", SMTP
+	// "AUTH PLAIN".
+	Method string
+	// OK reports whether the server accepted the login.
+	OK bool
+}
+
+// loginLog records the logins of one server; the zero value is ready.
+type loginLog struct {
+	mu     sync.Mutex
+	logins []Login
+}
+
+func (l *loginLog) add(user, method string, ok bool) {
+	l.mu.Lock()
+	l.logins = append(l.logins, Login{User: user, Method: method, OK: ok})
+	l.mu.Unlock()
+}
+
+// list returns a copy of the logins, oldest first.
+func (l *loginLog) list() []Login {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.logins)
 }
 
 // listenLocal opens a TCP listener on a free loopback port.

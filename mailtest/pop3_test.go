@@ -25,10 +25,13 @@ const testPOP3MsgCRLF = "Subject: one\r\nFrom: a@example.org\r\n\r\nfirst\r\n.do
 func startPOP3(t *testing.T) *POP3Server {
 	t.Helper()
 	checkGoroutines(t)
-	s, err := StartPOP3(testUsers, quietLogger())
+	s, err := StartPOP3(POP3Options{Users: testUsers, Logger: quietLogger()})
 	started(t, s, err)
-	s.AddMessage("alice", []byte(testPOP3Msg))
-	s.AddMessage("alice", []byte("Subject: two\r\n\r\nsecond\r\n"))
+	for _, msg := range []string{testPOP3Msg, "Subject: two\r\n\r\nsecond\r\n"} {
+		if err := s.AddMessage("alice", []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return s
 }
 
@@ -382,7 +385,7 @@ func TestPOP3IdleTimeout(t *testing.T) {
 
 func TestPOP3CloseWithClients(t *testing.T) {
 	checkGoroutines(t)
-	s, err := StartPOP3(testUsers, quietLogger())
+	s, err := StartPOP3(POP3Options{Users: testUsers, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,5 +421,29 @@ func TestNormalizeCRLF(t *testing.T) {
 		if got := string(normalizeCRLF([]byte(tt.in))); got != tt.want {
 			t.Errorf("normalizeCRLF(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestPOP3Logins(t *testing.T) {
+	s := startPOP3(t)
+	c := dialPOP3(t, s.Addr)
+	c.cmd("USER alice", "+OK")
+	c.cmd("PASS wrong", "-ERR")
+	c.cmd("APOP alice "+apopDigest(c.stamp, "secret"), "+OK")
+	other := dialPOP3(t, s.Addr)
+	other.cmd("AUTH PLAIN "+plainResp("", "alice", "secret"), "-ERR [IN-USE]")
+	want := []Login{{"alice", "USER", false}, {"alice", "APOP", true}, {"alice", "AUTH PLAIN", false}}
+	if got := s.Logins(); !slices.Equal(got, want) {
+		t.Errorf("Logins() = %v, want %v", got, want)
+	}
+}
+
+func TestPOP3AddMessageUnknownUser(t *testing.T) {
+	s := startPOP3(t)
+	if err := s.AddMessage("carol", []byte("x")); err == nil || !strings.Contains(err.Error(), `no user "carol"`) {
+		t.Errorf("AddMessage for an unknown user: %v", err)
+	}
+	if got := s.Mailbox("carol"); got != nil {
+		t.Errorf("Mailbox of an unknown user = %q", got)
 	}
 }
