@@ -2,7 +2,11 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,11 +43,14 @@ type parked struct {
 
 // direction is one way of a parked session.
 type direction struct {
-	toBackend    bool
-	src, dst     *net.TCPConn
-	srcRC, dstRC syscall.RawConn
-	pending      []byte // sent before anything read from src
-	written      atomic.Int64
+	toBackend bool
+	src, dst  net.Conn
+	srcRC     syscall.RawConn // src's socket, which the poller watches
+	dstRC     syscall.RawConn // dst's socket when bytes may be spliced to it
+	tlsSrc    *tls.Conn       // src when it is TLS: read through it
+	pending   []byte          // sent before anything read from src
+	written   atomic.Int64
+	inPoller  bool // src is in the poller's set (under the session's lock)
 }
 
 const (
@@ -53,12 +60,12 @@ const (
 
 // startParked registers both sockets of s with the poller and starts both
 // directions, which send what is pending and then move what their source
-// has until it would block.
+// has until it would block. s.Backend is a *net.TCPConn, s.Client one too
+// or a *tls.Conn over one (see relayPath).
 func startParked(ctx context.Context, s Session, done func(Stats, error)) {
-	client, backend := s.Client.(*net.TCPConn), s.Backend.(*net.TCPConn)
 	ps := &parked{idle: s.Idle, done: done, heapIdx: -1}
-	ps.dirs[toBackend] = direction{toBackend: true, src: client, dst: backend, pending: s.ClientPending}
-	ps.dirs[toClient] = direction{src: backend, dst: client, pending: s.BackendPending}
+	ps.dirs[toBackend] = direction{toBackend: true, src: s.Client, dst: s.Backend, pending: s.ClientPending}
+	ps.dirs[toClient] = direction{src: s.Backend, dst: s.Client, pending: s.BackendPending}
 	if err := ps.rawConns(); err != nil {
 		ps.stop(err)
 		return
@@ -70,23 +77,27 @@ func startParked(ctx context.Context, s Session, done func(Stats, error)) {
 	ps.moved()
 	ps.running = 2
 	ps.unreg = context.AfterFunc(ctx, func() { ps.stop(ctx.Err()) })
-	if err := thePoller.add(ps); err != nil {
-		ps.stop(err) // the directions then fail at once
-	}
-	go ps.serve(toBackend)
-	go ps.serve(toClient)
+	thePoller.add(ps)
+	go ps.serve(toBackend, false)
+	go ps.serve(toClient, false)
 }
 
 // rawConns takes the sockets' raw connections.
 func (ps *parked) rawConns() error {
 	for i := range ps.dirs {
 		d := &ps.dirs[i]
+		src := d.src
+		if c, ok := src.(*tls.Conn); ok {
+			d.tlsSrc, src = c, c.NetConn()
+		}
 		var err error
-		if d.srcRC, err = d.src.SyscallConn(); err != nil {
+		if d.srcRC, err = src.(*net.TCPConn).SyscallConn(); err != nil {
 			return err
 		}
-		if d.dstRC, err = d.dst.SyscallConn(); err != nil {
-			return err
+		if dst, ok := d.dst.(*net.TCPConn); ok && d.tlsSrc == nil {
+			if d.dstRC, err = dst.SyscallConn(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -97,10 +108,16 @@ func (ps *parked) moved() { ps.lastMove.Store(thePoller.now()) }
 
 // serve runs direction i until its source would block, ends or fails,
 // then parks it, ends it or stops the session. The caller has counted it
-// as running.
-func (ps *parked) serve(i int) {
+// as running. woken says the poller found the source readable.
+func (ps *parked) serve(i int, woken bool) {
 	d := &ps.dirs[i]
-	eof, err := ps.move(d)
+	var eof bool
+	var err error
+	if d.tlsSrc != nil {
+		eof, err = ps.moveTLS(d, woken)
+	} else {
+		eof, err = ps.move(d)
+	}
 	switch {
 	case err != nil:
 		ps.stop(directionError(d.toBackend, err))
@@ -115,17 +132,23 @@ func (ps *parked) serve(i int) {
 	}
 }
 
-// move sends d's pending bytes, then what its source has ready, until the
-// source would block (eof false) or its input ends (eof true).
+// sendPending sends d's pending bytes, once.
+func (ps *parked) sendPending(d *direction) error {
+	if len(d.pending) == 0 {
+		return nil
+	}
+	n, err := d.dst.Write(d.pending)
+	d.written.Add(int64(n))
+	ps.moved()
+	d.pending = nil
+	return err
+}
+
+// move sends d's pending bytes, then what its source socket has ready,
+// until the source would block (eof false) or its input ends (eof true).
 func (ps *parked) move(d *direction) (eof bool, err error) {
-	if len(d.pending) > 0 {
-		n, err := d.dst.Write(d.pending)
-		d.written.Add(int64(n))
-		ps.moved()
-		d.pending = nil
-		if err != nil {
-			return false, err
-		}
+	if err := ps.sendPending(d); err != nil {
+		return false, err
 	}
 	for {
 		n, full, err := burst(d.dst, d.srcRC)
@@ -141,7 +164,7 @@ func (ps *parked) move(d *direction) (eof bool, err error) {
 			return false, err
 		case n == 0:
 			return true, nil
-		case !full:
+		case !full || d.dstRC == nil:
 			continue
 		}
 		p, err := getPipe()
@@ -156,6 +179,51 @@ func (ps *parked) move(d *direction) (eof bool, err error) {
 		}
 	}
 }
+
+// moveTLS is move for a TLS source: it reads records through the
+// *tls.Conn and writes their bytes to dst. Its first read after the
+// poller found the socket readable waits for a whole record; the next
+// ones take only what the connection holds already, whole records read
+// past the last one, with a read deadline in the past, and the first that
+// would wait ends the burst. The TLS connection keeps such a timeout
+// from becoming its permanent error.
+func (ps *parked) moveTLS(d *direction, woken bool) (eof bool, err error) {
+	if err := ps.sendPending(d); err != nil {
+		return false, err
+	}
+	buf := burstBuffers.Get().(*[burstBuffer]byte)
+	defer burstBuffers.Put(buf)
+	for wait := woken; ; wait = false {
+		if wait {
+			d.tlsSrc.SetReadDeadline(time.Time{})
+		} else {
+			d.tlsSrc.SetReadDeadline(aLongTimeAgo)
+		}
+		n, err := d.tlsSrc.Read(buf[:])
+		if n > 0 {
+			ps.moved()
+			w, werr := d.dst.Write(buf[:n])
+			d.written.Add(int64(w))
+			ps.moved()
+			if werr != nil {
+				return false, werr
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return false, nil
+		case err == io.EOF:
+			return true, nil
+		default:
+			return false, err
+		}
+	}
+}
+
+// aLongTimeAgo is a read deadline that has passed: a read with it takes
+// only what is buffered.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // enter counts a direction the poller found ready as running, unless the
 // session is stopped.
@@ -177,6 +245,7 @@ func (ps *parked) park(i int) {
 	var err error
 	if !ps.stopped {
 		err = thePoller.arm(ps, i)
+		ps.dirs[i].inPoller = true
 	}
 	ps.mu.Unlock()
 	if err != nil {

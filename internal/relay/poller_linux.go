@@ -60,26 +60,19 @@ func (p *poller) init() error {
 	return p.err
 }
 
-// add registers both sockets of ps, disarmed, and schedules its idle
-// check. A session stopped in the meantime is left out.
-func (p *poller) add(ps *parked) error {
+// add schedules ps's idle check and starts the loop if it waits for no
+// other session. A session stopped in the meantime is left out.
+func (p *poller) add(ps *parked) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ps.mu.Lock()
 	stopped := ps.stopped
 	ps.mu.Unlock()
 	if stopped {
-		return nil
+		return
 	}
 	p.lastID++
 	ps.id = p.lastID
-	for i := range ps.dirs {
-		// Without an event bit the socket is in the set but reports
-		// nothing, not even a hang-up, until arm asks for input.
-		if err := p.ctl(unix.EPOLL_CTL_ADD, ps, i, unix.EPOLLONESHOT); err != nil {
-			return err
-		}
-	}
 	p.sessions[ps.id] = ps
 	if ps.idle > 0 {
 		ps.due = ps.lastMove.Load() + int64(ps.idle)
@@ -90,14 +83,20 @@ func (p *poller) add(ps *parked) error {
 		p.looping = true
 		go p.loop()
 	}
-	return nil
 }
 
 // arm asks for one event when direction i's source is readable (or hung
-// up, or failed). It is level-triggered: input that arrived since the
-// direction last read is reported at once.
+// up, or failed), adding the socket to the set when its direction first
+// parks. It is level-triggered: input that arrived since the direction
+// last read is reported at once. One event at a time (EPOLLONESHOT) means
+// one goroutine at a time per direction. The caller holds the session's
+// lock.
 func (p *poller) arm(ps *parked, i int) error {
-	return p.ctl(unix.EPOLL_CTL_MOD, ps, i, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT)
+	op := unix.EPOLL_CTL_MOD
+	if !ps.dirs[i].inPoller {
+		op = unix.EPOLL_CTL_ADD
+	}
+	return p.ctl(op, ps, i, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT)
 }
 
 // ctl applies an epoll operation to direction i's source. The event
@@ -182,7 +181,7 @@ func (p *poller) dispatch(events []unix.EpollEvent) {
 		ps := p.sessions[data>>1]
 		p.mu.Unlock()
 		if ps != nil && ps.enter() {
-			go ps.serve(int(data & 1))
+			go ps.serve(int(data&1), true)
 		}
 	}
 }
@@ -212,7 +211,7 @@ func (p *poller) expire() bool {
 	}
 	p.mu.Unlock()
 	for _, ps := range idle {
-		ps.stop(ErrIdle)
+		go ps.stop(ErrIdle) // a TLS close may wait to send its alert
 	}
 	return goOn
 }

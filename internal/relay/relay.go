@@ -7,6 +7,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,7 +63,12 @@ type Session struct {
 // space. The idle timeout comes from the same loop, without a timer per
 // session.
 //
-// Any other pair (*tls.Conn, a wrapper) is copied through a buffer of
+// A TLS client over TCP is parked the same way: its direction reads
+// records through the *tls.Conn while they come and parks when the socket
+// has no more, keeping the connection's TLS state but no buffer of ours;
+// the bytes to it go through the pooled buffer, as TLS must encrypt them.
+//
+// Any other pair (a wrapper, a pipe) is copied through a buffer of
 // s.Buffer per direction, by one goroutine per direction, with a timer
 // for the idle timeout.
 //
@@ -82,7 +88,7 @@ func Start(ctx context.Context, s Session, done func(Stats, error)) {
 	// timeout bounds the session instead.
 	s.Client.SetDeadline(time.Time{})
 	s.Backend.SetDeadline(time.Time{})
-	if relayPath(s.Client, s.Backend) == pathZeroCopy {
+	if relayPath(s.Client, s.Backend) != pathBuffered {
 		startParked(ctx, s, done)
 		return
 	}
@@ -245,23 +251,36 @@ func bufferPool(size int) *sync.Pool {
 type copyPath int
 
 const (
-	pathBuffered copyPath = iota // through a user-space buffer
-	pathZeroCopy                 // parked in epoll, splice between two *net.TCPConn (Linux)
+	pathBuffered  copyPath = iota // a goroutine and a buffer per direction
+	pathZeroCopy                  // parked in epoll; splice between two *net.TCPConn (Linux)
+	pathParkedTLS                 // parked in epoll; a TLS client over TCP, a TCP backend (Linux)
 )
 
 func (p copyPath) String() string {
-	if p == pathZeroCopy {
+	switch p {
+	case pathZeroCopy:
 		return "zero-copy"
+	case pathParkedTLS:
+		return "parked TLS"
 	}
 	return "buffered"
 }
 
-// relayPath chooses how to copy between client and backend.
+// relayPath chooses how to relay between client and backend: parked in
+// the readiness loop when the poller can watch both sockets, that is when
+// the backend is a *net.TCPConn and the client one too, or TLS directly
+// over one.
 func relayPath(client, backend net.Conn) copyPath {
-	_, ok1 := client.(*net.TCPConn)
-	_, ok2 := backend.(*net.TCPConn)
-	if ok1 && ok2 && canPark {
+	if _, ok := backend.(*net.TCPConn); !ok || !canPark {
+		return pathBuffered
+	}
+	switch c := client.(type) {
+	case *net.TCPConn:
 		return pathZeroCopy
+	case *tls.Conn:
+		if _, ok := c.NetConn().(*net.TCPConn); ok {
+			return pathParkedTLS
+		}
 	}
 	return pathBuffered
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailproxy/mailproxy/internal/testutil"
 )
 
 // relayKinds are the connection kinds Start is tested with:
@@ -21,8 +24,10 @@ import (
 //   - wrapped: the same sockets behind a wrapper that hides their type but
 //     keeps CloseWrite, as a PROXY-protocol or metrics wrapper would: the
 //     buffered path;
-//   - pipe: the client side is a net.Pipe, which cannot half-close.
-var relayKinds = []string{"tcp", "wrapped", "pipe"}
+//   - pipe: the client side is a net.Pipe, which cannot half-close;
+//   - tls: the client side is TLS over TCP, the backend TCP: parked as
+//     tcp is, reading through the *tls.Conn.
+var relayKinds = []string{"tcp", "wrapped", "pipe", "tls"}
 
 // relayTest is one relayed session: the client and backend programs at
 // both ends, and the two connections Start gets.
@@ -38,9 +43,12 @@ func newRelayTest(t testing.TB, kind string) *relayTest {
 	t.Helper()
 	rt := &relayTest{}
 	var proxyClient, proxyBackend *net.TCPConn
-	if kind == "pipe" {
+	switch kind {
+	case "pipe":
 		rt.client, rt.proxyClient = net.Pipe()
-	} else {
+	case "tls":
+		rt.client, rt.proxyClient = tlsPair(t)
+	default:
 		rt.client, proxyClient = loopbackTCP(t)
 		rt.proxyClient = proxyClient
 	}
@@ -59,6 +67,25 @@ func newRelayTest(t testing.TB, kind string) *relayTest {
 		t.Cleanup(func() { c.Close() })
 	}
 	return rt
+}
+
+// tlsPair returns both ends of a loopback TLS connection, the handshake
+// done: the client's, and the server's as the proxy has it.
+func tlsPair(t testing.TB) (client, server *tls.Conn) {
+	t.Helper()
+	dialed, accepted := loopbackTCP(t)
+	cert := testutil.NewCA(t, "relay test").TLS()
+	client = tls.Client(dialed, &tls.Config{InsecureSkipVerify: true})
+	server = tls.Server(accepted, &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshake := make(chan error, 1)
+	go func() { handshake <- client.Handshake() }()
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-handshake; err != nil {
+		t.Fatal(err)
+	}
+	return client, server
 }
 
 // loopbackTCP returns both ends of a loopback TCP connection.
@@ -178,9 +205,10 @@ func TestRelayPath(t *testing.T) {
 	tcp := newRelayTest(t, "tcp")
 	pipe := newRelayTest(t, "pipe")
 	wrapped := newRelayTest(t, "wrapped")
-	zeroCopy := pathBuffered
+	tlsClient := newRelayTest(t, "tls")
+	zeroCopy, parkedTLS := pathBuffered, pathBuffered
 	if runtime.GOOS == "linux" {
-		zeroCopy = pathZeroCopy
+		zeroCopy, parkedTLS = pathZeroCopy, pathParkedTLS
 	}
 	for _, tc := range []struct {
 		name            string
@@ -192,6 +220,9 @@ func TestRelayPath(t *testing.T) {
 		{"tcp+pipe", tcp.proxyClient, pipe.proxyClient, pathBuffered},
 		{"wrapped", wrapped.proxyClient, wrapped.proxyBackend, pathBuffered},
 		{"tcp+wrapped", tcp.proxyClient, wrapped.proxyBackend, pathBuffered},
+		{"tls+tcp", tlsClient.proxyClient, tlsClient.proxyBackend, parkedTLS},
+		{"tls over a wrapper+tcp", tls.Server(wrapped.proxyClient, nil), tcp.proxyBackend, pathBuffered},
+		{"tcp+tls", tcp.proxyClient, tlsClient.proxyClient, pathBuffered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := relayPath(tc.client, tc.backend); got != tc.want {
@@ -290,14 +321,14 @@ func TestRelayLarge(t *testing.T) {
 // TestRelayHalfClose: the client ends its input, the backend answers after
 // reading the end, and the client receives the answer.
 func TestRelayHalfClose(t *testing.T) {
-	for _, kind := range []string{"tcp", "wrapped"} {
+	for _, kind := range []string{"tcp", "wrapped", "tls"} {
 		t.Run(kind, func(t *testing.T) {
 			noGoroutineLeak(t)
 			rt := newRelayTest(t, kind)
 			out := rt.start(t.Context(), "", "", 5*time.Second)
 
 			rt.client.Write([]byte("QUIT\r\n"))
-			rt.client.(*net.TCPConn).CloseWrite()
+			halfClose(rt.client)
 			got, err := io.ReadAll(rt.backend)
 			if err != nil || string(got) != "QUIT\r\n" {
 				t.Fatalf("backend read %q, %v", got, err)
@@ -350,7 +381,7 @@ func TestRelayTrickle(t *testing.T) {
 		every  = 50 * time.Millisecond
 		nbytes = 10
 	)
-	for _, kind := range []string{"tcp", "wrapped"} {
+	for _, kind := range []string{"tcp", "wrapped", "tls"} {
 		t.Run(kind, func(t *testing.T) {
 			noGoroutineLeak(t)
 			rt := newRelayTest(t, kind)
@@ -507,16 +538,22 @@ func benchStream(b *testing.B, w, r net.Conn) {
 
 // TestRelayIdleCost: an idle relayed session holds its two sockets and
 // nothing else, however many bytes it moved before: no goroutine (the
-// poller's one is shared), no splice pipe.
+// poller's one is shared), no splice pipe; a TLS one its TLS state too.
 func TestRelayIdleCost(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parks sessions in epoll; counts descriptors in /proc")
 	}
+	for _, kind := range []string{"tcp", "tls"} {
+		t.Run(kind, func(t *testing.T) { testIdleCost(t, kind) })
+	}
+}
+
+func testIdleCost(t *testing.T, kind string) {
 	noGoroutineLeak(t)
 	const sessions = 50
 	var rts []*relayTest
 	for range sessions {
-		rts = append(rts, newRelayTest(t, "tcp"))
+		rts = append(rts, newRelayTest(t, kind))
 	}
 	fds, goroutines := openFDs(t), runtime.NumGoroutine()
 	var outs []<-chan relayOutcome
