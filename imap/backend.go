@@ -30,6 +30,8 @@ type backend struct {
 	r    *bufio.Reader
 	out  []byte   // the command being written, sent by flush
 	caps []string // from the greeting, upper case
+	// idPending: ID went in LOGIN's write, and its answer comes first.
+	idPending bool
 }
 
 // proxy logs in to the backend for login and hands the session to the
@@ -80,12 +82,21 @@ func (be *backend) login(cl *client, login *engine.Login) (untagged []string, re
 		return nil, "", fmt.Errorf("backend greeting %q", truncate(greeting))
 	}
 	be.caps = greetingCapabilities(greeting)
+	loginArgs := []arg{{text: loginTag + " LOGIN "}, astring(login.User), {text: " "}, astring(login.Password)}
 	if be.has("ID") {
-		if _, _, err := be.command(idTag, arg{text: idCommand(cl)}); err != nil {
+		if err := be.sendID(cl, be.waitsForContinuation(loginArgs)); err != nil {
 			return nil, "", err
 		}
 	}
-	untagged, reply, err = be.command(loginTag, arg{text: "LOGIN "}, astring(login.User), arg{text: " "}, astring(login.Password))
+	if err := be.send(loginArgs); err != nil {
+		return nil, "", err
+	}
+	if be.idPending {
+		if _, _, err := be.await(idTag); err != nil {
+			return nil, "", err
+		}
+	}
+	untagged, reply, err = be.await(loginTag)
 	switch {
 	case err != nil:
 		return nil, "", err
@@ -104,13 +115,27 @@ type arg struct {
 	literal bool
 }
 
-// command sends a command and returns the lines the backend sent before
-// the tagged reply (its untagged data), in order, and the text of the
-// tagged reply.
-func (be *backend) command(tag string, args ...arg) (untagged []string, reply string, err error) {
-	if err := be.send(append([]arg{{text: tag + " "}}, args...)); err != nil {
-		return nil, "", err
+// sendID queues the ID command that passes the client's ID on, to go in
+// the same write as LOGIN: one round trip instead of two, its answer read
+// before LOGIN's. When LOGIN must wait for a continuation request, ID is
+// sent and answered first. The answer to ID is the proxy's own and is
+// dropped.
+func (be *backend) sendID(cl *client, alone bool) error {
+	be.out = append(be.out, idTag+" "+idCommand(cl)+"\r\n"...)
+	if !alone {
+		be.idPending = true
+		return nil
 	}
+	if err := be.flush(); err != nil {
+		return err
+	}
+	_, _, err := be.await(idTag)
+	return err
+}
+
+// await returns the lines the backend sent before the reply tagged tag
+// (its untagged data), in order, and the text of that reply.
+func (be *backend) await(tag string) (untagged []string, reply string, err error) {
 	for range maxBackendLines {
 		line, err := be.line()
 		if err != nil {
@@ -122,6 +147,17 @@ func (be *backend) command(tag string, args ...arg) (untagged []string, reply st
 		untagged = append(untagged, line)
 	}
 	return nil, "", errors.New("backend sent too many lines")
+}
+
+// waitsForContinuation reports whether sending args waits for a
+// continuation request: whether one of them is a synchronising literal.
+func (be *backend) waitsForContinuation(args []arg) bool {
+	for _, a := range args {
+		if a.literal && be.syncLiteral(len(a.text)) {
+			return true
+		}
+	}
+	return false
 }
 
 // send writes a command line, waiting for the continuation request before

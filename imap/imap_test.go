@@ -319,6 +319,8 @@ func TestBackendLoginEncoding(t *testing.T) {
 			[]string{"mp2 LOGIN {5}\r\n", "ünï {11}\r\n", "line\r\n", "break\r\n"}},
 		{"LITERAL+ and ID", "* OK [CAPABILITY IMAP4rev1 LITERAL+ ID] hi", "ünï", "x",
 			[]string{`mp1 ID ("name" "t" "x-originating-ip" "127.0.0.1" "x-originating-port" "`, "mp2 LOGIN {5+}\r\n", `ünï "x"`}},
+		{"ID, then a synchronising literal", "* OK [CAPABILITY IMAP4rev1 ID] hi", "ünï", "x",
+			[]string{`mp1 ID ("name" "t"`, "mp2 LOGIN {5}\r\n", `ünï "x"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,6 +344,27 @@ func TestBackendLoginEncoding(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The client's ID goes in the same write as LOGIN, one round trip instead
+// of two: a backend that answers ID only once LOGIN has come logs the
+// client in.
+func TestBackendIDPipelined(t *testing.T) {
+	fake := testutil.StartFake(t, testutil.Script{Greeting: "* OK [CAPABILITY IMAP4rev1 ID] hi", Answer: func(c *testutil.FakeConn, cmd string) {
+		tag, _, _ := strings.Cut(cmd, " ")
+		if !strings.HasPrefix(cmd, "mp1 ID ") {
+			c.Reply(tag + " BAD ID first")
+			return
+		}
+		login, err := c.ReadLine()
+		if err != nil {
+			return
+		}
+		tag, _, _ = strings.Cut(login, " ")
+		c.Reply("* ID NIL", "mp1 OK ID completed", tag+" OK logged in")
+	}})
+	srv := &imap.Server{Config: session.Config{Timeout: 2 * time.Second, Auth: accept(fake.Addr)}}
+	greet(t, serve(t, srv)).Play([]testutil.Step{{"a LOGIN u p\r\n", "a OK logged in"}})
 }
 
 // CRAM-MD5: the Authenticator gets the digest and the challenge, and
