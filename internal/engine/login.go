@@ -149,7 +149,10 @@ func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Co
 // dialBackend connects to a backend within the server's timeout, and
 // sends it a PROXY protocol header when configured to.
 func (c *Conn) dialBackend(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: c.cfg.Timeout}
+	// No TCP keep-alive, as nginx sets none on backend connections:
+	// proxy_timeout ends a session gone silent, and four setsockopt calls
+	// a login are saved.
+	d := net.Dialer{Timeout: c.cfg.Timeout, KeepAlive: -1}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", addr, err)

@@ -116,7 +116,7 @@ func (ps *parked) serve(i int, woken bool) {
 	if d.tlsSrc != nil {
 		eof, err = ps.moveTLS(d, woken)
 	} else {
-		eof, err = ps.move(d)
+		eof, err = ps.move(d, woken)
 	}
 	switch {
 	case err != nil:
@@ -144,10 +144,15 @@ func (ps *parked) sendPending(d *direction) error {
 	return err
 }
 
-// move sends d's pending bytes, then what its source socket has ready,
-// until the source would block (eof false) or its input ends (eof true).
-func (ps *parked) move(d *direction) (eof bool, err error) {
-	if err := ps.sendPending(d); err != nil {
+// move sends d's pending bytes, then, when the poller found the source
+// readable (woken), what it has ready, until the source would block (eof
+// false) or its input ends (eof true). A read that does not fill the
+// buffer is taken to have drained the source: the direction parks
+// without reading again, since the poller reports at once input that
+// came in the meantime (it is level-triggered). So a command or a reply
+// costs one read and one write, and the session's start no read at all.
+func (ps *parked) move(d *direction, woken bool) (eof bool, err error) {
+	if err := ps.sendPending(d); err != nil || !woken {
 		return false, err
 	}
 	for {
@@ -164,8 +169,10 @@ func (ps *parked) move(d *direction) (eof bool, err error) {
 			return false, err
 		case n == 0:
 			return true, nil
-		case !full || d.dstRC == nil:
-			continue
+		case !full:
+			return false, nil
+		case d.dstRC == nil:
+			continue // to a TLS client: no splice
 		}
 		p, err := getPipe()
 		if err != nil {
