@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 )
 
@@ -54,7 +56,10 @@ type SASLReplies struct {
 // errors against max_commands and max_errors, and buffers replies.
 type Conn struct {
 	net.Conn
-	Log *slog.Logger // the session's logger, with the client address
+	// Log is the session's logger. Its lines carry the connection number
+	// (errorlog.ConnKey), the client's IP address and the address the
+	// client connected to, as nginx's do.
+	Log *slog.Logger
 
 	cfg      *Settings
 	replies  Replies
@@ -71,17 +76,41 @@ type Conn struct {
 // replyBuffer is the size of the buffer that replies are queued in.
 const replyBuffer = 1024
 
-// NewConn wraps c for a session of a server with the settings st. Its
-// buffers come from pools: Release gives them back.
+// connections numbers the sessions of the process, as nginx numbers its
+// connections ("*17" in its log lines).
+var connections atomic.Uint64
+
+// NewConn wraps c for a session of a server with the settings st, and
+// gives it the next connection number. Its buffers come from pools:
+// Release gives them back.
 func NewConn(c net.Conn, st *Settings) *Conn {
+	log := slog.New(st.Logger.Handler().WithAttrs([]slog.Attr{
+		slog.Uint64(errorlog.ConnKey, connections.Add(1)),
+		slog.Any("client", addrValue(c.RemoteAddr(), false)),
+		slog.Any("server", addrValue(c.LocalAddr(), true)),
+	}))
 	return &Conn{
 		Conn:    c,
-		Log:     st.Logger.With("client", c.RemoteAddr().String()),
+		Log:     log,
 		cfg:     st,
 		replies: st.Replies,
 		r:       newReader(c, st.MaxLine),
 		w:       newWriter(c, replyBuffer),
 	}
+}
+
+// addrValue is an address as a log attribute's value: a TCP address as
+// its IP (and port), other addresses as their text.
+func addrValue(a net.Addr, withPort bool) any {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if withPort {
+			return ap
+		}
+		return ap.Addr()
+	}
+	return a.String()
 }
 
 // ReadCommand reads the next command line and counts it against
