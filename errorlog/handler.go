@@ -116,8 +116,8 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 
 // Handle writes r as one line.
 func (h *Handler) Handle(_ context.Context, r slog.Record) error {
-	fields := make([]field, len(h.attrs), len(h.attrs)+r.NumAttrs())
-	copy(fields, h.attrs)
+	var stack [16]field
+	fields := append(stack[:0], h.attrs...)
 	r.Attrs(func(a slog.Attr) bool {
 		fields = addField(fields, len(h.groups), a)
 		return true
@@ -225,7 +225,7 @@ func (h *Handler) appendLine(buf []byte, r slog.Record, fields []field) []byte {
 	}
 	if conn >= 0 {
 		buf = append(buf, '*')
-		buf = append(buf, fields[conn].attr.Value.String()...)
+		buf = appendValue(buf, fields[conn].attr.Value)
 		buf = append(buf, ' ')
 	}
 	buf = appendEscaped(buf, r.Message)
@@ -281,35 +281,41 @@ func appendValue(buf []byte, v slog.Value) []byte {
 	case slog.KindTime:
 		return v.Time().AppendFormat(buf, time.RFC3339Nano)
 	}
-	s := anyText(v.Any())
-	if needsQuotes(s) {
-		return strconv.AppendQuote(buf, s)
+	start := len(buf)
+	buf = appendAny(buf, v.Any())
+	if needsQuotes(buf[start:]) {
+		s := string(buf[start:])
+		buf = strconv.AppendQuote(buf[:start], s)
 	}
-	return append(buf, s...)
+	return buf
 }
 
-// anyText returns the text of a value of any other kind: an error's
-// message, a TextMarshaler's text, or fmt's %v.
-func anyText(x any) string {
+// appendAny appends the text of a value of any other kind: an error's
+// message, a TextAppender's or TextMarshaler's text, or fmt's %v.
+func appendAny(buf []byte, x any) []byte {
 	switch x := x.(type) {
 	case error:
-		return x.Error()
+		return append(buf, x.Error()...)
+	case encoding.TextAppender:
+		if b, err := x.AppendText(buf); err == nil {
+			return b
+		}
 	case encoding.TextMarshaler:
 		if b, err := x.MarshalText(); err == nil {
-			return string(b)
+			return append(buf, b...)
 		}
 	}
-	return fmt.Sprint(x)
+	return fmt.Append(buf, x)
 }
 
-// needsQuotes reports whether s, written as it is, would make the line
+// needsQuotes reports whether text, written as it is, would make the line
 // ambiguous or split it.
-func needsQuotes(s string) bool {
-	if s == "" || !utf8.ValidString(s) {
+func needsQuotes(text []byte) bool {
+	if len(text) == 0 || !utf8.Valid(text) {
 		return true
 	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
+	for _, c := range text {
+		switch {
 		case c < 0x20, c == 0x7f, c == '"', c == '\\', c == ',':
 			return true
 		}
