@@ -36,10 +36,11 @@ type target struct {
 	name string
 	refs int // guarded by Outputs.mu
 
-	mu   sync.RWMutex // Reopen swaps file under the write lock
-	file *os.File     // a file
-	w    io.Writer    // standard error
-	sys  *syslogConn  // a syslog server
+	mu     sync.RWMutex // Reopen swaps file under the write lock
+	file   *os.File     // a file
+	closed bool         // after the last use: Reopen leaves it alone
+	w      io.Writer    // standard error
+	sys    *syslogConn  // a syslog server
 }
 
 // Open opens the target of an error_log: "stderr", "syslog:" and its
@@ -111,14 +112,17 @@ func (s *Outputs) Reopen() error {
 }
 
 func (t *target) reopen() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
 	f, err := openFile(t.name)
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
 	old := t.file
 	t.file = f
-	t.mu.Unlock()
 	return old.Close()
 }
 
@@ -136,6 +140,7 @@ func (s *Outputs) release(t *target) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.closed = true
 	switch {
 	case t.file != nil:
 		return t.file.Close()
