@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/mailtest"
@@ -24,7 +25,8 @@ const credentialsPassword = "Pw-9f3Kq-only-in-the-login"
 
 // Every protocol and login method, accepted, refused and with the auth
 // service failing, at debug level: no log line of the proxy or of its
-// auth_http client holds the password, in clear, in base64 or escaped.
+// auth_http client holds the password, in clear, in base64 or escaped,
+// in slog's text, in nginx's lines or in JSON lines.
 func TestCredentialsNeverLogged(t *testing.T) {
 	b := startBackendsFor(t, []mailtest.User{{Name: "alice", Password: credentialsPassword}})
 	backends := map[string]string{"imap": b.imap.Addr, "pop3": b.pop3.Addr, "smtp": b.smtp.Addr}
@@ -45,8 +47,12 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	}))
 	defer service.Close()
 
-	var logs testutil.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var text, nginx, jsonLines testutil.Buffer
+	log := slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(&text, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		errorlog.NewHandler(&nginx, &errorlog.HandlerOptions{Level: errorlog.LevelDebug}),
+		errorlog.NewHandler(&jsonLines, &errorlog.HandlerOptions{Level: errorlog.LevelDebug, Format: errorlog.JSON}),
+	))
 	authn := &auth.HTTP{URL: service.URL + "/auth", Logger: log}
 	cfg := session.Config{Auth: authn, Logger: log, ServerName: "proxy.test", MaxErrors: 50}
 	servers := []mailproxy.Server{
@@ -75,6 +81,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		{"imap LOGIN refused", 0, []testutil.Step{{"", "* OK"}, {"a LOGIN mallory " + pw + "\r\n", "a NO"}}},
 		{"imap LOGIN, service down", 0, []testutil.Step{{"", "* OK"}, {"a LOGIN broken " + pw + "\r\n", "a NO [UNAVAILABLE]"}}},
 		{"imap AUTHENTICATE PLAIN", 0, []testutil.Step{{"", "* OK"}, {"a AUTHENTICATE PLAIN " + plain("alice") + "\r\n", "a OK"}}},
+		{"imap AUTHENTICATE PLAIN malformed", 0, []testutil.Step{{"", "* OK"}, {"a AUTHENTICATE PLAIN " + testutil.B64("alice "+pw) + "\r\n", "a NO"}}},
 		{"imap AUTHENTICATE LOGIN refused", 0, []testutil.Step{{"", "* OK"}, {"a AUTHENTICATE LOGIN\r\n", "+ "}, {testutil.B64("mallory") + "\r\n", "+ "}, {testutil.B64(pw) + "\r\n", "a NO"}}},
 		{"pop3 USER PASS", 1, []testutil.Step{{"", "+OK"}, {"USER alice\r\n", "+OK"}, {"PASS " + pw + "\r\n", "+OK"}, {"QUIT\r\n", "+OK"}}},
 		{"pop3 PASS refused", 1, []testutil.Step{{"", "+OK"}, {"USER mallory\r\n", "+OK"}, {"PASS " + pw + "\r\n", "-ERR"}}},
@@ -88,14 +95,16 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		})
 	}
 	p.Close()
-	forms := []string{pw, base64.StdEncoding.EncodeToString([]byte(pw)), plain("alice"), plain("broken"), url.PathEscape(pw)}
-	got := logs.String()
-	if !strings.Contains(got, "login accepted") || !strings.Contains(got, "login refused") || !strings.Contains(got, "auth http failed") {
-		t.Fatalf("the logs lack the login lines this test looks through:\n%s", got)
-	}
-	for _, form := range forms {
-		if strings.Contains(got, form) {
-			t.Errorf("a log line holds the password as %q:\n%s", form, got)
+	forms := []string{pw, base64.StdEncoding.EncodeToString([]byte(pw)), plain("alice"), plain("broken"), testutil.B64("alice " + pw), url.PathEscape(pw)}
+	for name, logs := range map[string]*testutil.Buffer{"text": &text, "nginx": &nginx, "json": &jsonLines} {
+		got := logs.String()
+		if !strings.Contains(got, "login accepted") || !strings.Contains(got, "login refused") || !strings.Contains(got, "auth http failed") || !strings.Contains(got, "invalid SASL response") {
+			t.Fatalf("the %s logs lack the login lines this test looks through:\n%s", name, got)
+		}
+		for _, form := range forms {
+			if strings.Contains(got, form) {
+				t.Errorf("a %s log line holds the password as %q:\n%s", name, form, got)
+			}
 		}
 	}
 }

@@ -651,7 +651,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 		t.Errorf("closed after %v", d)
 	}
 	testutil.WaitFor(t, "the log line", func() bool {
-		return strings.Contains(logs.String(), "level=INFO msg=\"TLS handshake failed\"") && strings.Contains(logs.String(), "timeout")
+		return strings.Contains(logs.String(), `level=INFO msg="client timed out"`) && strings.Contains(logs.String(), `action="SSL handshaking"`)
 	})
 }
 

@@ -13,10 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"slices"
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/pop3"
 	"github.com/mailproxy/mailproxy/resolver"
@@ -39,6 +39,18 @@ type Options struct {
 	// Logger receives warnings about directives and debug lines about
 	// skipped blocks. Nil means slog.Default().
 	Logger *slog.Logger
+	// ErrorLog, when set, replaces the main context's error_log
+	// directives (nginx's -e): "stderr", a file, or "syslog:…", at the
+	// most verbose of their levels (error without them).
+	ErrorLog string
+	// LogFormat, when set, replaces error_log_format: "nginx" or "json".
+	LogFormat string
+	// Outputs opens the error logs' files and sockets. Nil means a new
+	// Outputs for this Load. A program that reloads passes the same one to
+	// every Load, so that a file named by the running configuration and
+	// the next stays one descriptor, and its Reopen reopens every file in
+	// use (nginx's SIGUSR1).
+	Outputs *errorlog.Outputs
 }
 
 // Config is a loaded configuration.
@@ -46,16 +58,21 @@ type Config struct {
 	// Proxy is the configuration of the mail block, ready for a
 	// mailproxy.Proxy.
 	Proxy *mailproxy.Config
-	// ErrorLog holds the arguments of the top-level error_log directive
-	// (file, then an optional level), the path made absolute.
+	// Logger writes to the logs of the main context: its error_log
+	// directives (or Options.ErrorLog), else standard error at level
+	// error. A server block without error_log of its own, in a mail block
+	// without one, logs there too.
+	Logger *slog.Logger
+	// ErrorLog lists the targets Logger writes to: "stderr", absolute
+	// file paths, "syslog:…".
 	ErrorLog []string
 	// PID is the top-level pid file, made absolute; empty when not set.
 	PID string
 }
 
 // Close closes what Load created for the configuration (the auth_http
-// clients' connections, the resolvers' queries), for a Config that no
-// Proxy runs. A Proxy that
+// clients' connections, the resolvers' queries, the error logs' files
+// and sockets), for a Config that no Proxy runs. A Proxy that
 // runs Proxy closes them itself when it is done with it.
 func (c *Config) Close() error { return c.Proxy.Close() }
 
@@ -96,7 +113,8 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 		top = append(top, globals...)
 	}
 	cfg := &Config{}
-	var mail *Directive
+	var mail, format *Directive
+	var mainLogs []logSpec
 	for _, d := range top {
 		var err error
 		switch d.Name {
@@ -104,11 +122,17 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 			mail, err = mailBlock(mail, d)
 		case "error_log":
 			if err = topLevel(d, 1, 2); err == nil {
-				cfg.ErrorLog = slices.Clone(d.Args)
-				if d.Args[0] != "stderr" {
-					cfg.ErrorLog[0] = opts.path(d.Args[0])
+				var spec logSpec
+				if spec, err = parseErrorLog(d, opts); err != nil {
+					err = errorAt(d, fmt.Sprintf("%v in \"error_log\" directive", err))
 				}
+				mainLogs = append(mainLogs, spec)
 			}
+		case "error_log_format":
+			if err = topLevel(d, 1, 1); err == nil && format != nil {
+				err = errorAt(d, "\"error_log_format\" directive is duplicate")
+			}
+			format = d
 		case "pid":
 			if err = topLevel(d, 1, 1); err == nil {
 				cfg.PID = opts.path(d.Args[0])
@@ -123,12 +147,45 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 	if mail == nil {
 		return nil, fmt.Errorf("%s: no \"mail\" block", name)
 	}
-	proxy, err := loadMail(mail, opts)
+	logs, err := newLogLoad(opts, format)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Proxy = proxy
+	specs := logs.mainLogs(mainLogs)
+	if cfg.Logger, err = logs.logger(specs); err != nil {
+		logs.close()
+		return nil, err
+	}
+	for _, s := range specs {
+		cfg.ErrorLog = append(cfg.ErrorLog, s.target)
+	}
+	if cfg.Proxy, err = loadMail(mail, opts, logs, cfg.Logger); err != nil {
+		logs.close()
+		return nil, err
+	}
+	for _, o := range logs.opened {
+		cfg.Proxy.Resources = append(cfg.Proxy.Resources, o)
+	}
 	return cfg, nil
+}
+
+// newLogLoad reads the log format: Options.LogFormat, else the
+// error_log_format directive (ours), else nginx's lines.
+func newLogLoad(opts Options, format *Directive) (*logLoad, error) {
+	l := &logLoad{opts: opts, outputs: opts.Outputs}
+	if l.outputs == nil {
+		l.outputs = &errorlog.Outputs{}
+	}
+	var err error
+	switch {
+	case opts.LogFormat != "":
+		l.format, err = errorlog.ParseFormat(opts.LogFormat)
+	case format != nil:
+		if l.format, err = errorlog.ParseFormat(format.Args[0]); err != nil {
+			err = errorAt(format, fmt.Sprintf("%v in \"error_log_format\" directive", err))
+		}
+	}
+	return l, err
 }
 
 func (o Options) path(p string) string {
@@ -165,9 +222,10 @@ func errorAt(d *Directive, msg string) error {
 }
 
 // loadMail applies the mail block: its own directives are read first, so
-// that every server inherits them wherever they stand in the block.
-func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
-	base := &settings{seen: map[string]bool{}, resolvers: map[string]*resolver.Resolver{}, tlsLoad: newTLSLoad(opts)}
+// that every server inherits them wherever they stand in the block. Its
+// servers log to main unless the block or they have error_log.
+func loadMail(mail *Directive, opts Options, logs *logLoad, main *slog.Logger) (*mailproxy.Config, error) {
+	base := &settings{seen: map[string]bool{}, resolvers: map[string]*resolver.Resolver{}, tlsLoad: newTLSLoad(opts), logs: logs, log: main}
 	var servers []*Directive
 	for _, d := range mail.Block {
 		if d.Name == "server" {
@@ -181,18 +239,19 @@ func loadMail(mail *Directive, opts Options) (*mailproxy.Config, error) {
 			return nil, err
 		}
 	}
-	warnPending(opts.Logger, base.pending)
 	cfg := &mailproxy.Config{}
-	clients := map[authHTTP]*auth.HTTP{}
-	for _, d := range servers {
-		sc, err := loadServer(base, d, opts, clients)
-		if err != nil {
-			for _, r := range base.resolvers {
-				r.Close()
-			}
-			return nil, err
-		}
+	clients := map[authClient]*auth.HTTP{}
+	err := base.openLogs()
+	for i := 0; err == nil && i < len(servers); i++ {
+		var sc mailproxy.ServerConfig
+		sc, err = loadServer(base, servers[i], opts, clients)
 		cfg.Servers = append(cfg.Servers, sc)
+	}
+	if err != nil {
+		for _, r := range base.resolvers {
+			r.Close()
+		}
+		return nil, err
 	}
 	for _, c := range clients {
 		cfg.Resources = append(cfg.Resources, c)
@@ -225,13 +284,7 @@ func (s *settings) apply(d *Directive, at level) error {
 	return nil
 }
 
-func warnPending(log *slog.Logger, pending []*Directive) {
-	for _, d := range pending {
-		log.Warn("directive accepted but not in effect yet", "directive", d.Name, "at", d.Pos())
-	}
-}
-
-func loadServer(base *settings, block *Directive, opts Options, clients map[authHTTP]*auth.HTTP) (mailproxy.ServerConfig, error) {
+func loadServer(base *settings, block *Directive, opts Options, clients map[authClient]*auth.HTTP) (mailproxy.ServerConfig, error) {
 	s := *base
 	s.seen = map[string]bool{}
 	for _, d := range block.Block {
@@ -242,13 +295,15 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 			return mailproxy.ServerConfig{}, err
 		}
 	}
-	warnPending(opts.Logger, ownPending(base.pending, s.pending))
 	sc := mailproxy.ServerConfig{Name: block.Pos(), Listen: s.listen}
 	if len(s.listen) == 0 {
 		return sc, errorAt(block, "no \"listen\" is defined for server")
 	}
 	if err := s.detectProtocol(); err != nil {
 		return sc, errorAt(block, err.Error())
+	}
+	if err := s.openLogs(); err != nil {
+		return sc, err
 	}
 	authn, err := s.authenticator(opts, clients)
 	if err != nil {
@@ -261,21 +316,9 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 	if s.core.TLS, err = s.buildTLS(block); err != nil {
 		return sc, err
 	}
-	s.core.Logger = opts.Logger.With("proto", s.protocol, "server", block.Pos())
+	s.core.Logger = s.log
 	sc.Server = s.server()
 	return sc, nil
-}
-
-// ownPending returns the pending directives a server block added itself,
-// which were not warned about with the mail block's.
-func ownPending(inherited, all []*Directive) []*Directive {
-	var own []*Directive
-	for _, d := range all {
-		if !slices.Contains(inherited, d) {
-			own = append(own, d)
-		}
-	}
-	return own
 }
 
 // detectProtocol takes the protocol from the first listen on a well-known
@@ -293,20 +336,29 @@ func (s *settings) detectProtocol() error {
 	return errors.New("protocol is not defined for server")
 }
 
+// authClient is what servers share an auth_http client by: its settings,
+// and the logger its failures go to.
+type authClient struct {
+	authHTTP
+	log *slog.Logger
+}
+
 // authenticator returns the Options' Authenticator, or the auth_http
-// client for the server's settings, shared by servers with the same ones.
-func (s *settings) authenticator(opts Options, clients map[authHTTP]*auth.HTTP) (auth.Authenticator, error) {
+// client for the server's settings, shared by servers with the same ones
+// and the same error logs.
+func (s *settings) authenticator(opts Options, clients map[authClient]*auth.HTTP) (auth.Authenticator, error) {
 	if opts.Auth != nil {
 		return opts.Auth, nil
 	}
 	if s.authHTTP.URL == "" {
 		return nil, errors.New("no \"auth_http\" is defined for server")
 	}
-	if c, ok := clients[s.authHTTP]; ok {
+	key := authClient{s.authHTTP, s.log}
+	if c, ok := clients[key]; ok {
 		return c, nil
 	}
-	c := s.authHTTP.client(opts.Logger)
-	clients[s.authHTTP] = c
+	c := s.authHTTP.client(s.log)
+	clients[key] = c
 	return c, nil
 }
 

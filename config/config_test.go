@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/pop3"
 	"github.com/mailproxy/mailproxy/session"
@@ -22,9 +24,21 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// quietLogs are Outputs whose standard error is discarded: the main log
+// of a configuration without error_log.
+func quietLogs() *errorlog.Outputs { return &errorlog.Outputs{Stderr: io.Discard} }
+
 func loadString(t *testing.T, src string) (*Config, error) {
 	t.Helper()
-	return LoadBytes("test.conf", []byte(src), t.TempDir(), Options{Logger: quiet()})
+	return LoadBytes("test.conf", []byte(src), t.TempDir(), Options{Logger: quiet(), Outputs: quietLogs()})
+}
+
+// withoutLogs returns the Resources that are not error logs.
+func withoutLogs(rs []io.Closer) []io.Closer {
+	return slices.DeleteFunc(slices.Clone(rs), func(r io.Closer) bool {
+		_, ok := r.(*errorlog.Output)
+		return ok
+	})
 }
 
 // mustServers loads a mail block body and returns its servers.
@@ -50,7 +64,8 @@ func coreOf(s mailproxy.Server) session.Config {
 }
 
 func TestLoadFullNginxConf(t *testing.T) {
-	cfg, err := Load("testdata/nginx-full.conf", Options{Logger: quiet()})
+	// -e stderr: a test writes nothing to /var/log/nginx.
+	cfg, err := Load("testdata/nginx-full.conf", Options{Logger: quiet(), ErrorLog: "stderr", Outputs: quietLogs()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +95,7 @@ func TestLoadFullNginxConf(t *testing.T) {
 	if want := []string{"SIZE 10485760", "AUTH=LOGIN PLAIN", "PIPELINING"}; !reflect.DeepEqual(last.Capabilities, want) {
 		t.Errorf("smtp_capabilities %q", last.Capabilities)
 	}
-	if want := []string{"/var/log/nginx/error.log", "warn"}; !reflect.DeepEqual(cfg.ErrorLog, want) {
+	if want := []string{"stderr"}; !reflect.DeepEqual(cfg.ErrorLog, want) {
 		t.Errorf("error_log %q, want %q", cfg.ErrorLog, want)
 	}
 	if servers[0].Name != "testdata/nginx-full.conf:87" {
@@ -292,14 +307,14 @@ func TestLoadOptions(t *testing.T) {
 	dir := t.TempDir()
 	a := auth.Static{"u": {Password: "p", Backend: "127.0.0.1:1"}}
 	cfg, err := LoadBytes("x.conf", []byte("mail { server { listen 1143; protocol imap; } }"), dir,
-		Options{Prefix: "/srv/mail", Globals: "pid run/mail.pid; error_log stderr debug;", Auth: a, Logger: quiet()})
+		Options{Prefix: "/srv/mail", Globals: "pid run/mail.pid; error_log stderr debug;", Auth: a, Logger: quiet(), Outputs: quietLogs()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.PID != "/srv/mail/run/mail.pid" {
 		t.Errorf("pid %q", cfg.PID)
 	}
-	if !reflect.DeepEqual(cfg.ErrorLog, []string{"stderr", "debug"}) {
+	if !reflect.DeepEqual(cfg.ErrorLog, []string{"stderr"}) || !cfg.Logger.Enabled(t.Context(), slog.LevelDebug) {
 		t.Errorf("error_log %q", cfg.ErrorLog)
 	}
 	if got := coreOf(cfg.Proxy.Servers[0].Server).Auth; !reflect.DeepEqual(got, auth.Authenticator(a)) {
@@ -408,31 +423,10 @@ func TestProxyDirective(t *testing.T) {
 	}
 	// The full configuration, which has it, loads with the warning.
 	var logs bytes.Buffer
-	if _, err := Load("testdata/nginx-full.conf", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+	if _, err := Load("testdata/nginx-full.conf", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), ErrorLog: "stderr", Outputs: quietLogs()}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(logs.String(), "directive=proxy at=testdata/nginx-full.conf:119") {
 		t.Errorf("no warning about proxy in\n%s", logs.String())
-	}
-}
-
-// Directives that take effect in a later version are accepted and each is
-// named in a warning, never silently ignored.
-func TestPendingDirectivesWarn(t *testing.T) {
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	src := `mail {
-		auth_http 127.0.0.1:9000/auth;
-		error_log mail.log;
-		server { listen 1143; protocol imap; error_log imap.log; }
-		server { listen 1144; protocol imap; }
-	}`
-	if _, err := LoadBytes("w.conf", []byte(src), t.TempDir(), Options{Logger: log}); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"directive=error_log at=w.conf:3", "directive=error_log at=w.conf:4"} {
-		if n := strings.Count(logs.String(), want); n != 1 {
-			t.Errorf("%d warnings with %q, want 1:\n%s", n, want, logs.String())
-		}
 	}
 }

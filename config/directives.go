@@ -62,9 +62,13 @@ type settings struct {
 	// resolvers holds the Resolvers made so far in this Load, shared by
 	// every server (the map is the same in each copy of the settings).
 	resolvers map[string]*resolver.Resolver
-	// pending are directives accepted and checked, whose effect comes in
-	// a later version: Load warns about each.
-	pending []*Directive
+	// errorLogs are the error_log directives in force, and log the
+	// logger that writes to them (the enclosing block's until openLogs).
+	errorLogs []logSpec
+	log       *slog.Logger
+	// logs opens the error logs of this Load (the same in each copy of
+	// the settings).
+	logs *logLoad
 	// seen holds the directives set in the block being read, to find
 	// duplicates and to let the first of a repeatable directive replace
 	// what was inherited.
@@ -104,27 +108,14 @@ func init() {
 		"xclient":             {where: anywhere, min: 1, max: 1, set: setXClient},
 		"proxy_smtp_auth":     {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.smtpBackendAuth })},
 
+		"error_log": {where: anywhere, min: 1, max: 2, multi: true, set: setErrorLog},
+
 		"auth_http":                  {where: anywhere, min: 1, max: 1, set: setAuthHTTP},
 		"auth_http_header":           {where: anywhere, min: 2, max: 2, multi: true, set: setAuthHTTPHeader},
 		"auth_http_timeout":          {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.authHTTP.Timeout })},
 		"auth_http_pass_client_cert": {where: anywhere, min: 1, max: 1, set: flag(func(s *settings) *bool { return &s.authHTTP.PassClientCert })},
 	}
-	addLater()
 	addSSL()
-}
-
-// addLater registers the directives that are checked and accepted now and
-// take effect in a later version (error_log in the mail block).
-func addLater() {
-	anyArgs := pendingCheck(nil)
-	for name, sp := range map[string]spec{
-		"error_log": {min: 1, max: -1, multi: true, set: anyArgs},
-	} {
-		if sp.where == 0 {
-			sp.where = anywhere
-		}
-		directives[name] = sp
-	}
 }
 
 // authHTTP is the part of auth.HTTP the directives set, comparable so
@@ -318,27 +309,4 @@ func checkEach(check func(string) error) func([]string) error {
 		}
 		return nil
 	}
-}
-
-// pendingCheck checks a later directive's arguments and keeps it.
-func pendingCheck(check func([]string) error) func(*settings, *Directive) error {
-	return func(s *settings, d *Directive) error {
-		if check != nil {
-			if err := check(d.Args); err != nil {
-				return err
-			}
-		}
-		return later(s, d)
-	}
-}
-
-// later keeps d for a later version. A repeatable directive's first
-// occurrence in a block replaces the inherited ones, as nginx merges
-// arrays.
-func later(s *settings, d *Directive) error {
-	s.pending = slices.DeleteFunc(slices.Clone(s.pending), func(p *Directive) bool {
-		return p.Name == d.Name && !s.seen[d.Name]
-	})
-	s.pending = append(s.pending, d)
-	return nil
 }

@@ -75,7 +75,7 @@ func TestReloadClosesOldConfiguration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cfg.Proxy.Resources) != 1 {
+		if len(withoutLogs(cfg.Proxy.Resources)) != 1 {
 			t.Fatalf("Resources %v, want the auth_http client", cfg.Proxy.Resources)
 		}
 		return cfg.Proxy

@@ -75,7 +75,7 @@ func TestResolversAreClosedWithTheConfiguration(t *testing.T) {
 			resolvers = append(resolvers, r)
 		}
 	}
-	if len(resolvers) != 2 || len(cfg.Proxy.Resources) != 3 {
+	if len(resolvers) != 2 || len(withoutLogs(cfg.Proxy.Resources)) != 3 {
 		t.Fatalf("Resources %v, want the auth_http client and two resolvers", cfg.Proxy.Resources)
 	}
 	client := netip.MustParseAddr("192.0.2.1")

@@ -49,15 +49,15 @@ func (cl *client) proxy(tag string, login *engine.Login) bool {
 		return append(untagged, tag+" "+reply), nil
 	})
 	if err != nil {
-		return cl.backendFailed(tag, reply, err)
+		return cl.backendFailed(tag, reply, login, err)
 	}
 	return false
 }
 
 // backendFailed answers a failed backend login: with proxy_pass_error_message
 // the backend's own words, else a generic message.
-func (cl *client) backendFailed(tag, reply string, err error) bool {
-	cl.c.Log.Warn("backend login failed", "err", err)
+func (cl *client) backendFailed(tag, reply string, login *engine.Login, err error) bool {
+	cl.c.BackendFailed("backend login failed", login, err)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
 		cl.c.Reply("%s %s", tag, reply)

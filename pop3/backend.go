@@ -20,15 +20,15 @@ func (cl *client) proxy(login *engine.Login) bool {
 		return []string{reply}, err
 	})
 	if err != nil {
-		return cl.backendFailed(reply, err)
+		return cl.backendFailed(reply, login, err)
 	}
 	return false
 }
 
 // backendFailed answers a failed backend login: with
 // proxy_pass_error_message the backend's own words.
-func (cl *client) backendFailed(reply string, err error) bool {
-	cl.c.Log.Warn("backend login failed", "err", err)
+func (cl *client) backendFailed(reply string, login *engine.Login, err error) bool {
+	cl.c.BackendFailed("backend login failed", login, err)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
 		return cl.c.Fail(reply)

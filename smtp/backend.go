@@ -53,15 +53,15 @@ func (cl *client) proxy(login *engine.Login, req *auth.Request, replay []string)
 		return []string{answer.last()}, err
 	})
 	if err != nil {
-		return cl.backendFailed(reply, err)
+		return cl.backendFailed(reply, login, err)
 	}
 	return false
 }
 
 // backendFailed answers a backend that failed before relaying: its own
 // reply with proxy_pass_error_message, else a generic one.
-func (cl *client) backendFailed(reply string, err error) bool {
-	cl.c.Log.Warn("backend session failed", "err", err)
+func (cl *client) backendFailed(reply string, login *engine.Login, err error) bool {
+	cl.c.BackendFailed("backend session failed", login, err)
 	code, _ := replyCode(reply)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:

@@ -48,7 +48,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, end *engine.Ending)
 		return
 	}
 	if st.greetingDelay > 0 && cl.c.SendsWithin(st.greetingDelay) {
-		cl.c.Log.Info("client talked before the greeting")
+		cl.c.Log.Info("client was rejected before greeting") // nginx's words
 		cl.c.CloseWith("554 5.5.0 Improper use of SMTP command pipelining")
 		return
 	}
@@ -173,6 +173,6 @@ func (cl *client) canLogIn(login *engine.Login, req *auth.Request) bool {
 	case req.Method == auth.MethodPlain || req.Method == auth.MethodLogin || req.Method == auth.MethodNone:
 		return true
 	}
-	cl.c.Log.Warn("proxy_smtp_auth: the Authenticator gave no backend password", "method", string(req.Method))
+	cl.c.Log.Error("proxy_smtp_auth: the Authenticator gave no backend password", "user", req.User, "method", string(req.Method))
 	return false
 }

@@ -3,10 +3,14 @@
 //
 // Usage:
 //
-//	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v]
+//	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v] [-log-format nginx|json]
 //
 // Signals: TERM and INT stop at once, QUIT stops gracefully (sessions
-// finish), HUP reloads the configuration (a bad one keeps the old running).
+// finish), HUP reloads the configuration (a bad one keeps the old running),
+// USR1 reopens the log files.
+//
+// The logs are nginx's error log lines, or JSON lines with -log-format
+// json (or error_log_format json; in the configuration): see log.go.
 //
 // Profiles, for the bench tool (go run ./bench -cpuprofile/-memprofile):
 // MAILPROXY_CPUPROFILE=file profiles the CPU from start to exit, and
@@ -19,7 +23,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +33,7 @@ import (
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/config"
+	"github.com/mailproxy/mailproxy/errorlog"
 )
 
 // version is the program's version, set at build time with -ldflags "-X main.version=…".
@@ -37,7 +41,7 @@ var version = "devel"
 
 func main() {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
 	stopProfiles := startProfiles(os.Stderr)
 	code := run(os.Args[1:], os.Stdout, os.Stderr, sigs)
 	stopProfiles()
@@ -47,6 +51,7 @@ func main() {
 // options are the command line.
 type options struct {
 	conf, prefix, errorLog, globals string
+	logFormat                       string
 	test, version                   bool
 	demoAddr                        string
 	demoPorts                       [3]int
@@ -60,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.prefix, "p", "", "`prefix` for relative paths (default: the configuration's folder)")
 	fs.StringVar(&o.errorLog, "e", "", "error log `file`, or stderr (overrides error_log)")
 	fs.StringVar(&o.globals, "g", "", "global `directives` added to the configuration")
+	fs.StringVar(&o.logFormat, "log-format", "", "log `format`: nginx (error log lines) or json (JSON lines); overrides error_log_format")
 	fs.BoolVar(&o.test, "t", false, "test the configuration and exit")
 	fs.BoolVar(&o.version, "v", false, "print the version and exit")
 	fs.StringVar(&o.demoAddr, "demo-addr", "127.0.0.1", "IP `address` the demo listens on (0.0.0.0 in a container)")
@@ -116,8 +122,9 @@ func (o *options) confPath() string {
 	return o.conf
 }
 
-func (o *options) load(log *slog.Logger) (*config.Config, error) {
-	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: log})
+func (o *options) load(logs *logs) (*config.Config, error) {
+	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: logs.log,
+		ErrorLog: o.errorLog, LogFormat: o.logFormat, Outputs: logs.outputs})
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +136,14 @@ func (o *options) load(log *slog.Logger) (*config.Config, error) {
 }
 
 func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
-	log := newLogger(stderr, slog.LevelInfo)
-	cfg, err := o.load(log)
+	logs, err := o.openLogs(stderr, errorlog.LevelNotice, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "mailproxy: [emerg] %v\n", err)
+		return 1
+	}
+	defer logs.close()
+	log := logs.log
+	cfg, err := o.load(logs)
 	if o.test {
 		if err == nil {
 			cfg.Close()
@@ -138,15 +151,10 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		return testResult(stderr, o.confPath(), err)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "mailproxy: [emerg] %v\n", err)
+		log.Log(context.Background(), errorlog.LevelEmerg, err.Error())
 		return 1
 	}
-	log, closeLog, err := o.openLog(cfg, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailproxy: [emerg] %v\n", err)
-		return 1
-	}
-	defer closeLog()
+	logs.use(cfg)
 	if cfg.PID != "" {
 		if err := writePID(cfg.PID); err != nil {
 			log.Error("cannot write pid file", "err", err)
@@ -154,14 +162,20 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		}
 		defer os.Remove(cfg.PID)
 	}
-	reload := func() (*mailproxy.Config, error) {
-		cfg, err := o.load(log)
+	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log}
+	reload := func() error {
+		cfg, err := o.load(logs)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return cfg.Proxy, nil
+		if err := p.Reload(context.Background(), cfg.Proxy); err != nil {
+			cfg.Close() // the Proxy did not take it
+			return err
+		}
+		logs.use(cfg)
+		return nil
 	}
-	return serve(&mailproxy.Proxy{Config: cfg.Proxy, Logger: log}, reload, log, sigs, func() {})
+	return serve(p, reload, logs, sigs, logs.started)
 }
 
 func testResult(stderr io.Writer, path string, err error) int {
@@ -178,31 +192,51 @@ func writePID(path string) error {
 }
 
 func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
-	log := newLogger(stderr, slog.LevelInfo)
+	logs, err := o.openLogs(stderr, errorlog.LevelInfo, "stderr")
+	if err != nil {
+		fmt.Fprintf(stderr, "mailproxy: [emerg] %v\n", err)
+		return 1
+	}
+	defer logs.close()
+	log := logs.log
 	if o.test {
 		return testResult(stderr, "(embedded demo)", nil)
 	}
 	d, err := startDemo(o.demoAddr, o.demoPorts, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailproxy: [emerg] demo backends: %v\n", err)
+		log.Log(context.Background(), errorlog.LevelEmerg, "demo backends", "err", err)
 		return 1
 	}
 	defer d.Close()
 	cfg, err := d.config()
 	if err != nil {
-		fmt.Fprintf(stderr, "mailproxy: [emerg] demo certificate: %v\n", err)
+		log.Log(context.Background(), errorlog.LevelEmerg, "demo certificate", "err", err)
 		return 1
 	}
 	p := &mailproxy.Proxy{Config: cfg, Logger: log}
-	started := func() { d.banner(stdout, p) }
-	return serve(p, d.config, log, sigs, started)
+	reload := func() error {
+		cfg, err := d.config()
+		if err == nil {
+			if err = p.Reload(context.Background(), cfg); err != nil {
+				cfg.Close()
+			}
+		}
+		return err
+	}
+	started := func() {
+		d.banner(stdout, p)
+		logs.started()
+	}
+	return serve(p, reload, logs, sigs, started)
 }
 
 // serve starts p, calls started, and then serves until a signal stops it
-// or a socket fails.
-func serve(p *mailproxy.Proxy, reload func() (*mailproxy.Config, error), log *slog.Logger, sigs <-chan os.Signal, started func()) int {
+// or a socket fails. reload loads the configuration again and gives it to
+// p.
+func serve(p *mailproxy.Proxy, reload func() error, logs *logs, sigs <-chan os.Signal, started func()) int {
+	log := logs.log
 	if err := p.Start(); err != nil {
-		log.Error("cannot start", "err", err)
+		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
 		return 1
 	}
 	started()
@@ -219,7 +253,7 @@ func serve(p *mailproxy.Proxy, reload func() (*mailproxy.Config, error), log *sl
 			p.Close()
 			return 1
 		case sig := <-sigs:
-			if done := handleSignal(p, sig, reload, log); done {
+			if done := handleSignal(p, sig, reload, logs); done {
 				return 0
 			}
 		}
@@ -227,16 +261,14 @@ func serve(p *mailproxy.Proxy, reload func() (*mailproxy.Config, error), log *sl
 }
 
 // handleSignal acts on one signal and reports whether the proxy stopped.
-func handleSignal(p *mailproxy.Proxy, sig os.Signal, reload func() (*mailproxy.Config, error), log *slog.Logger) bool {
+func handleSignal(p *mailproxy.Proxy, sig os.Signal, reload func() error, logs *logs) bool {
+	log := logs.log
 	switch sig {
+	case syscall.SIGUSR1:
+		logs.reopen()
+		return false
 	case syscall.SIGHUP:
-		cfg, err := reload()
-		if err == nil {
-			if err = p.Reload(context.Background(), cfg); err != nil {
-				cfg.Close() // the Proxy did not take it
-			}
-		}
-		if err != nil {
+		if err := reload(); err != nil {
 			log.Error("reload failed; the old configuration goes on", "err", err)
 		} else {
 			log.Info("configuration reloaded")

@@ -67,7 +67,7 @@ func TestTestFlag(t *testing.T) {
 		want string
 	}{
 		{"example config", []string{"-t", "-c", "../mailproxy.conf"}, 0, "configuration file ../mailproxy.conf test is successful"},
-		{"whole nginx.conf", []string{"-t", "-c", "../../config/testdata/nginx-full.conf"}, 0, "test is successful"},
+		{"whole nginx.conf", []string{"-t", "-c", "../../config/testdata/nginx-full.conf", "-e", "stderr"}, 0, "test is successful"},
 		{"prefix", []string{"-t", "-p", "../..", "-c", "examples/mailproxy.conf"}, 0, "test is successful"},
 		{"bad config", []string{"-t", "-c", bad}, 1, bad + `:2: "listen" directive is not allowed here`},
 		{"missing file", []string{"-t", "-c", filepath.Join(dir, "none.conf")}, 1, "no such file"},

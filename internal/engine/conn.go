@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 )
 
@@ -54,7 +56,10 @@ type SASLReplies struct {
 // errors against max_commands and max_errors, and buffers replies.
 type Conn struct {
 	net.Conn
-	Log *slog.Logger // the session's logger, with the client address
+	// Log is the session's logger. Its lines carry the connection number
+	// (errorlog.ConnKey), the client's IP address and the address the
+	// client connected to, as nginx's do.
+	Log *slog.Logger
 
 	cfg      *Settings
 	replies  Replies
@@ -73,20 +78,51 @@ type Conn struct {
 // replyBuffer is the size of the buffer that replies are queued in.
 const replyBuffer = 1024
 
+// connections numbers the sessions of the process, as nginx numbers its
+// connections ("*17" in its log lines).
+var connections atomic.Uint64
+
 // NewConn wraps c for a session of a server with the settings st, which
-// end ends. Its buffers come from pools: Release gives them back.
+// end ends, and gives it the next connection number. Its buffers come
+// from pools: Release gives them back.
 func NewConn(c net.Conn, st *Settings, end *Ending) *Conn {
+	log := slog.New(st.Logger.Handler().WithAttrs([]slog.Attr{
+		slog.Uint64(errorlog.ConnKey, connections.Add(1)),
+		slog.Any("client", addrValue(c.RemoteAddr(), false)),
+		slog.Any("server", addrValue(c.LocalAddr(), true)),
+	}))
 	return &Conn{
 		Conn:    c,
 		end:     end,
 		started: time.Now(),
-		Log:     st.Logger.With("client", c.RemoteAddr().String()),
+		Log:     log,
 		cfg:     st,
 		replies: st.Replies,
 		r:       newReader(c, st.MaxLine),
 		w:       newWriter(c, replyBuffer),
 	}
 }
+
+// addrValue is an address as a log attribute's value: a TCP address as
+// its IP (and port), other addresses as their text.
+func addrValue(a net.Addr, withPort bool) any {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if withPort {
+			return ap
+		}
+		return ap.Addr()
+	}
+	return a.String()
+}
+
+// bg is the context of the session's log lines, and inAuthState the
+// action (nginx's words) of those of the dialogue before the relay.
+var (
+	bg          = context.Background()
+	inAuthState = slog.String(errorlog.ActionKey, "in auth state")
+)
 
 // ReadCommand reads the next command line and counts it against
 // max_commands. The line is returned without its CR LF and is valid until
@@ -111,6 +147,7 @@ func (c *Conn) ReadLine() ([]byte, error) {
 		return nil, ErrLineTooLong
 	}
 	if err != nil {
+		c.clientFailed(err)
 		return nil, err
 	}
 	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
@@ -124,17 +161,38 @@ func (c *Conn) ReadLiteral(n int) ([]byte, error) {
 		return nil, err
 	}
 	buf := make([]byte, n)
-	_, err := io.ReadFull(c.r, buf)
-	return buf, err
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		c.clientFailed(err)
+		return nil, err
+	}
+	return buf, nil
 }
 
 // awaitClient sends the queued replies and gives the client the server's
 // timeout for what it sends next.
 func (c *Conn) awaitClient() error {
 	if err := c.Flush(); err != nil {
+		c.clientFailed(err)
 		return err
 	}
 	return c.SetReadDeadline(time.Now().Add(c.cfg.Timeout))
+}
+
+// clientFailed logs why a read from or a write to the client failed, in
+// nginx's words and at its level: info, since the client is to blame.
+// A connection the server closed itself (a stop) is logged at debug.
+func (c *Conn) clientFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client closed connection", inAuthState)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client timed out", inAuthState)
+	case errors.Is(err, net.ErrClosed):
+		c.Log.LogAttrs(bg, errorlog.LevelDebug, "connection closed by the server", inAuthState)
+	default:
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client connection failed", slog.Any("err", err), inAuthState)
+	}
 }
 
 // TooLong ends a session whose client sent a line beyond the client
@@ -142,7 +200,7 @@ func (c *Conn) awaitClient() error {
 // reply, then the close. Reading on to the line's end would let a client
 // that never ends one keep the session forever.
 func (c *Conn) TooLong() {
-	c.Log.Info("client sent too long command")
+	c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent too long command", inAuthState)
 	c.CloseWith(c.replies.LineTooLong)
 }
 
@@ -151,18 +209,43 @@ func (c *Conn) TooLong() {
 // certificate check; it starts the lookup of the client's host name. It
 // reports whether the session goes on; when not, the connection has been
 // answered and closed.
+//
+// It logs the session's start at level info ("client connected", with the
+// client's port), as nginx does, once the client is known: after the
+// PROXY protocol header.
 func (c *Conn) Open(ctx context.Context) bool {
 	if pc, ok := rawConn(c.Conn).(*proxyproto.Conn); ok {
 		if err := pc.Handshake(); err != nil {
-			c.Log.Info("connection refused", "err", err)
+			c.proxyHeaderFailed(err)
 			return false
 		}
 	}
+	var port slog.Attr
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		port = slog.Int("client_port", a.Port)
+	}
+	c.Log.LogAttrs(ctx, errorlog.LevelInfo, "client connected", port)
 	c.lookupHost(ctx)
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		return c.startSecure(tc) == nil
 	}
 	return true
+}
+
+// proxyHeaderFailed logs a PROXY protocol header that could not be read:
+// a client that sent none in time at level info, a broken one at level
+// error, as nginx logs a broken header.
+func (c *Conn) proxyHeaderFailed(err error) {
+	action := slog.String(errorlog.ActionKey, "reading PROXY protocol")
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client timed out", action)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client closed connection", action)
+	default:
+		c.Log.LogAttrs(bg, errorlog.LevelError, "broken PROXY protocol header", slog.Any("err", err), action)
+	}
 }
 
 // lookupHost starts the resolver on the client's address, when there is
@@ -200,10 +283,10 @@ func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
 			c.TooLong()
 			return
 		case errors.Is(err, ErrTooManyCommands):
+			c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent too many commands", inAuthState)
 			c.CloseWith(c.replies.TooManyCommands)
 			return
-		default:
-			c.Log.Debug("client gone", "err", err)
+		default: // logged by the read
 			return
 		}
 	}
@@ -215,6 +298,7 @@ func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
 func (c *Conn) Failed() bool {
 	c.errors++
 	if c.cfg.MaxErrors > 0 && c.errors >= c.cfg.MaxErrors {
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent too many invalid commands", inAuthState)
 		c.CloseWith(c.replies.TooManyErrors)
 		return false
 	}
@@ -243,6 +327,13 @@ func (c *Conn) CloseWith(last string) {
 		io.CopyN(io.Discard, c.Conn, lingerBytes)
 	}
 	c.Conn.Close()
+}
+
+// BackendFailed logs a backend that failed before the relay started, at
+// level error as nginx logs an upstream's failure, with the user and the
+// backend: msg says what failed.
+func (c *Conn) BackendFailed(msg string, login *Login, err error) {
+	c.Log.LogAttrs(bg, errorlog.LevelError, msg, slog.String("user", login.User), slog.String("backend", login.Backend), slog.Any("err", err))
 }
 
 // Release gives the session's buffers back to their pools, once nothing

@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 )
 
 // maxSASLSteps bounds the challenges of one exchange.
@@ -80,6 +81,8 @@ func (c *Conn) ReadSASL(protocol, mech string, initial []byte, prefix string) (*
 // reply after prefix (an IMAP tag and a space, or nothing) and counts it.
 // It reports whether the session goes on: not when the client went away,
 // nor after a response beyond the client buffer, which ends the session.
+// A response that is not base64, or that the mechanism refuses, is logged
+// at level info, as nginx logs them; never the response itself.
 func (c *Conn) SASLFailed(prefix string, err error) bool {
 	r := &c.replies.SASL
 	reply := r.Invalid
@@ -94,7 +97,10 @@ func (c *Conn) SASLFailed(prefix string, err error) bool {
 	case errors.Is(err, errCancelled):
 		reply = r.Cancelled
 	case errors.Is(err, errBadBase64):
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent invalid base64 encoding in SASL response", inAuthState)
 		reply = r.BadBase64
+	default:
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent invalid SASL response", inAuthState)
 	}
 	return c.Fail(prefix + reply)
 }

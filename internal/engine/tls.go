@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/openssl"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -34,6 +37,13 @@ func (c *Conn) handshake(tc *tls.Conn) error {
 	c.tls = c.cfg.TLS.clientInfo(state.PeerCertificates)
 	c.tls.Protocol = openssl.ProtocolName(state.Version)
 	c.tls.Cipher = openssl.SuiteName(state.CipherSuite)
+	// At debug, as nginx logs "SSL: TLSv1.3, cipher: …"; the attributes
+	// are named as nginx's variables.
+	if c.Log.Enabled(bg, errorlog.LevelDebug) {
+		c.Log.LogAttrs(bg, errorlog.LevelDebug, "TLS handshake done",
+			slog.String("ssl_protocol", c.tls.Protocol), slog.String("ssl_cipher", c.tls.Cipher),
+			slog.Bool("ssl_session_reused", state.DidResume), slog.String("ssl_client_verify", c.tls.Verify))
+	}
 	return c.cfg.TLS.refuse(state.PeerCertificates, c.tls.Verify)
 }
 
@@ -209,6 +219,7 @@ func (a *Announced[T]) For(c *Conn) T { return a[c.TLSState()] }
 func (c *Conn) StartTLS(reply string) error {
 	c.Reply("%s", reply)
 	if err := c.Flush(); err != nil {
+		c.clientFailed(err)
 		return err
 	}
 	tc := tls.Server(c.Conn, c.cfg.TLS.Config)
@@ -220,25 +231,39 @@ func (c *Conn) StartTLS(reply string) error {
 
 // startSecure runs the handshake on a new TLS connection and answers a
 // failed certificate check; other failures close the connection silently.
+// Each failure is logged at level info, as nginx logs them.
 func (c *Conn) startSecure(tc *tls.Conn) error {
 	err := c.handshake(tc)
 	if err != nil {
 		c.w.Reset(tc) // nothing queued before goes out now
 		c.tls = nil
 	}
+	var ne net.Error
 	switch {
 	case errors.Is(err, ErrNoClientCert):
-		c.Log.Info("session refused", "err", err)
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent no required SSL certificate")
 		c.CloseWith(c.replies.NoClientCert)
 	case errors.Is(err, ErrBadClientCert):
-		c.Log.Info("session refused", "err", err)
+		reason := strings.TrimPrefix(err.Error(), ErrBadClientCert.Error()+": ")
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client SSL certificate verify error", slog.String("reason", reason))
 		c.CloseWith(c.replies.BadClientCert)
-	case err != nil:
-		c.Log.Info("TLS handshake failed", "err", err)
+	case err == nil:
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "peer closed connection in SSL handshake", sslHandshaking)
+		c.Conn.Close()
+	case errors.As(err, &ne) && ne.Timeout():
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client timed out", sslHandshaking)
+		c.Conn.Close()
+	default:
+		c.Log.LogAttrs(bg, errorlog.LevelInfo, "TLS handshake failed", slog.Any("err", err), sslHandshaking)
 		c.Conn.Close()
 	}
 	return err
 }
+
+// sslHandshaking is the action of the handshake's log lines, as nginx
+// words it.
+var sslHandshaking = slog.String(errorlog.ActionKey, "SSL handshaking")
 
 // TLS returns the facts of the client's TLS session for the Authenticator,
 // or nil without TLS.
