@@ -230,12 +230,17 @@ func (c *Conn) Fail(reply string) bool {
 // The close lingers: it ends the sending side first and reads what the
 // client still sends for a moment. Closing a socket with unread input makes
 // the kernel send a reset, and a reset can destroy the last reply before
-// the client reads it.
+// the client reads it. A shutdown of the server ends the lingering at
+// once: the session has said its last word.
 func (c *Conn) CloseWith(last string) {
 	c.Reply("%s", last)
 	c.Flush()
 	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
 		c.SetReadDeadline(time.Now().Add(lingerTime))
+		if c.cfg.drain != nil {
+			stop := context.AfterFunc(c.cfg.drain, func() { c.SetReadDeadline(time.Now()) })
+			defer stop()
+		}
 		io.CopyN(io.Discard, c.Conn, lingerBytes)
 	}
 	c.Conn.Close()
