@@ -77,6 +77,9 @@ type Config struct {
 	// then are closed. Zero waits for them to end, however long they take,
 	// as nginx does by default.
 	ShutdownTimeout time.Duration
+	// ClientLimits bound what one client address may do, in every Server
+	// together. The zero value limits nothing.
+	ClientLimits ClientLimits
 }
 
 // Close closes the Resources of a Config that no Proxy runs: one that
@@ -203,9 +206,9 @@ func (p *Proxy) fail(err error) {
 // Reload replaces the running Config with cfg. Sockets whose address is
 // kept stay open and go on accepting for the new Servers; the old Servers
 // stop accepting and their sessions go on until they end, until the old
-// Config's ShutdownTimeout, or until Shutdown. When cfg is invalid or a
-// new socket cannot be opened, the old Config goes on running and the
-// error is returned.
+// Config's ShutdownTimeout, or until Shutdown. The counts of ClientLimits
+// go on, under cfg's limits. When cfg is invalid or a new socket cannot
+// be opened, the old Config goes on running and the error is returned.
 func (p *Proxy) Reload(ctx context.Context, cfg *Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -269,6 +272,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 			s.close()
 		}
 	}
+	p.limit.setClientLimits(cfg.ClientLimits)
 	p.servers = p.servers[:0:0]
 	for i, sc := range cfg.Servers {
 		p.servers = append(p.servers, sc.Server)

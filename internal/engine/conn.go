@@ -35,6 +35,13 @@ type Replies struct {
 	// TooManyConnections refuses a client beyond the limit of a
 	// session.Limiter before the greeting.
 	TooManyConnections string
+	// TooManyFailures refuses, before the greeting, a client whose
+	// address failed to log in too often (session.ClientLimiter).
+	TooManyFailures string
+	// FailedLogins answers, in the Authenticator's stead, a login tried
+	// by such a client in a session already open: a refusal without a
+	// wait, which ends the session.
+	FailedLogins auth.Result
 	// SASL answers a SASL exchange that failed; see [Conn.SASLFailed].
 	SASL SASLReplies
 }
@@ -153,6 +160,9 @@ func (c *Conn) Open(ctx context.Context) bool {
 			c.Log.Info("connection refused", "err", err)
 			return false
 		}
+	}
+	if !c.admitClient(ctx) {
+		return false
 	}
 	c.lookupHost(ctx)
 	if tc, ok := c.Conn.(*tls.Conn); ok {

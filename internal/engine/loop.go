@@ -232,6 +232,8 @@ func (s *Server) limited(lim session.Limiter, implicitTLS bool, handle Handler) 
 			return
 		}
 		defer lim.Release()
+		ctx, release := withClientLimiter(ctx, lim)
+		defer release()
 		handle(ctx, conn)
 	}
 }

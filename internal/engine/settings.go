@@ -75,6 +75,9 @@ func Settle(cfg session.Config, p Protocol) *Settings {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Auth != nil {
+		cfg.Auth = &limitedAuth{next: cfg.Auth, refusal: p.Replies.FailedLogins}
+	}
 	return &Settings{
 		Config:     cfg,
 		TLS:        settleTLS(cfg.TLS, p.Name),
