@@ -3,10 +3,14 @@
 //
 // Usage:
 //
-//	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v]
+//	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v] [-s signal]
 //
 // Signals: TERM and INT stop at once, QUIT stops gracefully (sessions
-// finish), HUP reloads the configuration (a bad one keeps the old running).
+// finish, within worker_shutdown_timeout), HUP reloads the configuration
+// (a bad one keeps the old running). -s stop|quit|reopen|reload sends the
+// running program TERM, QUIT, USR1 or HUP through its pid file, as nginx
+// -s does. Started as root, the program serves as the user of the user
+// directive (nobody by default) once its sockets are open.
 //
 // Profiles, for the bench tool (go run ./bench -cpuprofile/-memprofile):
 // MAILPROXY_CPUPROFILE=file profiles the CPU from start to exit, and
@@ -36,6 +40,10 @@ import (
 var version = "devel"
 
 func main() {
+	if args, ok := os.LookupEnv(helperEnv); ok {
+		os.Exit(runHelper(args))
+	}
+	wholeProcess = true
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
 	stopProfiles := startProfiles(os.Stderr)
@@ -47,6 +55,7 @@ func main() {
 // options are the command line.
 type options struct {
 	conf, prefix, errorLog, globals string
+	signal                          string // -s
 	test, version                   bool
 	demoPorts                       [3]int
 }
@@ -61,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.globals, "g", "", "global `directives` added to the configuration")
 	fs.BoolVar(&o.test, "t", false, "test the configuration and exit")
 	fs.BoolVar(&o.version, "v", false, "print the version and exit")
+	fs.StringVar(&o.signal, "s", "", "send `signal` to the running program: stop, quit, reopen or reload")
 	ports := fs.String("demo-ports", "1143,1110,1025", "IMAP,POP3,SMTP `ports` of the demo (0 picks a free port)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -100,6 +110,9 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		fmt.Fprintf(stdout, "mailproxy version %s (%s)\n", version, runtime.Version())
 		return 0
 	}
+	if o.signal != "" {
+		return signalProcess(o, stderr)
+	}
 	if o.conf == "" {
 		return runDemo(o, stdout, stderr, sigs)
 	}
@@ -114,8 +127,8 @@ func (o *options) confPath() string {
 	return o.conf
 }
 
-func (o *options) load(log *slog.Logger) (*config.Config, error) {
-	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: log})
+func (o *options) load(log *slog.Logger, files config.Files) (*config.Config, error) {
+	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: log, Files: files})
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +141,7 @@ func (o *options) load(log *slog.Logger) (*config.Config, error) {
 
 func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	log := newLogger(stderr, slog.LevelInfo)
-	cfg, err := o.load(log)
+	cfg, err := o.load(log, nil)
 	if o.test {
 		if err == nil {
 			cfg.Close()
@@ -145,21 +158,27 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		return 1
 	}
 	defer closeLog()
-	if cfg.PID != "" {
-		if err := writePID(cfg.PID); err != nil {
-			log.Error("cannot write pid file", "err", err)
-			return 1
-		}
-		defer os.Remove(cfg.PID)
+	proc, err := startProcess(o, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		cfg.Close()
+		return 1
 	}
+	defer proc.exit()
 	reload := func() (*mailproxy.Config, error) {
-		cfg, err := o.load(log)
+		files, err := proc.files()
 		if err != nil {
 			return nil, err
 		}
+		cfg, err := o.load(log, files)
+		if err != nil {
+			return nil, err
+		}
+		proc.reloaded(cfg)
 		return cfg.Proxy, nil
 	}
-	return serve(&mailproxy.Proxy{Config: cfg.Proxy, Logger: log}, reload, log, sigs, func() {})
+	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, MaxConnections: cfg.MaxConnections}
+	return serve(p, reload, log, sigs, proc.switchUser)
 }
 
 func testResult(stderr io.Writer, path string, err error) int {
@@ -169,10 +188,6 @@ func testResult(stderr io.Writer, path string, err error) int {
 	}
 	fmt.Fprintf(stderr, "mailproxy: the configuration file %s syntax is ok\nmailproxy: configuration file %s test is successful\n", path, path)
 	return 0
-}
-
-func writePID(path string) error {
-	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 }
 
 func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
@@ -191,19 +206,31 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		fmt.Fprintf(stderr, "mailproxy: [emerg] demo certificate: %v\n", err)
 		return 1
 	}
+	proc, err := startDemoProcess(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailproxy: [emerg] %v\n", err)
+		return 1
+	}
 	p := &mailproxy.Proxy{Config: cfg, Logger: log}
-	started := func() { d.banner(stdout, p) }
+	started := func() error {
+		d.banner(stdout, p)
+		return proc.switchUser()
+	}
 	return serve(p, d.config, log, sigs, started)
 }
 
 // serve starts p, calls started, and then serves until a signal stops it
 // or a socket fails.
-func serve(p *mailproxy.Proxy, reload func() (*mailproxy.Config, error), log *slog.Logger, sigs <-chan os.Signal, started func()) int {
+func serve(p *mailproxy.Proxy, reload func() (*mailproxy.Config, error), log *slog.Logger, sigs <-chan os.Signal, started func() error) int {
 	if err := p.Start(); err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	started()
+	if err := started(); err != nil {
+		log.Error("cannot start", "err", err)
+		p.Close()
+		return 1
+	}
 	log.Info("started", "sockets", len(p.Addrs()))
 	failed := make(chan error, 1)
 	go func() { failed <- p.Wait() }()
@@ -232,6 +259,7 @@ func handleSignal(p *mailproxy.Proxy, sig os.Signal, reload func() (*mailproxy.C
 		if err == nil {
 			if err = p.Reload(context.Background(), cfg); err != nil {
 				cfg.Close() // the Proxy did not take it
+				err = explainReload(err)
 			}
 		}
 		if err != nil {
