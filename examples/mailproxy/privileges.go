@@ -113,11 +113,15 @@ func privileges(name, group string, log *slog.Logger) (*credential, error) {
 	return c, nil
 }
 
+// switched is whom the process serves as since it switched from root;
+// nil before, or without a switch.
+var switched *credential
+
 // explainReload adds to the error of a reload refused a socket after the
 // switch of user what it takes.
 func explainReload(err error) error {
-	if uid := os.Geteuid(); uid != 0 && wholeProcess && errors.Is(err, syscall.EACCES) {
-		return fmt.Errorf("%w (serving as uid %d: a new port below 1024 needs a restart)", err, uid)
+	if switched != nil && errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w (serving as %s, uid %d: a new port below 1024 needs a restart)", err, switched.user, switched.uid)
 	}
 	return err
 }

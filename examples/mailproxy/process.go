@@ -70,7 +70,8 @@ func startProcess(o *options, cfg *config.Config, log *slog.Logger) (*process, e
 	return p, nil
 }
 
-// startDemo prepares the process for the demo: the switch of user only.
+// startDemoProcess prepares the process for the demo: the switch of user
+// only.
 func startDemoProcess(log *slog.Logger) (*process, error) {
 	cred, err := privileges("", "", log)
 	return &process{log: log, cred: cred}, err
@@ -84,6 +85,7 @@ func (p *process) switchUser() error {
 	if err := switchTo(p.cred); err != nil {
 		return fmt.Errorf("cannot switch to user %q: %w", p.cred.user, err)
 	}
+	switched = p.cred
 	p.log.Info("serving as an unprivileged user", "user", p.cred.user, "uid", p.cred.uid, "group", p.cred.group, "gid", p.cred.gid)
 	return nil
 }
