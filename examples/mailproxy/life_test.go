@@ -165,15 +165,20 @@ func TestControlSignalErrors(t *testing.T) {
 	path := conf.write(t)
 	tests := []struct {
 		name string
+		pid  string // the pid file's content; none when empty
 		args []string
 		want string
 	}{
-		{"unknown", []string{"-s", "restart", "-c", path}, `invalid option: "-s restart"`},
-		{"no pid file", []string{"-s", "reload", "-c", path}, filepath.Join(dir, "mail.pid") + ": no such file"},
-		{"bad pid file", []string{"-s", "reload", "-c", path, "-g", "pid " + path + ";"}, "invalid PID number"},
+		{"unknown", "", []string{"-s", "restart", "-c", path}, `invalid option: "-s restart"`},
+		{"no pid file", "", []string{"-s", "reload", "-c", path}, filepath.Join(dir, "mail.pid") + ": no such file"},
+		{"bad pid file", "mailproxy\n", []string{"-s", "reload", "-c", path}, `invalid PID number "mailproxy"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(filepath.Join(dir, "mail.pid"))
+			if tt.pid != "" {
+				os.WriteFile(filepath.Join(dir, "mail.pid"), []byte(tt.pid), 0o644)
+			}
 			var stderr bytes.Buffer
 			if code := run(tt.args, &stderr, &stderr, nil); code != 1 || !strings.Contains(stderr.String(), tt.want) {
 				t.Errorf("exit %d, %q; want 1 and %q", code, stderr.String(), tt.want)
