@@ -69,6 +69,7 @@ func startHelper(args helperArgs) (*helper, error) {
 	}
 	value, _ := json.Marshal(args)
 	cmd := exec.Command(selfExecutable())
+	cmd.Args[0] = "mailproxy: privileged helper" // what ps shows
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(value))
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.Stderr = os.Stderr
