@@ -187,8 +187,8 @@ type listener struct {
 	addr   net.Addr
 	config ListenConfig
 	once   sync.Once
-	// connLimit is the Proxy's MaxConnections, shared by its listeners
-	// (session.Limiter).
+	// connLimit is the Proxy's MaxConnections and ClientLimits, shared by
+	// its listeners (session.ClientLimiter).
 	*connLimit
 }
 
@@ -223,6 +223,6 @@ func (l *listener) ImplicitTLS() bool { return l.config.SSL }
 func (l *listener) ProxyProtocol() bool { return l.config.ProxyProtocol }
 
 var (
-	_ Listener        = (*listener)(nil)
-	_ session.Limiter = (*listener)(nil)
+	_ Listener              = (*listener)(nil)
+	_ session.ClientLimiter = (*listener)(nil)
 )

@@ -71,6 +71,15 @@ type Config struct {
 	// and after Shutdown or Close. The config package puts here what Load
 	// creates.
 	Resources []io.Closer
+	// ShutdownTimeout bounds how long the sessions of this Config go on
+	// once it stops serving: after a Reload replaced it, and after
+	// Shutdown (nginx's worker_shutdown_timeout). The sessions still open
+	// then are closed. Zero waits for them to end, however long they take,
+	// as nginx does by default.
+	ShutdownTimeout time.Duration
+	// ClientLimits bound what one client address may do, in every Server
+	// together. The zero value limits nothing.
+	ClientLimits ClientLimits
 }
 
 // Close closes the Resources of a Config that no Proxy runs: one that
@@ -196,9 +205,10 @@ func (p *Proxy) fail(err error) {
 
 // Reload replaces the running Config with cfg. Sockets whose address is
 // kept stay open and go on accepting for the new Servers; the old Servers
-// stop accepting and their sessions go on until they end (or until
-// Shutdown). When cfg is invalid or a new socket cannot be opened, the old
-// Config goes on running and the error is returned.
+// stop accepting and their sessions go on until they end, until the old
+// Config's ShutdownTimeout, or until Shutdown. The counts of ClientLimits
+// go on, under cfg's limits. When cfg is invalid or a new socket cannot
+// be opened, the old Config goes on running and the error is returned.
 func (p *Proxy) Reload(ctx context.Context, cfg *Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -215,18 +225,19 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) error {
 }
 
 // retire shuts the old Servers down in the background: they stop accepting
-// at once and drain until their sessions end. Then the old Config's
-// Resources are closed, but for those the running Config has too. The
-// caller holds p.mu.
+// at once and drain until their sessions end, or until the old Config's
+// ShutdownTimeout closes them. Then the old Config's Resources are
+// closed, but for those the running Config has too. The caller holds p.mu.
 func (p *Proxy) retire(old *Config, servers []Server) {
 	p.retired = append(p.retired, servers...)
 	keep := p.Config.Resources
 	p.draining.Go(func() {
-		var g sync.WaitGroup
-		for _, s := range servers {
-			g.Go(func() { s.Shutdown(context.Background()) })
+		ctx, cancel := withTimeout(context.Background(), old.ShutdownTimeout)
+		defer cancel()
+		if errors.Is(shutdownServers(ctx, servers), context.DeadlineExceeded) {
+			p.logger().Info("shutdown timeout: the sessions of the replaced configuration still open are closed",
+				"worker_shutdown_timeout", old.ShutdownTimeout)
 		}
-		g.Wait()
 		if err := closeResources(old.Resources, keep); err != nil {
 			p.logger().Warn("closing the resources of a replaced configuration", "err", err)
 		}
@@ -261,6 +272,7 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 			s.close()
 		}
 	}
+	p.limit.setClientLimits(cfg.ClientLimits)
 	p.servers = p.servers[:0:0]
 	for i, sc := range cfg.Servers {
 		p.servers = append(p.servers, sc.Server)
@@ -333,17 +345,42 @@ func (p *Proxy) pump(s *socket) {
 }
 
 // Shutdown stops accepting on every socket and waits until every session
-// has ended, or until ctx ends: the remaining sessions are then closed and
-// ctx's error is returned.
+// has ended, and returns as soon as the last one has. ctx bounds the wait:
+// when it ends first, the sessions still open are closed and ctx's error is
+// returned. The running Config's ShutdownTimeout bounds it too, as
+// worker_shutdown_timeout bounds nginx's graceful stop (the sessions of
+// the Configs that reloads replaced are bounded by their own): when it
+// expires, the sessions still open are closed and
+// context.DeadlineExceeded is returned.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	servers := p.stop()
+	retired, current, timeout := p.stop()
+	currentCtx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	var g sync.WaitGroup
+	var errs [2]error
+	g.Go(func() { errs[0] = shutdownServers(ctx, retired) })
+	g.Go(func() { errs[1] = shutdownServers(currentCtx, current) })
+	g.Wait()
+	return errors.Join(append(errs[:], p.release())...)
+}
+
+// shutdownServers shuts every one of servers down with ctx, all at once.
+func shutdownServers(ctx context.Context, servers []Server) error {
 	var g sync.WaitGroup
 	errs := make([]error, len(servers))
 	for i, s := range servers {
 		g.Go(func() { errs[i] = s.Shutdown(ctx) })
 	}
 	g.Wait()
-	return errors.Join(append(errs, p.release())...)
+	return errors.Join(errs...)
+}
+
+// withTimeout returns ctx bounded by d, or ctx itself when d is zero.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // release waits for the accept loops and the previous generations to end,
@@ -367,7 +404,8 @@ func (p *Proxy) release() error {
 // Close closes every socket and session at once. Servers that implement
 // io.Closer are closed; the others are shut down with an ended context.
 func (p *Proxy) Close() error {
-	servers := p.stop()
+	retired, current, _ := p.stop()
+	servers := slices.Concat(retired, current)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
 	var errs []error
@@ -381,12 +419,14 @@ func (p *Proxy) Close() error {
 	return errors.Join(append(errs, p.release())...)
 }
 
-// stop closes the sockets and returns every Server, old and current.
-func (p *Proxy) stop() []Server {
+// stop closes the sockets and returns every Server: those of the Configs
+// that reloads replaced, and those of the running Config with its
+// ShutdownTimeout.
+func (p *Proxy) stop() (retired, current []Server, timeout time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil
+		return nil, nil, 0
 	}
 	p.closed = true
 	for _, s := range p.sockets {
@@ -395,7 +435,10 @@ func (p *Proxy) stop() []Server {
 	if p.done != nil {
 		p.fail(ErrProxyClosed)
 	}
-	return append(p.retired, p.servers...)
+	if p.started {
+		timeout = p.Config.ShutdownTimeout
+	}
+	return p.retired, p.servers, timeout
 }
 
 // Addrs returns the address of every open socket, for example to learn the

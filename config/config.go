@@ -4,8 +4,12 @@
 // It is an adapter, as Caddy's Caddyfile adapter is: the root and protocol
 // packages never see nginx syntax, and a program may build the same
 // structs in Go instead. A whole nginx.conf loads: the mail block is
-// applied, and every other top-level directive or block (events, http,
-// stream, worker_processes, …) is accepted and skipped.
+// applied with the main context's directives that concern a mail proxy
+// (error_log, pid, user, worker_rlimit_nofile, worker_connections,
+// worker_shutdown_timeout), the main context's others that have no
+// meaning here (daemon, worker_processes, …) are skipped with a notice
+// naming what replaces them, and every other block (http, stream, …) is
+// skipped.
 package config
 
 import (
@@ -13,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
@@ -51,6 +56,12 @@ type Options struct {
 	// the next stays one descriptor, and its Reopen reopens every file in
 	// use (nginx's SIGUSR1).
 	Outputs *errorlog.Outputs
+	// Files reads the configuration file, the files it includes and those
+	// of the ssl_* directives. Nil means SystemFiles.
+	Files Files
+
+	// mainOnly stops Load after the main context (LoadMain).
+	mainOnly bool
 }
 
 // Config is a loaded configuration.
@@ -68,6 +79,21 @@ type Config struct {
 	ErrorLog []string
 	// PID is the top-level pid file, made absolute; empty when not set.
 	PID string
+	// User and Group are the arguments of the user directive: whom a
+	// program started as root serves as. Empty when not set; Group is
+	// empty when the directive names only the user.
+	User, Group string
+	// RlimitNofile is worker_rlimit_nofile: the limit of open descriptors
+	// to set at start. Zero when not set.
+	RlimitNofile int
+	// MaxConnections bounds the client sessions of the whole proxy
+	// (mailproxy.Proxy.MaxConnections): max_connections, or
+	// worker_connections in the events block, the smaller when both are
+	// set. Zero when neither is.
+	MaxConnections int
+
+	// shutdownTimeout is worker_shutdown_timeout, for Proxy.
+	shutdownTimeout time.Duration
 }
 
 // Close closes what Load created for the configuration (the auth_http
@@ -78,7 +104,7 @@ func (c *Config) Close() error { return c.Proxy.Close() }
 
 // Load reads the configuration file at path.
 func Load(path string, opts Options) (*Config, error) {
-	top, err := ParseFile(path)
+	top, err := parseFile(path, opts.files())
 	if err != nil {
 		return nil, err
 	}
@@ -138,11 +164,14 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 				cfg.PID = opts.path(d.Args[0])
 			}
 		default:
-			opts.Logger.Debug("skipped: not a mail directive", "directive", d.Name, "at", d.Pos())
+			err = cfg.mainDirective(d, opts.Logger)
 		}
 		if err != nil {
 			return nil, err
 		}
+	}
+	if opts.mainOnly {
+		return cfg, nil
 	}
 	if mail == nil {
 		return nil, fmt.Errorf("%s: no \"mail\" block", name)
@@ -166,6 +195,7 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 	for _, o := range logs.opened {
 		cfg.Proxy.Resources = append(cfg.Proxy.Resources, o)
 	}
+	cfg.Proxy.ShutdownTimeout = cfg.shutdownTimeout
 	return cfg, nil
 }
 
@@ -239,7 +269,7 @@ func loadMail(mail *Directive, opts Options, logs *logLoad, main *slog.Logger) (
 			return nil, err
 		}
 	}
-	cfg := &mailproxy.Config{}
+	cfg := &mailproxy.Config{ClientLimits: base.clientLimits}
 	clients := map[authClient]*auth.HTTP{}
 	err := base.openLogs()
 	for i := 0; err == nil && i < len(servers); i++ {

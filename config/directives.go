@@ -50,6 +50,9 @@ type settings struct {
 	noXClient          bool // xclient off
 	smtpBackendAuth    bool // proxy_smtp_auth on
 
+	// clientLimits holds the limits on each client address (limits.go).
+	clientLimits mailproxy.ClientLimits
+
 	// authHTTP holds the auth_http settings; its URL is empty without
 	// auth_http.
 	authHTTP authHTTP
@@ -86,6 +89,9 @@ func init() {
 		"timeout":      {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.core.Timeout })},
 		"max_errors":   {where: anywhere, min: 1, max: 1, set: count(func(s *settings) *int { return &s.core.MaxErrors })},
 		"max_commands": {where: anywhere, min: 1, max: 1, set: count(func(s *settings) *int { return &s.core.MaxCommands })},
+
+		"max_connections_per_client":    {where: atMail, min: 1, max: 1, set: setMaxConnectionsPerClient},
+		"max_login_failures_per_client": {where: atMail, min: 1, max: 2, set: setMaxLoginFailuresPerClient},
 
 		"proxy":                    {where: anywhere, min: 1, max: 1, set: setProxy},
 		"proxy_timeout":            {where: anywhere, min: 1, max: 1, set: duration(func(s *settings) *time.Duration { return &s.core.ProxyTimeout })},

@@ -56,11 +56,19 @@ func (e *Error) Error() string {
 // ParseFile reads the configuration file at path and parses it. Include
 // patterns are relative to the folder of path.
 func ParseFile(path string) ([]*Directive, error) {
-	src, err := readConfigFile(path)
+	return parseFile(path, SystemFiles)
+}
+
+// parseFile reads the configuration file at path, and the files it
+// includes, through files.
+func parseFile(path string, files Files) ([]*Directive, error) {
+	src, err := readLimited(files, path, path, maxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, src, filepath.Dir(path))
+	return parseSource(path, src, filepath.Dir(path), fileSource{read: func(path string) ([]byte, error) {
+		return readLimited(files, path, path, maxFileSize)
+	}, glob: files.Glob})
 }
 
 // Parse parses the configuration src. Name is the file name used in
@@ -85,12 +93,6 @@ func parseSource(name string, src []byte, dir string, files fileSource) ([]*Dire
 	st.stack = append(st.stack, openFile{key: absKey(name), name: name})
 	p := &parser{lx: newLexer(name, src), dir: dir, st: st}
 	return p.block(0, false)
-}
-
-// readConfigFile reads a whole configuration file, refusing huge ones (and
-// endless ones such as /dev/zero).
-func readConfigFile(path string) ([]byte, error) {
-	return readBounded(path, path, maxFileSize)
 }
 
 // readBounded reads the file at path, refusing one larger than limit
@@ -118,7 +120,7 @@ type fileSource struct {
 }
 
 var (
-	osFiles = fileSource{read: readConfigFile, glob: filepath.Glob}
+	osFiles = fileSource{read: SystemFiles.ReadFile, glob: SystemFiles.Glob}
 	noFiles = fileSource{}
 )
 

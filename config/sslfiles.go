@@ -28,7 +28,7 @@ func readSSLFile(opts Options, v string, data bool) ([]byte, error) {
 	if data && strings.HasPrefix(v, "data:") {
 		return []byte(v[len("data:"):]), nil
 	}
-	return readBounded(opts.path(v), v, maxPEMFile)
+	return readLimited(opts.files(), opts.path(v), v, maxPEMFile)
 }
 
 // fileLabel names a value in messages: a path as given, or "data:…".

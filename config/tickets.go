@@ -88,7 +88,7 @@ func (c sessionCacheSpec) enabled() bool {
 // random bytes. crypto/tls wants 32 bytes, derived here as the SHA-256 of
 // the file, so that a file keeps giving the same key.
 func readTicketKey(opts Options, v string) ([32]byte, error) {
-	b, err := os.ReadFile(opts.path(v))
+	b, err := readLimited(opts.files(), opts.path(v), v, maxPEMFile)
 	if err != nil {
 		return [32]byte{}, err
 	}

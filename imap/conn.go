@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
@@ -20,6 +21,8 @@ var replies = engine.Replies{
 	NoClientCert:       "* BYE No required SSL certificate was sent",
 	BadClientCert:      "* BYE SSL certificate error",
 	TooManyConnections: "* BYE Too many connections, try again later",
+	TooManyFailures:    "* BYE Too many failed logins, try again later",
+	FailedLogins:       auth.Result{Error: "[UNAVAILABLE] Too many failed logins, try again later"},
 	SASL: engine.SASLReplies{ // after the tag
 		Mechanism: "NO unsupported authentication mechanism",
 		Cancelled: "BAD AUTHENTICATE cancelled",

@@ -18,6 +18,8 @@ var replies = engine.Replies{
 	NoClientCert:       "-ERR No required SSL certificate was sent",
 	BadClientCert:      "-ERR SSL certificate error",
 	TooManyConnections: "-ERR [SYS/TEMP] Too many connections, try again later",
+	TooManyFailures:    "-ERR [SYS/TEMP] Too many failed logins, try again later",
+	FailedLogins:       auth.Result{Error: "[SYS/TEMP] Too many failed logins, try again later"},
 	SASL: engine.SASLReplies{
 		Mechanism: "-ERR unsupported authentication mechanism",
 		Cancelled: "-ERR authentication cancelled",

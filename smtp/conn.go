@@ -18,6 +18,8 @@ var replies = engine.Replies{
 	NoClientCert:       "421 4.7.1 No required SSL certificate was sent",
 	BadClientCert:      "421 4.7.1 SSL certificate error",
 	TooManyConnections: "421 4.7.0 Too many connections, try again later",
+	TooManyFailures:    "421 4.7.0 Too many failed logins, try again later",
+	FailedLogins:       auth.Result{Error: "Too many failed logins, try again later", SMTPCode: "421 4.7.0"},
 	SASL: engine.SASLReplies{
 		Mechanism: "504 5.5.4 Unrecognized authentication type",
 		Cancelled: "501 5.7.0 Authentication cancelled",

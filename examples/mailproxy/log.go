@@ -63,7 +63,7 @@ func (o *options) openLogs(stderr io.Writer, level slog.Level, def string) (*log
 	}
 	l.main.Store(&start)
 	l.terminal.Store(target != "stderr")
-	term := errorlog.NewHandler(stderr, &errorlog.HandlerOptions{Level: errorlog.LevelWarn, Tag: "mailproxy"})
+	term := errorlog.NewHandler(stderr, &errorlog.HandlerOptions{Level: errorlog.LevelNotice, Tag: "mailproxy"})
 	l.log = slog.New(slog.NewMultiHandler(switched{cur: &l.main}, untilStarted{term, &l.terminal}))
 	return l, nil
 }

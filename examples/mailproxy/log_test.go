@@ -3,97 +3,18 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/mailproxy/mailproxy/internal/testutil"
 )
-
-// The program built once for the tests that run it as a child process.
-var binary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	binary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "mailproxy-test")
-		if err != nil {
-			binary.err = err
-			return
-		}
-		binary.path = filepath.Join(dir, "mailproxy")
-		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
-		if err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binary.err != nil {
-		t.Fatal(binary.err)
-	}
-	return binary.path
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binary.path != "" {
-		os.RemoveAll(filepath.Dir(binary.path))
-	}
-	os.Exit(code)
-}
-
-// child is the program running as a process of its own.
-type child struct {
-	cmd            *exec.Cmd
-	stdout, stderr testutil.Buffer
-	exited         chan error
-}
-
-func startChild(t *testing.T, args ...string) *child {
-	t.Helper()
-	c := &child{cmd: exec.Command(buildBinary(t), args...), exited: make(chan error, 1)}
-	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.exited <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		c.cmd.Process.Signal(syscall.SIGTERM)
-		c.wait(t)
-	})
-	return c
-}
-
-// wait returns the exit code, once the process has exited.
-func (c *child) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case err := <-c.exited:
-		c.exited <- err // for the cleanup
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode()
-		}
-		return 0
-	case <-time.After(10 * time.Second):
-		c.cmd.Process.Kill()
-		t.Fatalf("no exit; stderr:\n%s", c.stderr.String())
-		return -1
-	}
-}
 
 func readLog(t *testing.T, path string) string {
 	t.Helper()
@@ -142,7 +63,7 @@ func hasSession(log string, port int) bool {
 func TestUSR1ReopensLogFiles(t *testing.T) {
 	dir := t.TempDir()
 	addr := testutil.FreeAddr(t)
-	p := startChild(t, "-c", logConf(t, dir, addr))
+	p := startBinary(t, "-c", logConf(t, dir, addr))
 	testutil.WaitFor(t, "the listener", func() bool { return testutil.Accepting(addr) })
 	mainLog, imapLog := filepath.Join(dir, "error.log"), filepath.Join(dir, "imap.log")
 	before := connected(t, addr, imapLog)
@@ -170,7 +91,7 @@ func TestUSR1ReopensLogFiles(t *testing.T) {
 		t.Errorf("sessions in the renamed IMAP log:\n%s\nin the new one:\n%s", oldIMAP, newIMAP)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t); code != 0 {
+	if code := p.exitCode(t); code != 0 {
 		t.Errorf("exit %d; stderr:\n%s", code, p.stderr.String())
 	}
 }
@@ -186,8 +107,8 @@ func TestStartFailureOnTerminal(t *testing.T) {
 	defer taken.Close()
 	t.Run("log in a file", func(t *testing.T) {
 		dir := t.TempDir()
-		p := startChild(t, "-c", logConf(t, dir, taken.Addr().String()))
-		if code := p.wait(t); code != 1 {
+		p := startBinary(t, "-c", logConf(t, dir, taken.Addr().String()))
+		if code := p.exitCode(t); code != 1 {
 			t.Fatalf("exit %d", code)
 		}
 		stderr, log := p.stderr.String(), readLog(t, filepath.Join(dir, "error.log"))
@@ -200,8 +121,8 @@ func TestStartFailureOnTerminal(t *testing.T) {
 	})
 	t.Run("log on stderr", func(t *testing.T) {
 		dir := t.TempDir()
-		p := startChild(t, "-c", logConf(t, dir, taken.Addr().String()), "-e", "stderr")
-		if code := p.wait(t); code != 1 {
+		p := startBinary(t, "-c", logConf(t, dir, taken.Addr().String()), "-e", "stderr")
+		if code := p.exitCode(t); code != 1 {
 			t.Fatalf("exit %d", code)
 		}
 		if stderr := p.stderr.String(); strings.Count(stderr, "cannot start") != 1 || !strings.Contains(stderr, "[emerg] "+strconv.Itoa(p.cmd.Process.Pid)+"#0: cannot start") {
@@ -212,8 +133,8 @@ func TestStartFailureOnTerminal(t *testing.T) {
 		dir := t.TempDir()
 		conf := filepath.Join(dir, "bad.conf")
 		os.WriteFile(conf, []byte("mail { bogus; }\n"), 0o644)
-		p := startChild(t, "-c", conf, "-e", "start.log")
-		if code := p.wait(t); code != 1 {
+		p := startBinary(t, "-c", conf, "-e", "start.log")
+		if code := p.exitCode(t); code != 1 {
 			t.Fatalf("exit %d", code)
 		}
 		want := conf + `:1: unknown directive "bogus"`

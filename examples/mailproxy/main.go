@@ -3,11 +3,15 @@
 //
 // Usage:
 //
-//	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v] [-log-format nginx|json]
+//	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v] [-s signal] [-log-format nginx|json]
 //
 // Signals: TERM and INT stop at once, QUIT stops gracefully (sessions
-// finish), HUP reloads the configuration (a bad one keeps the old running),
-// USR1 reopens the log files.
+// finish, within worker_shutdown_timeout), HUP reloads the configuration
+// (a bad one keeps the old running), USR1 reopens the log files.
+// -s stop|quit|reopen|reload sends the running program TERM, QUIT, USR1
+// or HUP through its pid file, as nginx -s does. Started as root, the
+// program serves as the user of the user directive (nobody by default)
+// once its sockets are open.
 //
 // The logs are nginx's error log lines, or JSON lines with -log-format
 // json (or error_log_format json; in the configuration): see log.go.
@@ -40,6 +44,10 @@ import (
 var version = "devel"
 
 func main() {
+	if args, ok := os.LookupEnv(helperEnv); ok {
+		os.Exit(runHelper(args))
+	}
+	wholeProcess = true
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1)
 	stopProfiles := startProfiles(os.Stderr)
@@ -52,6 +60,7 @@ func main() {
 type options struct {
 	conf, prefix, errorLog, globals string
 	logFormat                       string
+	signal                          string // -s
 	test, version                   bool
 	demoAddr                        string
 	demoPorts                       [3]int
@@ -68,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "", "log `format`: nginx (error log lines) or json (JSON lines); overrides error_log_format")
 	fs.BoolVar(&o.test, "t", false, "test the configuration and exit")
 	fs.BoolVar(&o.version, "v", false, "print the version and exit")
+	fs.StringVar(&o.signal, "s", "", "send `signal` to the running program: stop, quit, reopen or reload")
 	fs.StringVar(&o.demoAddr, "demo-addr", "127.0.0.1", "IP `address` the demo listens on (0.0.0.0 in a container)")
 	ports := fs.String("demo-ports", "1143,1110,1025", "IMAP,POP3,SMTP `ports` of the demo (0 picks a free port)")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +118,9 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		fmt.Fprintf(stdout, "mailproxy version %s (%s)\n", version, runtime.Version())
 		return 0
 	}
+	if o.signal != "" {
+		return signalProcess(o, stderr)
+	}
 	if o.conf == "" {
 		return runDemo(o, stdout, stderr, sigs)
 	}
@@ -122,9 +135,9 @@ func (o *options) confPath() string {
 	return o.conf
 }
 
-func (o *options) load(logs *logs) (*config.Config, error) {
+func (o *options) load(logs *logs, files config.Files) (*config.Config, error) {
 	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: logs.log,
-		ErrorLog: o.errorLog, LogFormat: o.logFormat, Outputs: logs.outputs})
+		ErrorLog: o.errorLog, LogFormat: o.logFormat, Outputs: logs.outputs, Files: files})
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +156,7 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	defer logs.close()
 	log := logs.log
-	cfg, err := o.load(logs)
+	cfg, err := o.load(logs, nil)
 	if o.test {
 		if err == nil {
 			cfg.Close()
@@ -155,27 +168,36 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		return 1
 	}
 	logs.use(cfg)
-	if cfg.PID != "" {
-		if err := writePID(cfg.PID); err != nil {
-			log.Error("cannot write pid file", "err", err)
-			return 1
-		}
-		defer os.Remove(cfg.PID)
+	proc, err := startProcess(o, cfg, log)
+	if err != nil {
+		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
+		cfg.Close()
+		return 1
 	}
-	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log}
+	defer proc.exit()
+	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, MaxConnections: cfg.MaxConnections}
 	reload := func() error {
-		cfg, err := o.load(logs)
+		files, err := proc.files()
 		if err != nil {
 			return err
 		}
+		cfg, err := o.load(logs, files)
+		if err != nil {
+			return err
+		}
+		proc.reloaded(cfg)
 		if err := p.Reload(context.Background(), cfg.Proxy); err != nil {
 			cfg.Close() // the Proxy did not take it
-			return err
+			return explainReload(err)
 		}
 		logs.use(cfg)
 		return nil
 	}
-	return serve(p, reload, logs, sigs, logs.started)
+	started := func() error {
+		logs.started()
+		return proc.switchUser()
+	}
+	return serve(p, reload, logs, sigs, started)
 }
 
 func testResult(stderr io.Writer, path string, err error) int {
@@ -185,10 +207,6 @@ func testResult(stderr io.Writer, path string, err error) int {
 	}
 	fmt.Fprintf(stderr, "mailproxy: the configuration file %s syntax is ok\nmailproxy: configuration file %s test is successful\n", path, path)
 	return 0
-}
-
-func writePID(path string) error {
-	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 }
 
 func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
@@ -213,6 +231,11 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		log.Log(context.Background(), errorlog.LevelEmerg, "demo certificate", "err", err)
 		return 1
 	}
+	proc, err := startDemoProcess(log)
+	if err != nil {
+		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
+		return 1
+	}
 	p := &mailproxy.Proxy{Config: cfg, Logger: log}
 	reload := func() error {
 		cfg, err := d.config()
@@ -223,9 +246,10 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		}
 		return err
 	}
-	started := func() {
+	started := func() error {
 		d.banner(stdout, p)
 		logs.started()
+		return proc.switchUser()
 	}
 	return serve(p, reload, logs, sigs, started)
 }
@@ -233,13 +257,17 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 // serve starts p, calls started, and then serves until a signal stops it
 // or a socket fails. reload loads the configuration again and gives it to
 // p.
-func serve(p *mailproxy.Proxy, reload func() error, logs *logs, sigs <-chan os.Signal, started func()) int {
+func serve(p *mailproxy.Proxy, reload func() error, logs *logs, sigs <-chan os.Signal, started func() error) int {
 	log := logs.log
 	if err := p.Start(); err != nil {
 		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
 		return 1
 	}
-	started()
+	if err := started(); err != nil {
+		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
+		p.Close()
+		return 1
+	}
 	log.Info("started", "sockets", len(p.Addrs()))
 	failed := make(chan error, 1)
 	go func() { failed <- p.Wait() }()

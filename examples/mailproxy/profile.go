@@ -27,17 +27,23 @@ func startProfiles(stderr io.Writer) (stop func()) {
 		}
 	}
 	if path := os.Getenv("MAILPROXY_MEMPROFILE"); path != "" {
-		stops = append(stops, func() {
-			runtime.GC() // the heap as of the last collection: make it now
-			f, err := os.Create(path)
-			if err == nil {
-				err = pprof.WriteHeapProfile(f)
-				f.Close()
-			}
-			if err != nil {
-				fmt.Fprintln(stderr, "mailproxy: MAILPROXY_MEMPROFILE:", err)
-			}
-		})
+		// Created now, written at exit: the program may have switched to
+		// a user that cannot create it by then.
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(stderr, "mailproxy: MAILPROXY_MEMPROFILE:", err)
+		} else {
+			stops = append(stops, func() {
+				runtime.GC() // the heap as of the last collection: make it now
+				err := pprof.WriteHeapProfile(f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					fmt.Fprintln(stderr, "mailproxy: MAILPROXY_MEMPROFILE:", err)
+				}
+			})
+		}
 	}
 	return func() {
 		for _, s := range stops {

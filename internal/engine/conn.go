@@ -37,6 +37,13 @@ type Replies struct {
 	// TooManyConnections refuses a client beyond the limit of a
 	// session.Limiter before the greeting.
 	TooManyConnections string
+	// TooManyFailures refuses, before the greeting, a client whose
+	// address failed to log in too often (session.ClientLimiter).
+	TooManyFailures string
+	// FailedLogins answers, in the Authenticator's stead, a login tried
+	// by such a client in a session already open: a refusal without a
+	// wait, which ends the session.
+	FailedLogins auth.Result
 	// SASL answers a SASL exchange that failed; see [Conn.SASLFailed].
 	SASL SASLReplies
 }
@@ -225,6 +232,9 @@ func (c *Conn) Open(ctx context.Context) bool {
 		port = slog.Int("client_port", a.Port)
 	}
 	c.Log.LogAttrs(ctx, errorlog.LevelInfo, "client connected", port)
+	if !c.admitClient(ctx) {
+		return false
+	}
 	c.lookupHost(ctx)
 	if tc, ok := c.Conn.(*tls.Conn); ok {
 		return c.startSecure(tc) == nil
@@ -318,12 +328,17 @@ func (c *Conn) Fail(reply string) bool {
 // The close lingers: it ends the sending side first and reads what the
 // client still sends for a moment. Closing a socket with unread input makes
 // the kernel send a reset, and a reset can destroy the last reply before
-// the client reads it.
+// the client reads it. A shutdown of the server ends the lingering at
+// once: the session has said its last word.
 func (c *Conn) CloseWith(last string) {
 	c.Reply("%s", last)
 	c.Flush()
 	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok && hc.CloseWrite() == nil {
 		c.SetReadDeadline(time.Now().Add(lingerTime))
+		if c.cfg.drain != nil {
+			stop := context.AfterFunc(c.cfg.drain, func() { c.SetReadDeadline(time.Now()) })
+			defer stop()
+		}
 		io.CopyN(io.Discard, c.Conn, lingerBytes)
 	}
 	c.Conn.Close()

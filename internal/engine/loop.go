@@ -57,6 +57,9 @@ type Loop struct {
 	killed    bool // Close: sessions are closed at once
 	ctx       context.Context
 	cancel    context.CancelFunc
+	// drainCtx ends when Shutdown or Close starts (see Settings.drain).
+	drainCtx context.Context
+	drained  context.CancelFunc
 	// running counts Serve calls and sessions. A session is added by its
 	// Serve call, so Wait never races with an Add from zero.
 	running sync.WaitGroup
@@ -65,6 +68,7 @@ type Loop struct {
 func (l *Loop) init() {
 	if l.ctx == nil {
 		l.ctx, l.cancel = context.WithCancel(context.Background())
+		l.drainCtx, l.drained = context.WithCancel(context.Background())
 		l.listeners = make(map[net.Listener]struct{})
 		l.conns = make(map[net.Conn]struct{})
 	}
@@ -116,6 +120,15 @@ func (l *Loop) untrack(ln net.Listener) {
 	delete(l.listeners, ln)
 	l.mu.Unlock()
 	l.running.Done()
+}
+
+// drainContext returns a context that ends when the Loop starts to shut
+// down.
+func (l *Loop) drainContext() context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.init()
+	return l.drainCtx
 }
 
 func (l *Loop) isDraining() bool {
@@ -190,6 +203,7 @@ func (l *Loop) drain(kill bool) {
 	defer l.mu.Unlock()
 	l.init()
 	l.draining = true
+	l.drained()
 	for ln := range l.listeners {
 		ln.Close()
 	}
@@ -220,7 +234,10 @@ type Server struct {
 // their RealIP says; with a TLS handshake, run with the settings' TLS. Both
 // happen in the session's goroutine, before handle's dialogue starts.
 func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler) error {
-	s.once.Do(func() { s.settings = settle() })
+	s.once.Do(func() {
+		s.settings = settle()
+		s.settings.drain = s.loop.drainContext()
+	})
 	l, ok := ln.(session.Listener)
 	if ok {
 		handle = s.opening(l.ProxyProtocol(), l.ImplicitTLS(), handle)
@@ -245,6 +262,8 @@ func (s *Server) limited(lim session.Limiter, implicitTLS bool, handle Handler) 
 			return
 		}
 		end.Defer(lim.Release)
+		ctx, release := withClientLimiter(ctx, lim)
+		end.Defer(release)
 		handle(ctx, conn, end)
 	}
 }

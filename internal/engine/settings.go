@@ -10,6 +10,7 @@ package engine
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -54,6 +55,10 @@ type Settings struct {
 	plainText bool
 	// Replies are the protocol's words for what the engine answers.
 	Replies Replies
+	// drain ends when the server starts to shut down: a session that has
+	// sent its last reply then closes without waiting for the client's
+	// close (see Conn.CloseWith). Nil never ends.
+	drain context.Context
 }
 
 // Settle returns cfg with every zero field set to its default, for the
@@ -69,6 +74,9 @@ func Settle(cfg session.Config, p Protocol) *Settings {
 	cfg.ProxyBuffer = cmp.Or(cfg.ProxyBuffer, session.DefaultProxyBuffer)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Auth != nil {
+		cfg.Auth = &limitedAuth{next: cfg.Auth, refusal: p.Replies.FailedLogins}
 	}
 	return &Settings{
 		Config:     cfg,
