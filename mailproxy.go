@@ -309,6 +309,7 @@ func (p *Proxy) serve(sc ServerConfig, l *listener) {
 // on; only a socket that can accept no more fails the Proxy.
 func (p *Proxy) pump(s *socket) {
 	defer p.serving.Done()
+	defer s.closeRoutes()
 	var retry accept.Retrier
 	for {
 		c, err := s.ln.Accept()
@@ -337,6 +338,7 @@ func (p *Proxy) pump(s *socket) {
 // ctx's error is returned.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	servers := p.stop()
+	p.serving.Wait() // the connections accepted last reach their Servers
 	var g sync.WaitGroup
 	errs := make([]error, len(servers))
 	for i, s := range servers {

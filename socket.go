@@ -79,7 +79,9 @@ func (s *socket) route(local net.Addr) *listener {
 }
 
 // dispatch hands c to the Server its local address is routed to, following
-// a reload that replaces the route while it waits.
+// a reload that replaces the route while it waits. A connection accepted
+// before the socket closed is still handed over: it was accepted, and in
+// an upgrade no other process will take it.
 func (s *socket) dispatch(c net.Conn) {
 	for {
 		l := s.route(c.LocalAddr())
@@ -95,9 +97,6 @@ func (s *socket) dispatch(c net.Conn) {
 				c.Close() // its server is gone and nothing replaced it
 				return
 			}
-		case <-s.closed:
-			c.Close()
-			return
 		}
 	}
 }
@@ -123,17 +122,24 @@ func (s *socket) isClosed() bool {
 	}
 }
 
-// close closes the socket and the listeners fed by it.
+// close closes the socket. Its accept loop then ends, and closes the
+// listeners fed by it (closeRoutes) once the last connection it accepted
+// is handed over.
 func (s *socket) close() {
 	s.once.Do(func() {
 		close(s.closed)
 		s.ln.Close()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, l := range s.routes {
-			l.Close()
-		}
 	})
+}
+
+// closeRoutes closes the listeners fed by the socket: their Servers stop
+// accepting.
+func (s *socket) closeRoutes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.routes {
+		l.Close()
+	}
 }
 
 // warnChanged re-applies the socket options of lc to a socket kept across a
