@@ -160,13 +160,14 @@ func (s *socket) warnChanged(log *slog.Logger, lc ListenConfig) {
 	s.config = lc
 }
 
-// applyOptions sets the socket options and backlog of lc on an open socket.
+// applyOptions sets the socket options and backlog of lc on an open socket:
+// one kept across a reload, or an inherited one.
 func applyOptions(ln net.Listener, ep Endpoint, lc ListenConfig) error {
 	rc, err := rawConn(ln)
 	if err != nil {
 		return err
 	}
-	err = control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc) })
+	err = control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc, true) })
 	if err != nil || lc.Backlog == 0 {
 		return err
 	}
@@ -191,7 +192,7 @@ func openSocket(ctx context.Context, ep Endpoint, lc ListenConfig) (net.Listener
 	nlc := net.ListenConfig{KeepAlive: -1}
 	nlc.SetMultipathTCP(lc.Multipath)
 	nlc.Control = func(_, _ string, rc syscall.RawConn) error {
-		return control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc) })
+		return control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc, false) })
 	}
 	if ep.Network == "unix" {
 		if err := removeStaleSocket(ep.Address); err != nil {
