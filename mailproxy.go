@@ -119,6 +119,17 @@ type Proxy struct {
 	// leaves after a reserve (a thirty-second of it, 32 at least), at two
 	// descriptors a session; negative means no limit. Read by Start.
 	MaxConnections int
+	// Inherited are listening sockets opened by another process, for Start
+	// to serve instead of opening its own: those the old binary hands down
+	// in an upgrade (see Files and InheritedListeners), or systemd's socket
+	// activation (SystemdListeners). Each serves the socket the Config
+	// plans for its local address and network ("0.0.0.0:143" for "listen
+	// 143", "[::]:143" for "listen [::]:143"), with the listen parameters
+	// that an open socket takes (buffers, keepalive, backlog; ipv6only and
+	// reuseport stay as they were). Those that match none are closed and
+	// logged, as nginx closes them. The Proxy owns them from Start on; a
+	// Reload opens new sockets as usual.
+	Inherited []net.Listener
 
 	limit   *connLimit
 	mu      sync.Mutex
@@ -135,6 +146,10 @@ type Proxy struct {
 	serving  sync.WaitGroup
 	errOnce  sync.Once
 	err      error
+
+	// inherited are the Inherited sockets not yet adopted, by endpoint key,
+	// while Start runs.
+	inherited map[string]net.Listener
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -153,8 +168,9 @@ func (p *Proxy) ListenAndServe() error {
 	return p.Wait()
 }
 
-// Start opens every listener of p.Config and starts serving in the
-// background. When a socket cannot be opened, none is left open.
+// Start opens every listener of p.Config, or adopts an Inherited one, and
+// starts serving in the background. When a socket cannot be opened, none
+// is left open.
 func (p *Proxy) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -167,7 +183,10 @@ func (p *Proxy) Start() error {
 	p.sockets = make(map[string]*socket)
 	p.done = make(chan struct{})
 	p.limit = newConnLimit(p.MaxConnections, p.logger())
-	if err := p.apply(context.Background(), p.Config); err != nil {
+	p.takeInherited()
+	err := p.apply(context.Background(), p.Config)
+	p.dropInherited(err == nil)
+	if err != nil {
 		return err
 	}
 	p.started = true
@@ -281,7 +300,10 @@ func (p *Proxy) openSockets(ctx context.Context, plan map[string]*socketPlan) (m
 			have.warnChanged(p.logger(), sp.config)
 			continue
 		}
-		ln, err := openSocket(ctx, sp.endpoint, sp.config)
+		ln, err := p.adopt(key, sp)
+		if ln == nil && err == nil {
+			ln, err = openSocket(ctx, sp.endpoint, sp.config)
+		}
 		if err != nil {
 			for _, s := range opened {
 				s.ln.Close()
