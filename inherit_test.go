@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -211,6 +210,9 @@ func TestProxyAdoptsInherited(t *testing.T) {
 		inherited = append(inherited, v6)
 		listens = append(listens, ListenConfig{Address: v6.Addr().String(), SndBuf: 32 << 10})
 	}
+	// A client that connected before the Proxy started waits in the queue
+	// and is served.
+	early := testutil.Dial(t, "tcp", v4.Addr().String())
 	var logs bytes.Buffer
 	p := &Proxy{
 		Config:    &Config{Servers: []ServerConfig{{Name: "s", Listen: listens, Server: &imap.Server{}}}},
@@ -222,6 +224,9 @@ func TestProxyAdoptsInherited(t *testing.T) {
 	}
 	defer p.Close()
 
+	if got := early.Line(); !strings.HasSuffix(got, "IMAP4 ready") {
+		t.Errorf("greeting of the client that came first: %q", got)
+	}
 	p.mu.Lock()
 	var served []net.Listener
 	for _, s := range p.sockets {
@@ -329,32 +334,10 @@ func TestProxyFilesHandOver(t *testing.T) {
 	}
 	defer successor.Close()
 
-	stop := make(chan struct{})
-	var loop sync.WaitGroup
-	var mu sync.Mutex
-	counts := map[string]int{}
-	for range 4 {
-		loop.Go(func() {
-			for range 100000 { // a bound; stop ends the loop long before
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				res := greetingOf(addr)
-				mu.Lock()
-				counts[res]++
-				mu.Unlock()
-			}
-		})
-	}
 	// In one process, the first of two accept loops on a socket wins every
 	// connection; processes share them (see examples/mailproxy).
-	testutil.WaitFor(t, "the clients to connect", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return counts["OLD"] > 100
-	})
+	loop := testutil.StartConnLoop(addr, 4, "OLD", "NEW")
+	testutil.WaitFor(t, "the clients to connect", func() bool { return loop.Counts()["OLD"] > 100 })
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- old.Shutdown(context.Background()) }()
 	testutil.WaitFor(t, "the old proxy to stop accepting", func() bool {
@@ -362,16 +345,9 @@ func TestProxyFilesHandOver(t *testing.T) {
 		defer old.mu.Unlock()
 		return old.sockets[(Endpoint{"unix", unixPath}).key()].isClosed()
 	})
-	mu.Lock()
-	before := counts["NEW"]
-	mu.Unlock()
-	testutil.WaitFor(t, "the new proxy to answer alone", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return counts["NEW"] > before+100
-	})
-	close(stop)
-	loop.Wait()
+	before := loop.Counts()["NEW"]
+	testutil.WaitFor(t, "the new proxy to answer alone", func() bool { return loop.Counts()["NEW"] > before+100 })
+	counts := loop.Stop()
 	t.Logf("connections: %v", counts)
 	if len(counts) != 2 {
 		t.Errorf("connections that failed: %v", counts)
@@ -396,31 +372,4 @@ func TestProxyFilesHandOver(t *testing.T) {
 	if testutil.Accepting(addr) {
 		t.Error("the socket outlives both proxies: a descriptor leaked")
 	}
-}
-
-// greetingOf connects to addr and returns which proxy answered CAPABILITY
-// ("OLD" or "NEW"), or what went wrong.
-func greetingOf(addr string) string {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return "dial: " + err.Error()
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 512)
-	n, err := c.Read(buf)
-	if err != nil || !bytes.HasPrefix(buf[:n], []byte("* OK")) {
-		return fmt.Sprintf("greeting %q, %v", buf[:n], err)
-	}
-	if _, err := c.Write([]byte("a CAPABILITY\r\n")); err != nil {
-		return "write: " + err.Error()
-	}
-	n, err = c.Read(buf)
-	switch {
-	case bytes.Contains(buf[:n], []byte("OLD")):
-		return "OLD"
-	case bytes.Contains(buf[:n], []byte("NEW")):
-		return "NEW"
-	}
-	return fmt.Sprintf("capability %q, %v", buf[:n], err)
 }

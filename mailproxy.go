@@ -264,15 +264,17 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	for key, s := range opened {
-		p.sockets[key] = s
-		p.serving.Add(1)
-		go p.pump(s)
-	}
+	maps.Copy(p.sockets, opened)
 	byServer := make([][]*listener, len(cfg.Servers))
 	for key, sp := range plan {
 		s := p.sockets[key]
 		s.setRoutes(sp, p.limit, byServer)
+	}
+	// Accepting starts once the routes are set: an inherited socket may
+	// hold clients already.
+	for _, s := range opened {
+		p.serving.Add(1)
+		go p.pump(s)
 	}
 	for key, s := range p.sockets {
 		if _, ok := plan[key]; !ok {
