@@ -6,7 +6,10 @@
 //	mailproxy [-c file] [-p prefix] [-e file] [-g directives] [-t] [-v]
 //
 // Signals: TERM and INT stop at once, QUIT stops gracefully (sessions
-// finish), HUP reloads the configuration (a bad one keeps the old running).
+// finish), HUP reloads the configuration (a bad one keeps the old running),
+// USR2 starts a new binary that takes over the listening sockets (as
+// nginx's; upgrade.go). Sockets passed by systemd's socket activation are
+// served too (systemd.go).
 //
 // Profiles, for the bench tool (go run ./bench -cpuprofile/-memprofile):
 // MAILPROXY_CPUPROFILE=file profiles the CPU from start to exit, and
@@ -145,12 +148,20 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		return 1
 	}
 	defer closeLog()
+	inherited, parent, err := inheritedSockets()
+	if err != nil {
+		log.Error("cannot take the inherited sockets", "err", err)
+		return 1
+	}
+	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, Inherited: inherited}
+	up := startUpgrader(p, cfg.PID, parent, log)
+	defer up.stop()
 	if cfg.PID != "" {
 		if err := writePID(cfg.PID); err != nil {
 			log.Error("cannot write pid file", "err", err)
 			return 1
 		}
-		defer os.Remove(cfg.PID)
+		defer func() { os.Remove(up.pidFile()) }()
 	}
 	reload := func() (*mailproxy.Config, error) {
 		cfg, err := o.load(log)
@@ -159,7 +170,12 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		}
 		return cfg.Proxy, nil
 	}
-	return serve(&mailproxy.Proxy{Config: cfg.Proxy, Logger: log}, reload, log, sigs, func() {})
+	ready := func() {
+		if err := notifyReady(); err != nil {
+			log.Warn("cannot notify systemd", "err", err)
+		}
+	}
+	return serve(p, reload, log, sigs, ready)
 }
 
 func testResult(stderr io.Writer, path string, err error) int {
