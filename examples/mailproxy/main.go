@@ -8,7 +8,7 @@
 // Signals: TERM and INT stop at once, QUIT stops gracefully (sessions
 // finish), HUP reloads the configuration (a bad one keeps the old running),
 // USR2 starts a new binary that takes over the listening sockets (as
-// nginx's; upgrade.go). Sockets passed by systemd's socket activation are
+// nginx's, with -c; upgrade.go). Sockets passed by systemd's socket activation are
 // served too (systemd.go).
 //
 // Profiles, for the bench tool (go run ./bench -cpuprofile/-memprofile):
