@@ -15,8 +15,8 @@ import (
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/auth"
-	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/internal/testutil"
+	"github.com/mailproxy/mailproxy/mailtest"
 	"github.com/mailproxy/mailproxy/session"
 )
 

@@ -97,6 +97,12 @@ func (e Endpoint) String() string {
 	return e.Address
 }
 
+// key identifies the socket of e among a Proxy's sockets and the inherited
+// ones.
+func (e Endpoint) key() string {
+	return e.Network + " " + e.Address
+}
+
 // Port returns the TCP port of e, or -1 for a unix socket.
 func (e Endpoint) Port() int {
 	_, port, err := net.SplitHostPort(e.Address)

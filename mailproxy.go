@@ -128,6 +128,17 @@ type Proxy struct {
 	// leaves after a reserve (a thirty-second of it, 32 at least), at two
 	// descriptors a session; negative means no limit. Read by Start.
 	MaxConnections int
+	// Inherited are listening sockets opened by another process, for Start
+	// to serve instead of opening its own: those the old binary hands down
+	// in an upgrade (see Files and InheritedListeners), or systemd's socket
+	// activation (SystemdListeners). Each serves the socket the Config
+	// plans for its local address and network ("0.0.0.0:143" for "listen
+	// 143", "[::]:143" for "listen [::]:143"), with the listen parameters
+	// that an open socket takes (buffers, keepalive, backlog; ipv6only and
+	// reuseport stay as they were). Those that match none are closed and
+	// logged, as nginx closes them. The Proxy owns them from Start on; a
+	// Reload opens new sockets as usual.
+	Inherited []net.Listener
 
 	limit   *connLimit
 	mu      sync.Mutex
@@ -144,6 +155,10 @@ type Proxy struct {
 	serving  sync.WaitGroup
 	errOnce  sync.Once
 	err      error
+
+	// inherited are the Inherited sockets not yet adopted, by endpoint key,
+	// while Start runs.
+	inherited map[string]net.Listener
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -162,8 +177,9 @@ func (p *Proxy) ListenAndServe() error {
 	return p.Wait()
 }
 
-// Start opens every listener of p.Config and starts serving in the
-// background. When a socket cannot be opened, none is left open.
+// Start opens every listener of p.Config, or adopts an Inherited one, and
+// starts serving in the background. When a socket cannot be opened, none
+// is left open.
 func (p *Proxy) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -176,7 +192,10 @@ func (p *Proxy) Start() error {
 	p.sockets = make(map[string]*socket)
 	p.done = make(chan struct{})
 	p.limit = newConnLimit(p.MaxConnections, p.logger())
-	if err := p.apply(context.Background(), p.Config); err != nil {
+	p.takeInherited()
+	err := p.apply(context.Background(), p.Config)
+	p.dropInherited(err == nil)
+	if err != nil {
 		return err
 	}
 	p.started = true
@@ -256,15 +275,17 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	for key, s := range opened {
-		p.sockets[key] = s
-		p.serving.Add(1)
-		go p.pump(s)
-	}
+	maps.Copy(p.sockets, opened)
 	byServer := make([][]*listener, len(cfg.Servers))
 	for key, sp := range plan {
 		s := p.sockets[key]
 		s.setRoutes(sp, p.limit, byServer)
+	}
+	// Accepting starts once the routes are set: an inherited socket may
+	// hold clients already.
+	for _, s := range opened {
+		p.serving.Add(1)
+		go p.pump(s)
 	}
 	for key, s := range p.sockets {
 		if _, ok := plan[key]; !ok {
@@ -293,7 +314,10 @@ func (p *Proxy) openSockets(ctx context.Context, plan map[string]*socketPlan) (m
 			have.warnChanged(p.logger(), sp.config)
 			continue
 		}
-		ln, err := openSocket(ctx, sp.endpoint, sp.config)
+		ln, err := p.adopt(key, sp)
+		if ln == nil && err == nil {
+			ln, err = openSocket(ctx, sp.endpoint, sp.config)
+		}
 		if err != nil {
 			for _, s := range opened {
 				s.ln.Close()
@@ -321,6 +345,7 @@ func (p *Proxy) serve(sc ServerConfig, l *listener) {
 // on; only a socket that can accept no more fails the Proxy.
 func (p *Proxy) pump(s *socket) {
 	defer p.serving.Done()
+	defer s.closeRoutes()
 	var retry accept.Retrier
 	for {
 		c, err := s.ln.Accept()
@@ -354,6 +379,7 @@ func (p *Proxy) pump(s *socket) {
 // context.DeadlineExceeded is returned.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	retired, current, timeout := p.stop()
+	p.serving.Wait() // the connections accepted last reach their Servers
 	currentCtx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
 	var g sync.WaitGroup

@@ -113,7 +113,7 @@ func familyPort(ep Endpoint) string {
 }
 
 func addSocket(plan map[string]*socketPlan, e planEntry) string {
-	key := e.endpoint.Network + " " + e.endpoint.Address
+	key := e.endpoint.key()
 	if e.endpoint.Port() == 0 {
 		key += fmt.Sprintf(" #%d.%d", e.server, e.order)
 	}

@@ -79,7 +79,9 @@ func (s *socket) route(local net.Addr) *listener {
 }
 
 // dispatch hands c to the Server its local address is routed to, following
-// a reload that replaces the route while it waits.
+// a reload that replaces the route while it waits. A connection accepted
+// before the socket closed is still handed over: it was accepted, and in
+// an upgrade no other process will take it.
 func (s *socket) dispatch(c net.Conn) {
 	for {
 		l := s.route(c.LocalAddr())
@@ -95,9 +97,6 @@ func (s *socket) dispatch(c net.Conn) {
 				c.Close() // its server is gone and nothing replaced it
 				return
 			}
-		case <-s.closed:
-			c.Close()
-			return
 		}
 	}
 }
@@ -123,17 +122,24 @@ func (s *socket) isClosed() bool {
 	}
 }
 
-// close closes the socket and the listeners fed by it.
+// close closes the socket. Its accept loop then ends, and closes the
+// listeners fed by it (closeRoutes) once the last connection it accepted
+// is handed over.
 func (s *socket) close() {
 	s.once.Do(func() {
 		close(s.closed)
 		s.ln.Close()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, l := range s.routes {
-			l.Close()
-		}
 	})
+}
+
+// closeRoutes closes the listeners fed by the socket: their Servers stop
+// accepting.
+func (s *socket) closeRoutes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.routes {
+		l.Close()
+	}
 }
 
 // warnChanged re-applies the socket options of lc to a socket kept across a
@@ -154,13 +160,14 @@ func (s *socket) warnChanged(log *slog.Logger, lc ListenConfig) {
 	s.config = lc
 }
 
-// applyOptions sets the socket options and backlog of lc on an open socket.
+// applyOptions sets the socket options and backlog of lc on an open socket:
+// one kept across a reload, or an inherited one.
 func applyOptions(ln net.Listener, ep Endpoint, lc ListenConfig) error {
 	rc, err := rawConn(ln)
 	if err != nil {
 		return err
 	}
-	err = control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc) })
+	err = control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc, true) })
 	if err != nil || lc.Backlog == 0 {
 		return err
 	}
@@ -185,7 +192,7 @@ func openSocket(ctx context.Context, ep Endpoint, lc ListenConfig) (net.Listener
 	nlc := net.ListenConfig{KeepAlive: -1}
 	nlc.SetMultipathTCP(lc.Multipath)
 	nlc.Control = func(_, _ string, rc syscall.RawConn) error {
-		return control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc) })
+		return control(rc, func(fd uintptr) error { return setSocketOptions(fd, ep, lc, false) })
 	}
 	if ep.Network == "unix" {
 		if err := removeStaleSocket(ep.Address); err != nil {

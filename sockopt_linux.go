@@ -8,7 +8,9 @@ import (
 )
 
 // setSocketOptions applies the listen parameters that are socket options.
-func setSocketOptions(fd uintptr, ep Endpoint, lc ListenConfig) error {
+// On an open (bound) socket, ipv6only and reuseport are left as they are:
+// only a new socket takes them.
+func setSocketOptions(fd uintptr, ep Endpoint, lc ListenConfig, open bool) error {
 	s := int(fd)
 	opts := []struct {
 		on          bool
@@ -18,8 +20,8 @@ func setSocketOptions(fd uintptr, ep Endpoint, lc ListenConfig) error {
 	}{
 		{lc.RcvBuf != 0, unix.SOL_SOCKET, unix.SO_RCVBUF, lc.RcvBuf, "rcvbuf"},
 		{lc.SndBuf != 0, unix.SOL_SOCKET, unix.SO_SNDBUF, lc.SndBuf, "sndbuf"},
-		{ep.Network == "tcp6", unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(lc.IPv6Only != Off), "ipv6only"},
-		{lc.ReusePort, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, "reuseport"},
+		{ep.Network == "tcp6" && !open, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, boolInt(lc.IPv6Only != Off), "ipv6only"},
+		{lc.ReusePort && !open, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, "reuseport"},
 		{lc.keepAliveSet(), unix.SOL_SOCKET, unix.SO_KEEPALIVE, boolInt(lc.KeepAlive != Off), "so_keepalive"},
 		{lc.KeepIdle != 0, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, seconds(lc.KeepIdle), "so_keepalive idle"},
 		{lc.KeepIntvl != 0, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, seconds(lc.KeepIntvl), "so_keepalive interval"},

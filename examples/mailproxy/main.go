@@ -7,7 +7,10 @@
 //
 // Signals: TERM and INT stop at once, QUIT stops gracefully (sessions
 // finish, within worker_shutdown_timeout), HUP reloads the configuration
-// (a bad one keeps the old running), USR1 reopens the log files.
+// (a bad one keeps the old running), USR1 reopens the log files, USR2
+// starts a new binary that takes over the listening sockets (as nginx's,
+// with -c; upgrade.go). Sockets passed by systemd's socket activation are
+// served too (systemd.go).
 // -s stop|quit|reopen|reload sends the running program TERM, QUIT, USR1
 // or HUP through its pid file, as nginx -s does. Started as root, the
 // program serves as the user of the user directive (nobody by default)
@@ -175,7 +178,19 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		return 1
 	}
 	defer proc.exit()
-	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, MaxConnections: cfg.MaxConnections}
+	inherited, parent, err := inheritedSockets()
+	if err != nil {
+		log.Log(context.Background(), errorlog.LevelEmerg, "cannot take the inherited sockets", "err", err)
+		return 1
+	}
+	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, MaxConnections: cfg.MaxConnections, Inherited: inherited}
+	up := startUpgrader(p, proc.pid.path, parent, log)
+	defer up.stop()
+	defer func() {
+		if f := up.pidFile(); f != proc.pid.path {
+			removePID(f, os.Getpid()) // <pid>.oldbin, the new binary gone first
+		}
+	}()
 	reload := func() error {
 		files, err := proc.files()
 		if err != nil {
@@ -195,7 +210,13 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	started := func() error {
 		logs.started()
-		return proc.switchUser()
+		if err := proc.switchUser(); err != nil {
+			return err
+		}
+		if err := notifyReady(); err != nil {
+			log.Warn("cannot notify systemd", "err", err)
+		}
+		return nil
 	}
 	return serve(p, reload, logs, sigs, started)
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/mailproxy/mailproxy"
+)
+
+// inheritEnv names the listening sockets that the old binary hands to the
+// new one in an upgrade, in the notation of nginx's NGINX variable
+// ("3;4;5;"). It is ours rather than NGINX, so that an nginx and a
+// mailproxy never take each other's sockets.
+const inheritEnv = "MAILPROXY"
+
+// inheritedSockets returns the listening sockets this process was started
+// with: by systemd's socket activation (LISTEN_FDS), or by the old binary
+// in an upgrade (inheritEnv). parent is then the old binary's pid.
+func inheritedSockets() (lns []net.Listener, parent int, err error) {
+	lns, err = mailproxy.SystemdListeners()
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, upgrade := os.LookupEnv(inheritEnv); upgrade {
+		parent = os.Getppid()
+	}
+	old, err := mailproxy.InheritedListeners(inheritEnv)
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, 0, err
+	}
+	return append(lns, old...), parent, nil
+}
+
+// notifyReady tells systemd (a Type=notify service) that this process
+// serves and is the service's main process: after an upgrade, the new
+// binary takes over from the old one. Without NOTIFY_SOCKET, it does
+// nothing. The variable stays set for the new binary of an upgrade.
+func notifyReady() error {
+	addr := os.Getenv("NOTIFY_SOCKET") // "@name" is in the abstract namespace, as Go reads it too
+	if addr == "" {
+		return nil
+	}
+	c, err := net.Dial("unixgram", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte("MAINPID=" + strconv.Itoa(os.Getpid()) + "\nREADY=1"))
+	return err
+}
