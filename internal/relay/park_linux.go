@@ -35,7 +35,6 @@ type parked struct {
 
 	mu      sync.Mutex
 	running int   // directions running in a goroutine
-	ended   int   // directions at the end of their input
 	stopped bool  // stop was called
 	closed  bool  // both connections are closed
 	why     error // stop's reason
@@ -124,11 +123,11 @@ func (ps *parked) serve(i int, woken bool) {
 		ps.exit()
 	case !eof:
 		ps.park(i)
-	case !closeWrite(d.dst):
+	case d.toBackend && closeWrite(d.dst):
+		ps.exit() // the backend may still answer
+	default:
 		ps.stop(nil)
 		ps.exit()
-	default:
-		ps.end()
 	}
 }
 
@@ -257,19 +256,6 @@ func (ps *parked) park(i int) {
 	ps.mu.Unlock()
 	if err != nil {
 		ps.stop(directionError(ps.dirs[i].toBackend, err))
-	}
-	ps.exit()
-}
-
-// end records that a direction reached the end of its input; the session
-// stops when both have.
-func (ps *parked) end() {
-	ps.mu.Lock()
-	ps.ended++
-	both := ps.ended == 2
-	ps.mu.Unlock()
-	if both {
-		ps.stop(nil)
 	}
 	ps.exit()
 }

@@ -72,10 +72,12 @@ type Session struct {
 // s.Buffer per direction, by one goroutine per direction, with a timer
 // for the idle timeout.
 //
-// When one direction reaches the end of its input, its destination is
-// half-closed (CloseWrite) and the other direction goes on; a destination
-// that cannot be half-closed ends the session, as nginx does. An error in
-// either direction closes both connections at once.
+// When the backend's input ends, the session ends, as nginx ends it: a
+// client that keeps its connection open after the backend's last reply
+// (BYE, 221) does not hold the session. When the client's input ends, the
+// backend's connection is half-closed (CloseWrite) and the backend may
+// still answer; a connection that cannot be half-closed ends the session.
+// An error in either direction closes both connections at once.
 //
 // done gets the bytes moved each way, pending bytes included, and why the
 // session ended: nil when both directions ended normally, ErrIdle, ctx's
@@ -160,9 +162,9 @@ func (r *relay) reason() error {
 }
 
 // copy moves pending and then everything src sends to dst. At the end of
-// src's input it half-closes dst, or ends the session when dst cannot be
-// half-closed; an error ends the session. It returns the bytes written to
-// dst.
+// the client's input it half-closes the backend, or ends the session when
+// it cannot; the end of the backend's input or an error ends the session.
+// It returns the bytes written to dst.
 func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) int64 {
 	n, err := r.write(dst, pending)
 	if err == nil {
@@ -173,7 +175,7 @@ func (r *relay) copy(toBackend bool, dst, src net.Conn, pending []byte) int64 {
 	switch {
 	case err != nil:
 		r.stop(directionError(toBackend, err))
-	case !closeWrite(dst):
+	case !toBackend || !closeWrite(dst):
 		r.stop(nil)
 	}
 	return n

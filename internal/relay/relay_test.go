@@ -350,6 +350,29 @@ func TestRelayHalfClose(t *testing.T) {
 	}
 }
 
+// TestRelayBackendCloses: the backend says goodbye and closes; the session
+// ends at once, as nginx ends it, though the client keeps its connection
+// open, and the client reads the goodbye, then the end.
+func TestRelayBackendCloses(t *testing.T) {
+	for _, kind := range relayKinds {
+		t.Run(kind, func(t *testing.T) {
+			noGoroutineLeak(t)
+			rt := newRelayTest(t, kind)
+			out := rt.start(t.Context(), "", "", time.Minute)
+			go rt.client.Write([]byte("a1 LOGOUT\r\n"))
+			readExactly(t, rt.backend, "a1 LOGOUT\r\n")
+			rt.backend.Write([]byte("* BYE\r\na1 OK\r\n"))
+			rt.backend.Close()
+			readExactly(t, rt.client, "* BYE\r\na1 OK\r\n")
+			o := waitRelay(t, out, 2*time.Second)
+			if o.err != nil || o.stats != (Stats{ToBackend: 11, ToClient: 14}) {
+				t.Errorf("session: %+v, %v", o.stats, o.err)
+			}
+			expectClosed(t, rt.client)
+		})
+	}
+}
+
 func TestRelayIdle(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	for _, kind := range relayKinds {
