@@ -98,7 +98,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	forms := []string{pw, base64.StdEncoding.EncodeToString([]byte(pw)), plain("alice"), plain("broken"), testutil.B64("alice " + pw), url.PathEscape(pw)}
 	for name, logs := range map[string]*testutil.Buffer{"text": &text, "nginx": &nginx, "json": &jsonLines} {
 		got := logs.String()
-		if !strings.Contains(got, "login accepted") || !strings.Contains(got, "login refused") || !strings.Contains(got, "auth http failed") || !strings.Contains(got, "invalid SASL response") {
+		if !strings.Contains(got, "client logged in") || !strings.Contains(got, "client login failed") || !strings.Contains(got, "auth http failed") || !strings.Contains(got, "invalid SASL response") {
 			t.Fatalf("the %s logs lack the login lines this test looks through:\n%s", name, got)
 		}
 		for _, form := range forms {

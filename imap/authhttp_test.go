@@ -92,7 +92,7 @@ func TestAuthHTTPFullRunLogsNoSecrets(t *testing.T) {
 		t.Fatalf("sessions did not end after their clients left: %v", err)
 	}
 	out := logs.String()
-	if !strings.Contains(out, "login accepted") || !strings.Contains(out, "login refused") {
+	if !strings.Contains(out, "client logged in") || !strings.Contains(out, "client login failed") {
 		t.Fatalf("the run did not log its logins:\n%s", out)
 	}
 	for _, secret := range []string{password, plainIR, testutil.B64(password), cramResp, digest, backendPass} {

@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
 	"github.com/mailproxy/mailproxy/auth"
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/internal/clock"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 	"github.com/mailproxy/mailproxy/internal/relay"
@@ -67,14 +69,13 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 			req.Proxy = &auth.ProxyInfo{Source: src, Destination: dst}
 		}
 	}
-	log := c.Log.With("proto", req.Protocol, "user", req.User, "method", string(req.Method), "attempt", req.Attempt)
 	res, err := c.ask(ctx, req)
 	switch {
 	case err != nil:
-		log.Warn("authentication unavailable", "err", err)
+		c.logLogin(errorlog.LevelError, "authentication unavailable", req, slog.Any("err", err))
 		return nil, err
 	case !res.OK():
-		log.Info("login refused", "reason", res.Error, "wait", res.Wait)
+		c.logLogin(errorlog.LevelInfo, "client login failed", req, slog.String("reason", res.Error), slog.Duration("wait", res.Wait))
 		if res.Wait > 0 {
 			if err := clock.Sleep(ctx, res.Wait); err != nil {
 				return nil, err
@@ -84,11 +85,25 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	}
 	user, pass, err := res.BackendLogin(req)
 	if err != nil {
-		log.Error("authenticator gave no backend password", "err", err)
+		c.logLogin(errorlog.LevelError, "authenticator gave no backend password", req, slog.Any("err", err))
 		return nil, fmt.Errorf("%w: %v", auth.ErrUnavailable, err)
 	}
-	log.Info("login accepted", "backend", res.Backend)
+	c.logLogin(errorlog.LevelInfo, "client logged in", req, slog.String("backend", res.Backend))
 	return &Login{Backend: res.Backend, User: user, Password: pass}, nil
+}
+
+// logLogin logs the outcome of a login: the session's attributes, the
+// protocol, the user, the method and the attempt, then extra; never the
+// password. Nothing is built below the log's level.
+func (c *Conn) logLogin(level slog.Level, msg string, req *auth.Request, extra ...slog.Attr) {
+	if !c.Log.Enabled(bg, level) {
+		return
+	}
+	attrs := append([]slog.Attr{
+		slog.String("proto", req.Protocol), slog.String("user", req.User),
+		slog.String("method", string(req.Method)), slog.Int("attempt", req.Attempt),
+	}, extra...)
+	c.Log.LogAttrs(bg, level, msg, attrs...)
 }
 
 // ask calls the Authenticator within the server's timeout.
