@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -506,6 +508,122 @@ func TestRelayGoroutines(t *testing.T) {
 	for _, out := range outs {
 		waitRelay(t, out, 5*time.Second)
 	}
+}
+
+// TestRelayManySessions relays 1000 sessions at once, each exchanging
+// commands and replies of random sizes (a few bytes to a bulk of 256 KiB,
+// past the burst buffer) on each of the relay's paths, and ending in one
+// of the ways a session ends: every byte arrives in order, and afterwards
+// no goroutine is left and no descriptor but the pool's few.
+func TestRelayManySessions(t *testing.T) {
+	sessions := 1000
+	if testing.Short() {
+		sessions = 100
+	}
+	noGoroutineLeak(t)
+	fds := 0
+	if runtime.GOOS == "linux" {
+		fds = openFDs(t)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		rt := newRelayTest(t, relayKinds[i%len(relayKinds)])
+		out := rt.start(ctx, "", "", time.Minute)
+		wg.Go(func() {
+			if err := rt.exchange(rand.New(rand.NewPCG(uint64(i), 1)), out); err != nil {
+				errs <- fmt.Errorf("session %d (%s): %w", i, relayKinds[i%len(relayKinds)], err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if runtime.GOOS == "linux" {
+		// The connections are closed by the tests' cleanups, after this
+		// check: count what is beyond them, the pipes and the epoll set.
+		if extra := openFDs(t) - fds - 4*sessions; extra > 64 {
+			t.Errorf("%d descriptors beyond the sessions' sockets after they ended", extra)
+		}
+	}
+}
+
+// exchange runs a session's dialogue through the relay: a few commands
+// and replies of random sizes, checked byte for byte, then an ending
+// chosen at random, and waits for the session to end.
+func (rt *relayTest) exchange(r *rand.Rand, out <-chan relayOutcome) error {
+	var sent Stats
+	for range 1 + r.IntN(4) {
+		for _, toBackend := range []bool{true, false} {
+			src, dst := rt.backend, rt.client
+			if toBackend {
+				src, dst = rt.client, rt.backend
+			}
+			size := 1 + r.IntN(200)
+			if r.IntN(10) == 0 {
+				size = 256 << 10
+			}
+			msg := make([]byte, size)
+			for i := range msg {
+				msg[i] = byte('a' + r.IntN(26))
+			}
+			if err := transfer(src, dst, msg); err != nil {
+				return err
+			}
+			if toBackend {
+				sent.ToBackend += int64(size)
+			} else {
+				sent.ToClient += int64(size)
+			}
+		}
+	}
+	switch r.IntN(3) {
+	case 0: // the backend says goodbye
+		rt.backend.Close()
+	case 1: // the client leaves, then the backend
+		halfClose(rt.client)
+		rt.backend.Close()
+	default: // the client goes (a TCP client with a reset); the backend sees the end, and closes
+		if tc, ok := rt.client.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		rt.client.Close()
+		io.Copy(io.Discard, rt.backend)
+		rt.backend.Close()
+	}
+	select {
+	case o := <-out:
+		if o.stats != sent {
+			return fmt.Errorf("moved %+v, sent %+v", o.stats, sent)
+		}
+		return nil
+	case <-time.After(20 * time.Second):
+		return errors.New("the session has not ended")
+	}
+}
+
+// transfer writes msg to src and reads it back from dst.
+func transfer(src, dst net.Conn, msg []byte) error {
+	werr := make(chan error, 1)
+	go func() {
+		_, err := src.Write(msg)
+		werr <- err
+	}()
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(dst, got); err != nil {
+		return fmt.Errorf("read %d bytes: %w", len(msg), err)
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return errors.New("bytes changed on the way")
+	}
+	return nil
 }
 
 // BenchmarkRelay moves 64 MiB per op over loopback TCP: directly from a
