@@ -35,6 +35,9 @@ type parked struct {
 	stopped bool  // stop was called
 	closed  bool  // both connections are closed
 	why     error // stop's reason
+	// armed holds the directions parked, waiting for their source's
+	// next event; under mu.
+	armed [2]bool
 }
 
 // direction is one way of a parked session.
@@ -157,14 +160,18 @@ func (ps *parked) move(d *direction) (eof bool, err error) {
 	}
 }
 
-// enter counts a direction the poller found ready as running, unless the
-// session is stopped.
-func (ps *parked) enter() bool {
+// enter counts direction i, which the poller found ready, as running,
+// unless the session is stopped or the direction is not parked: epoll
+// reports a hang-up or an error even on a source not armed yet, while its
+// direction still runs its first burst. Such an event is dropped; the
+// source stays disabled until armed, and is then reported again.
+func (ps *parked) enter(i int) bool {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if ps.stopped {
+	if ps.stopped || !ps.armed[i] {
 		return false
 	}
+	ps.armed[i] = false
 	ps.running++
 	return true
 }
@@ -176,6 +183,7 @@ func (ps *parked) park(i int) {
 	ps.mu.Lock()
 	var err error
 	if !ps.stopped {
+		ps.armed[i] = true
 		err = thePoller.arm(ps, i)
 	}
 	ps.mu.Unlock()

@@ -75,7 +75,8 @@ func (p *poller) add(ps *parked) error {
 	ps.id = p.lastID
 	for i := range ps.dirs {
 		// Without an event bit the socket is in the set but reports
-		// nothing, not even a hang-up, until arm asks for input.
+		// no input until arm asks for it; a hang-up or an error it
+		// reports all the same (epoll always does), which enter drops.
 		if err := p.ctl(unix.EPOLL_CTL_ADD, ps, i, unix.EPOLLONESHOT); err != nil {
 			return err
 		}
@@ -181,7 +182,7 @@ func (p *poller) dispatch(events []unix.EpollEvent) {
 		p.mu.Lock()
 		ps := p.sessions[data>>1]
 		p.mu.Unlock()
-		if ps != nil && ps.enter() {
+		if ps != nil && ps.enter(int(data&1)) {
 			go ps.serve(int(data & 1))
 		}
 	}

@@ -562,3 +562,24 @@ func openFDs(t *testing.T) int {
 	}
 	return len(entries)
 }
+
+// A socket hung up in both directions is reported by epoll before its
+// direction is armed (EPOLLHUP cannot be masked): the direction's first
+// run, still sending the pending bytes, must stay the only one, or the
+// pending bytes go out twice. Here the client has closed and the backend
+// has nothing to say, so the client socket hangs up as soon as the relay
+// half-closes it, while the pending bytes wait for the backend to read.
+func TestRelayHangUpBeforeArmed(t *testing.T) {
+	rt := newRelayTest(t, "tcp")
+	pending := strings.Repeat("x", 16<<20) // more than the sockets buffer
+	rt.client.Close()
+	halfClose(rt.backend)
+	out := rt.start(t.Context(), pending, "", 0)
+	n, err := io.Copy(io.Discard, rt.backend)
+	if err != nil || n != int64(len(pending)) {
+		t.Errorf("the backend read %d bytes (%v), want the %d pending once", n, err, len(pending))
+	}
+	if o := waitRelay(t, out, 5*time.Second); o.stats.ToBackend != int64(len(pending)) {
+		t.Errorf("ToBackend %d, want %d", o.stats.ToBackend, len(pending))
+	}
+}
