@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
+	"github.com/mailproxy/mailproxy/session"
 )
 
 // Errors returned by [Conn] when a client breaks a limit.
@@ -94,6 +95,7 @@ func NewConn(c net.Conn, st *Settings, end *Ending) *Conn {
 // further: the session ends there (see [Conn.TooLong]).
 func (c *Conn) ReadCommand() ([]byte, error) {
 	if c.cfg.MaxCommands > 0 && c.commands >= c.cfg.MaxCommands {
+		c.end.meter.ended(session.LimitMaxCommands)
 		return nil, ErrTooManyCommands
 	}
 	c.commands++
@@ -111,6 +113,7 @@ func (c *Conn) ReadLine() ([]byte, error) {
 		return nil, ErrLineTooLong
 	}
 	if err != nil {
+		c.end.meter.timedOut(err)
 		return nil, err
 	}
 	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
@@ -125,6 +128,7 @@ func (c *Conn) ReadLiteral(n int) ([]byte, error) {
 	}
 	buf := make([]byte, n)
 	_, err := io.ReadFull(c.r, buf)
+	c.end.meter.timedOut(err)
 	return buf, err
 }
 
@@ -143,6 +147,7 @@ func (c *Conn) awaitClient() error {
 // that never ends one keep the session forever.
 func (c *Conn) TooLong() {
 	c.Log.Info("client sent too long command")
+	c.end.meter.ended(session.LimitLineTooLong)
 	c.CloseWith(c.replies.LineTooLong)
 }
 
@@ -154,6 +159,7 @@ func (c *Conn) TooLong() {
 func (c *Conn) Open(ctx context.Context) bool {
 	if pc, ok := rawConn(c.Conn).(*proxyproto.Conn); ok {
 		if err := pc.Handshake(); err != nil {
+			c.end.meter.timedOut(err)
 			c.Log.Info("connection refused", "err", err)
 			return false
 		}
@@ -215,6 +221,7 @@ func (c *Conn) Run(ctx context.Context, command func(line []byte) bool) {
 func (c *Conn) Failed() bool {
 	c.errors++
 	if c.cfg.MaxErrors > 0 && c.errors >= c.cfg.MaxErrors {
+		c.end.meter.ended(session.LimitMaxErrors)
 		c.CloseWith(c.replies.TooManyErrors)
 		return false
 	}

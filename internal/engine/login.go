@@ -13,6 +13,7 @@ import (
 	"github.com/mailproxy/mailproxy/internal/clock"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 	"github.com/mailproxy/mailproxy/internal/relay"
+	"github.com/mailproxy/mailproxy/session"
 )
 
 // Login is an accepted login: the backend to proxy to and the credentials
@@ -98,7 +99,9 @@ func (c *Conn) ask(ctx context.Context, req *auth.Request) (*auth.Result, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	start := c.end.meter.start()
 	res, err := c.cfg.Auth.Authenticate(ctx, req)
+	c.end.meter.auth(start, res, err)
 	switch {
 	case err != nil && !errors.Is(err, auth.ErrUnavailable):
 		return nil, fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
@@ -133,6 +136,7 @@ func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Co
 	pending = bytes.Clone(pending)
 	freeReader(r)
 	if err != nil {
+		c.end.meter.backendFailed(session.BackendLogin)
 		conn.Close()
 		if len(answer) == 0 {
 			return "", err
@@ -150,13 +154,17 @@ func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Co
 // sends it a PROXY protocol header when configured to.
 func (c *Conn) dialBackend(ctx context.Context, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.cfg.Timeout}
+	start := c.end.meter.start()
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		c.end.meter.dialFailed(err)
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
+	c.end.meter.connected(start)
 	conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	if v := c.cfg.SendProxyProtocol; v != 0 {
 		if err := proxyproto.WriteHeader(conn, v, c.RemoteAddr(), c.LocalAddr()); err != nil {
+			c.end.meter.backendFailed(session.BackendProxyProtocol)
 			conn.Close()
 			return nil, fmt.Errorf("backend %s: PROXY header: %w", addr, err)
 		}
@@ -190,6 +198,7 @@ func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byt
 	relay.Start(ctx, s, func(stats relay.Stats, err error) {
 		c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient,
 			"duration", time.Since(c.started).Round(time.Millisecond), "reason", endReason(err))
+		c.end.meter.relayed(stats, err)
 		end()
 	})
 }

@@ -52,6 +52,8 @@ type Settings struct {
 	Mechanisms Announced[[]string]
 	// plainText: see Protocol.PlainText.
 	plainText bool
+	// protocol is the protocol's name, for Metrics.
+	protocol string
 	// Replies are the protocol's words for what the engine answers.
 	Replies Replies
 }
@@ -76,6 +78,7 @@ func Settle(cfg session.Config, p Protocol) *Settings {
 		MaxLine:    max(p.MaxLine, 16),
 		Mechanisms: mechanismsByState(p.Mechanisms),
 		plainText:  p.PlainText,
+		protocol:   p.Name,
 		Replies:    p.Replies,
 	}
 }
