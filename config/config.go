@@ -20,6 +20,7 @@ import (
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/pop3"
 	"github.com/mailproxy/mailproxy/resolver"
+	"github.com/mailproxy/mailproxy/session"
 	"github.com/mailproxy/mailproxy/smtp"
 )
 
@@ -39,6 +40,20 @@ type Options struct {
 	// Logger receives warnings about directives and debug lines about
 	// skipped blocks. Nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, counts what the servers Load builds do (their
+	// session.Config.Metrics) and the lookups of the resolvers whose
+	// status_zone names a zone. Give every Load of a program the same
+	// one, so that the counts go on across reloads: a *metrics.Collector.
+	Metrics Metrics
+}
+
+// Metrics counts what the servers and resolvers of a loaded configuration
+// do: *metrics.Collector is one.
+type Metrics interface {
+	session.Metrics
+	// Resolver returns what counts the lookups of the resolvers whose
+	// status_zone is zone.
+	Resolver(zone string) resolver.Metrics
 }
 
 // Config is a loaded configuration.
@@ -51,6 +66,10 @@ type Config struct {
 	ErrorLog []string
 	// PID is the top-level pid file, made absolute; empty when not set.
 	PID string
+	// MetricsListen is the address of the mail block's metrics_listen
+	// (ours): where a program serves the Prometheus metrics of
+	// Options.Metrics. Empty when not set or off.
+	MetricsListen string
 }
 
 // Close closes what Load created for the configuration (the auth_http
@@ -128,6 +147,7 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 		return nil, err
 	}
 	cfg.Proxy = proxy
+	cfg.MetricsListen = metricsListen(mail)
 	return cfg, nil
 }
 
@@ -255,7 +275,8 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 		return sc, errorAt(block, err.Error())
 	}
 	s.core.Auth = authn
-	if err := s.useResolver(opts.Logger); err != nil {
+	s.core.Metrics = opts.Metrics
+	if err := s.useResolver(opts); err != nil {
 		return sc, errorAt(block, err.Error())
 	}
 	if s.core.TLS, err = s.buildTLS(block); err != nil {
