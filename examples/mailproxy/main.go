@@ -50,6 +50,7 @@ type options struct {
 	test, version                   bool
 	demoAddr                        string
 	demoPorts                       [3]int
+	metrics                         *metricsServer // what every configuration loaded counts into
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -117,7 +118,7 @@ func (o *options) confPath() string {
 }
 
 func (o *options) load(log *slog.Logger) (*config.Config, error) {
-	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: log})
+	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: log, Metrics: o.metrics.collector})
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +131,7 @@ func (o *options) load(log *slog.Logger) (*config.Config, error) {
 
 func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	log := newLogger(stderr, slog.LevelInfo)
+	o.metrics = newMetricsServer()
 	cfg, err := o.load(log)
 	if o.test {
 		if err == nil {
@@ -154,9 +156,18 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		}
 		defer os.Remove(cfg.PID)
 	}
+	if err := o.metrics.listen(cfg.MetricsListen, log); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer o.metrics.close()
 	reload := func() (*mailproxy.Config, error) {
 		cfg, err := o.load(log)
 		if err != nil {
+			return nil, err
+		}
+		if err := o.metrics.listen(cfg.MetricsListen, log); err != nil {
+			cfg.Close()
 			return nil, err
 		}
 		return cfg.Proxy, nil
