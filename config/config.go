@@ -25,6 +25,7 @@ import (
 	"github.com/mailproxy/mailproxy/imap"
 	"github.com/mailproxy/mailproxy/pop3"
 	"github.com/mailproxy/mailproxy/resolver"
+	"github.com/mailproxy/mailproxy/session"
 	"github.com/mailproxy/mailproxy/smtp"
 )
 
@@ -60,8 +61,23 @@ type Options struct {
 	// of the ssl_* directives. Nil means SystemFiles.
 	Files Files
 
+	// Metrics, when set, counts what the servers Load builds do (their
+	// session.Config.Metrics) and the lookups of the resolvers whose
+	// status_zone names a zone. Give every Load of a program the same
+	// one, so that the counts go on across reloads: a *metrics.Collector.
+	Metrics Metrics
+
 	// mainOnly stops Load after the main context (LoadMain).
 	mainOnly bool
+}
+
+// Metrics counts what the servers and resolvers of a loaded configuration
+// do: *metrics.Collector is one.
+type Metrics interface {
+	session.Metrics
+	// Resolver returns what counts the lookups of the resolvers whose
+	// status_zone is zone.
+	Resolver(zone string) resolver.Metrics
 }
 
 // Config is a loaded configuration.
@@ -94,6 +110,10 @@ type Config struct {
 
 	// shutdownTimeout is worker_shutdown_timeout, for Proxy.
 	shutdownTimeout time.Duration
+	// MetricsListen is the address of the mail block's metrics_listen
+	// (ours): where a program serves the Prometheus metrics of
+	// Options.Metrics. Empty when not set or off.
+	MetricsListen string
 }
 
 // Close closes what Load created for the configuration (the auth_http
@@ -196,6 +216,7 @@ func load(name string, top []*Directive, opts Options) (*Config, error) {
 		cfg.Proxy.Resources = append(cfg.Proxy.Resources, o)
 	}
 	cfg.Proxy.ShutdownTimeout = cfg.shutdownTimeout
+	cfg.MetricsListen = metricsListen(mail)
 	return cfg, nil
 }
 
@@ -340,7 +361,8 @@ func loadServer(base *settings, block *Directive, opts Options, clients map[auth
 		return sc, errorAt(block, err.Error())
 	}
 	s.core.Auth = authn
-	if err := s.useResolver(opts.Logger); err != nil {
+	s.core.Metrics = opts.Metrics
+	if err := s.useResolver(opts); err != nil {
 		return sc, errorAt(block, err.Error())
 	}
 	if s.core.TLS, err = s.buildTLS(block); err != nil {

@@ -101,6 +101,7 @@ func init() {
 		"set_real_ip_from":         {where: atServer, min: 1, max: 1, multi: true, set: setRealIPFrom},
 		"resolver":                 {where: anywhere, min: 1, max: -1, set: setResolver},
 		"resolver_timeout":         {where: anywhere, min: 1, max: 1, set: setResolverTimeout},
+		"metrics_listen":           {where: atMail, min: 1, max: 1, set: checkMetricsListen},
 
 		"imap_capabilities":   {where: anywhere, min: 1, max: -1, set: words(func(s *settings) *[]string { return &s.imapCaps })},
 		"imap_auth":           {where: anywhere, min: 1, max: -1, set: methods(func(s *settings) *[]string { return &s.imapAuth }, "login", "plain", "cram-md5", "external")},

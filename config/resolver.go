@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -15,15 +14,16 @@ import (
 // server. Servers with equal settings share one Resolver, and with it its
 // cache.
 type resolverSettings struct {
-	cfg      resolver.Config // Servers empty: resolver off
-	warnings []string
+	cfg  resolver.Config // Servers empty: resolver off
+	zone string          // status_zone: the zone its metrics are counted in
+	at   string          // where the directive is, for messages
 }
 
 // setResolver reads "resolver address ... [valid=time] [ipv4=on|off]
 // [ipv6=on|off] [status_zone=zone]" or "resolver off".
 func setResolver(s *settings, d *Directive) error {
 	timeout := s.resolver.cfg.Timeout
-	s.resolver = resolverSettings{cfg: resolver.Config{Timeout: timeout}}
+	s.resolver = resolverSettings{cfg: resolver.Config{Timeout: timeout}, at: d.Pos()}
 	if len(d.Args) == 1 && d.Args[0] == "off" {
 		return nil
 	}
@@ -56,8 +56,8 @@ func (r *resolverSettings) parse(arg string, d *Directive) error {
 		} else {
 			r.cfg.NoIPv6 = !on
 		}
-	case name == "status_zone":
-		r.warnings = append(r.warnings, fmt.Sprintf("%s: status_zone=%s of \"resolver\" is not supported: no zone statistics are kept", d.Pos(), value))
+	case name == "status_zone" && value != "":
+		r.zone = value
 	default:
 		r.cfg.Servers = append(r.cfg.Servers, arg) // an IPv6 address never has "="
 	}
@@ -78,14 +78,19 @@ func (r *resolverSettings) on() bool { return len(r.cfg.Servers) > 0 }
 
 // build returns the Resolver for these settings, shared with the servers
 // of the same Load that have the same ones.
-func (r *resolverSettings) build(shared map[string]*resolver.Resolver) (*resolver.Resolver, error) {
-	key := fmt.Sprintf("%q %v %v %v %v", r.cfg.Servers, r.cfg.Valid, r.cfg.NoIPv4, r.cfg.NoIPv6, r.cfg.Timeout)
+// A status_zone counts its lookups in m.
+func (r *resolverSettings) build(shared map[string]*resolver.Resolver, m Metrics) (*resolver.Resolver, error) {
+	key := fmt.Sprintf("%q %v %v %v %v %q", r.cfg.Servers, r.cfg.Valid, r.cfg.NoIPv4, r.cfg.NoIPv6, r.cfg.Timeout, r.zone)
 	if res, ok := shared[key]; ok {
 		return res, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := resolver.New(ctx, r.cfg)
+	cfg := r.cfg
+	if r.zone != "" && m != nil {
+		cfg.Metrics = m.Resolver(r.zone)
+	}
+	res, err := resolver.New(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
@@ -95,15 +100,16 @@ func (r *resolverSettings) build(shared map[string]*resolver.Resolver) (*resolve
 
 // useResolver gives an SMTP server its Resolver. As in nginx, only SMTP
 // looks up client names (for Client-Host and XCLIENT NAME); a program may
-// set session.Config.Resolver for the other protocols.
-func (s *settings) useResolver(log *slog.Logger) error {
-	for _, w := range s.resolver.warnings {
-		log.Warn(w)
+// set session.Config.Resolver for the other protocols. A status_zone
+// without opts.Metrics is named in a warning: nothing counts its lookups.
+func (s *settings) useResolver(opts Options) error {
+	if s.resolver.zone != "" && opts.Metrics == nil {
+		opts.Logger.Warn("status_zone of \"resolver\" counts nothing: the program keeps no metrics", "zone", s.resolver.zone, "at", s.resolver.at)
 	}
 	if s.protocol != "smtp" || !s.resolver.on() {
 		return nil
 	}
-	res, err := s.resolver.build(s.resolvers)
+	res, err := s.resolver.build(s.resolvers, opts.Metrics)
 	if err != nil {
 		return err
 	}

@@ -213,7 +213,6 @@ func (a *answer) found() bool { return len(a.names) > 0 || len(a.addrs) > 0 }
 // the like, a truncated answer over TCP, a broken one), so that another
 // should be asked; nil when it gave one.
 func (a *answer) failure() error {
-	name, known := dns.RcodeToString[a.rcode]
 	switch {
 	case a.truncated:
 		return errors.New("truncated answer")
@@ -221,11 +220,8 @@ func (a *answer) failure() error {
 		return a.broken
 	case a.rcode == dns.RcodeSuccess || a.rcode == dns.RcodeNameError:
 		return nil
-	case known:
-		return errors.New(name)
-	default:
-		return fmt.Errorf("rcode %d", a.rcode)
 	}
+	return rcodeError(a.rcode)
 }
 
 func (a *answer) has(ip netip.Addr) bool { return slices.Contains(a.addrs, ip) }

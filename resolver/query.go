@@ -18,8 +18,18 @@ const passes = 3
 // across answers when an answer's chain ends without them: at most
 // maxChain links in all, never back to a name on the chain. A name or
 // record that does not exist gives an error wrapping ErrNotFound; no
-// answer, or a chain too long or looping, one wrapping ErrTemporary.
+// answer, or a chain too long or looping, one wrapping ErrTemporary. It
+// is one query in Angie's counts.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (*answer, error) {
+	ans, err := r.follow(ctx, name, qtype)
+	if r.metrics != nil {
+		r.metrics.Lookup(queryKind(qtype), responseOf(err))
+	}
+	return ans, err
+}
+
+// follow is lookup, uncounted.
+func (r *Resolver) follow(ctx context.Context, name string, qtype uint16) (*answer, error) {
 	names := chain{name}
 	for {
 		ans, err := r.query(ctx, names[len(names)-1], qtype)
@@ -91,7 +101,11 @@ func (r *Resolver) fetch(k cacheKey) (*answer, error) {
 
 	ctx, cancel := context.WithTimeout(r.base, r.timeout)
 	defer cancel()
+	start := time.Now()
 	ans, err := r.exchange(ctx, dns.Question{Name: k.name, Qtype: k.qtype, Qclass: dns.ClassINET})
+	if r.metrics != nil {
+		r.metrics.Exchange(time.Since(start))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s %s: %w", ErrTemporary, dns.TypeToString[k.qtype], k.name, err)
 	}

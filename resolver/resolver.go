@@ -77,6 +77,9 @@ type Config struct {
 	// CacheSize is the number of answers kept. Zero means 10000; negative
 	// turns the cache off.
 	CacheSize int
+	// Metrics counts the lookups, as Angie does for a status_zone. Nil
+	// counts nothing.
+	Metrics Metrics
 }
 
 // Resolver looks up the names of clients. It is safe for concurrent use.
@@ -87,7 +90,8 @@ type Resolver struct {
 	timeout time.Duration
 	ipv4    bool
 	ipv6    bool
-	cache   *cache // nil when off
+	cache   *cache  // nil when off
+	metrics Metrics // nil: not counted
 	flights singleflight.Group
 	now     func() time.Time
 
@@ -114,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Resolver, error) {
 		timeout: cmp.Or(max(cfg.Timeout, 0), DefaultTimeout),
 		ipv4:    !cfg.NoIPv4,
 		ipv6:    !cfg.NoIPv6,
+		metrics: cfg.Metrics,
 		now:     time.Now,
 	}
 	if size := cmp.Or(cfg.CacheSize, DefaultCacheSize); size > 0 {

@@ -78,6 +78,10 @@ type Config struct {
 	// with the session and runs alongside the dialogue. Nil looks up
 	// nothing.
 	Resolver HostResolver
+
+	// Metrics counts the sessions, per listener, for monitoring (ours;
+	// see package metrics). Nil counts nothing.
+	Metrics Metrics
 }
 
 // HostResolver finds a client's host name, confirmed by a forward lookup,

@@ -67,6 +67,7 @@ type options struct {
 	test, version                   bool
 	demoAddr                        string
 	demoPorts                       [3]int
+	metrics                         *metricsServer // what every configuration loaded counts into
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -140,7 +141,7 @@ func (o *options) confPath() string {
 
 func (o *options) load(logs *logs, files config.Files) (*config.Config, error) {
 	cfg, err := config.Load(o.confPath(), config.Options{Prefix: o.prefix, Globals: o.globals, Logger: logs.log,
-		ErrorLog: o.errorLog, LogFormat: o.logFormat, Outputs: logs.outputs, Files: files})
+		ErrorLog: o.errorLog, LogFormat: o.logFormat, Outputs: logs.outputs, Files: files, Metrics: o.metrics.collector})
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +160,7 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	defer logs.close()
 	log := logs.log
+	o.metrics = newMetricsServer()
 	cfg, err := o.load(logs, nil)
 	if o.test {
 		if err == nil {
@@ -183,6 +185,11 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		log.Log(context.Background(), errorlog.LevelEmerg, "cannot take the inherited sockets", "err", err)
 		return 1
 	}
+	if err := o.metrics.listen(cfg.MetricsListen, log); err != nil {
+		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
+		return 1
+	}
+	defer o.metrics.close()
 	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, MaxConnections: cfg.MaxConnections, Inherited: inherited}
 	up := startUpgrader(p, proc.pid.path, parent, log)
 	defer up.stop()
@@ -201,6 +208,10 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 			return err
 		}
 		proc.reloaded(cfg)
+		if err := o.metrics.listen(cfg.MetricsListen, log); err != nil {
+			cfg.Close()
+			return err
+		}
 		if err := p.Reload(context.Background(), cfg.Proxy); err != nil {
 			cfg.Close() // the Proxy did not take it
 			return explainReload(err)

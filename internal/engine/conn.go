@@ -17,6 +17,7 @@ import (
 	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
+	"github.com/mailproxy/mailproxy/session"
 )
 
 // Errors returned by [Conn] when a client breaks a limit.
@@ -137,6 +138,7 @@ var (
 // further: the session ends there (see [Conn.TooLong]).
 func (c *Conn) ReadCommand() ([]byte, error) {
 	if c.cfg.MaxCommands > 0 && c.commands >= c.cfg.MaxCommands {
+		c.end.meter.ended(session.LimitMaxCommands)
 		return nil, ErrTooManyCommands
 	}
 	c.commands++
@@ -155,6 +157,7 @@ func (c *Conn) ReadLine() ([]byte, error) {
 	}
 	if err != nil {
 		c.clientFailed(err)
+		c.end.meter.timedOut(err)
 		return nil, err
 	}
 	line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
@@ -170,6 +173,7 @@ func (c *Conn) ReadLiteral(n int) ([]byte, error) {
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(c.r, buf); err != nil {
 		c.clientFailed(err)
+		c.end.meter.timedOut(err)
 		return nil, err
 	}
 	return buf, nil
@@ -208,6 +212,7 @@ func (c *Conn) clientFailed(err error) {
 // that never ends one keep the session forever.
 func (c *Conn) TooLong() {
 	c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent too long command", inAuthState)
+	c.end.meter.ended(session.LimitLineTooLong)
 	c.CloseWith(c.replies.LineTooLong)
 }
 
@@ -224,6 +229,7 @@ func (c *Conn) Open(ctx context.Context) bool {
 	if pc, ok := rawConn(c.Conn).(*proxyproto.Conn); ok {
 		if err := pc.Handshake(); err != nil {
 			c.proxyHeaderFailed(err)
+			c.end.meter.timedOut(err)
 			return false
 		}
 	}
@@ -309,6 +315,7 @@ func (c *Conn) Failed() bool {
 	c.errors++
 	if c.cfg.MaxErrors > 0 && c.errors >= c.cfg.MaxErrors {
 		c.Log.LogAttrs(bg, errorlog.LevelInfo, "client sent too many invalid commands", inAuthState)
+		c.end.meter.ended(session.LimitMaxErrors)
 		c.CloseWith(c.replies.TooManyErrors)
 		return false
 	}

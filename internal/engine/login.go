@@ -15,6 +15,7 @@ import (
 	"github.com/mailproxy/mailproxy/internal/clock"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 	"github.com/mailproxy/mailproxy/internal/relay"
+	"github.com/mailproxy/mailproxy/session"
 )
 
 // Login is an accepted login: the backend to proxy to and the credentials
@@ -113,7 +114,9 @@ func (c *Conn) ask(ctx context.Context, req *auth.Request) (*auth.Result, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	start := c.end.meter.start()
 	res, err := c.cfg.Auth.Authenticate(ctx, req)
+	c.end.meter.auth(start, res, err)
 	switch {
 	case err != nil && !errors.Is(err, auth.ErrUnavailable):
 		return nil, fmt.Errorf("%w: %w", auth.ErrUnavailable, err)
@@ -148,6 +151,7 @@ func (c *Conn) ProxyVia(ctx context.Context, addr string, login func(conn net.Co
 	pending = bytes.Clone(pending)
 	freeReader(r)
 	if err != nil {
+		c.end.meter.backendFailed(session.BackendLogin)
 		conn.Close()
 		if len(answer) == 0 {
 			return "", err
@@ -168,13 +172,17 @@ func (c *Conn) dialBackend(ctx context.Context, addr string) (net.Conn, error) {
 	// proxy_timeout ends a session gone silent, and four setsockopt calls
 	// a login are saved.
 	d := net.Dialer{Timeout: c.cfg.Timeout, KeepAlive: -1}
+	start := c.end.meter.start()
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		c.end.meter.dialFailed(err)
 		return nil, fmt.Errorf("backend %s: %w", addr, err)
 	}
+	c.end.meter.connected(start)
 	conn.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	if v := c.cfg.SendProxyProtocol; v != 0 {
 		if err := proxyproto.WriteHeader(conn, v, c.RemoteAddr(), c.LocalAddr()); err != nil {
+			c.end.meter.backendFailed(session.BackendProxyProtocol)
 			conn.Close()
 			return nil, fmt.Errorf("backend %s: PROXY header: %w", addr, err)
 		}
@@ -208,6 +216,7 @@ func (c *Conn) relay(ctx context.Context, backend net.Conn, backendPending []byt
 	relay.Start(ctx, s, func(stats relay.Stats, err error) {
 		c.Log.Info("session ended", "to_backend", stats.ToBackend, "to_client", stats.ToClient,
 			"duration", time.Since(c.started).Round(time.Millisecond), "reason", endReason(err))
+		c.end.meter.relayed(stats, err)
 		end()
 	})
 }

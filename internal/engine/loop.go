@@ -26,6 +26,7 @@ type Handler func(ctx context.Context, conn net.Conn, end *Ending)
 type Ending struct {
 	steps    []func()
 	detached bool
+	meter    meter // what the session reports to its listener's Metrics
 }
 
 // Defer adds f to the session's end. The steps run in the reverse order
@@ -245,6 +246,7 @@ func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler)
 	if lim, ok := ln.(session.Limiter); ok {
 		handle = s.limited(lim, l != nil && l.ImplicitTLS(), handle)
 	}
+	handle = s.counted(ln, handle)
 	return s.loop.Serve(ln, s.settings.Logger, handle)
 }
 
@@ -255,6 +257,7 @@ func (s *Server) Serve(ln net.Listener, settle func() *Settings, handle Handler)
 func (s *Server) limited(lim session.Limiter, implicitTLS bool, handle Handler) Handler {
 	return func(ctx context.Context, conn net.Conn, end *Ending) {
 		if !lim.Admit() {
+			end.meter.ended(session.LimitConnections)
 			if !implicitTLS {
 				conn.SetWriteDeadline(time.Now().Add(refusalTimeout))
 				io.WriteString(conn, s.settings.Replies.TooManyConnections+"\r\n")

@@ -53,6 +53,8 @@ type Settings struct {
 	Mechanisms Announced[[]string]
 	// plainText: see Protocol.PlainText.
 	plainText bool
+	// protocol is the protocol's name, for Metrics.
+	protocol string
 	// Replies are the protocol's words for what the engine answers.
 	Replies Replies
 	// drain ends when the server starts to shut down: a session that has
@@ -84,6 +86,7 @@ func Settle(cfg session.Config, p Protocol) *Settings {
 		MaxLine:    max(p.MaxLine, 16),
 		Mechanisms: mechanismsByState(p.Mechanisms),
 		plainText:  p.PlainText,
+		protocol:   p.Name,
 		Replies:    p.Replies,
 	}
 }

@@ -30,8 +30,11 @@ var (
 func (c *Conn) handshake(tc *tls.Conn) error {
 	tc.SetDeadline(time.Now().Add(c.cfg.Timeout))
 	if err := tc.Handshake(); err != nil {
+		c.end.meter.handshake(err)
+		c.end.meter.timedOut(err)
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
+	c.end.meter.handshake(nil)
 	tc.SetDeadline(time.Time{})
 	state := tc.ConnectionState()
 	c.tls = c.cfg.TLS.clientInfo(state.PeerCertificates)
