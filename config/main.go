@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/mailproxy/mailproxy/errorlog"
 )
@@ -24,14 +23,7 @@ func LoadMain(path string, opts Options) (*Config, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	top, err := parseFile(path, opts.files())
-	if err != nil {
-		return nil, err
-	}
-	if opts.Prefix == "" {
-		opts.Prefix = filepath.Dir(path)
-	}
-	return load(path, top, opts)
+	return Load(path, opts)
 }
 
 // noEffect names, for each directive of nginx's main context and events

@@ -67,14 +67,8 @@ func TestWorkerShutdownTimeout(t *testing.T) {
 				loggedIn(t, conf.addr).Exchange("b NOOP\r\n", "b OK")
 				return
 			}
-			select {
-			case code := <-p.exit:
-				p.exit <- code
-				if code != 0 {
-					t.Errorf("exit %d", code)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no exit after the shutdown timeout")
+			if code := p.waitExit(t, "the shutdown timeout"); code != 0 {
+				t.Errorf("exit %d", code)
 			}
 		})
 	}

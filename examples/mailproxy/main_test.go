@@ -46,12 +46,19 @@ func startProgram(t *testing.T, args ...string) *program {
 func (p *program) stop(t *testing.T, sig os.Signal) int {
 	t.Helper()
 	p.sigs <- sig
+	return p.waitExit(t, sig.String())
+}
+
+// waitExit waits ten seconds at most for the exit, after what, and
+// returns its code.
+func (p *program) waitExit(t *testing.T, after string) int {
+	t.Helper()
 	select {
 	case code := <-p.exit:
 		p.exit <- code // for the cleanup
 		return code
 	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit after %v; stderr:\n%s", sig, p.stderr.String())
+		t.Fatalf("no exit after %s; stderr:\n%s", after, p.stderr.String())
 		return -1
 	}
 }
@@ -246,13 +253,7 @@ func TestSignalGracefulShutdown(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	c.Cmd("a LOGOUT", "a ")
-	select {
-	case code := <-p.exit:
-		p.exit <- code
-		if code != 0 {
-			t.Errorf("exit %d", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after the last session ended")
+	if code := p.waitExit(t, "the last session ended"); code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }
