@@ -195,6 +195,7 @@ func TestHTTPOddResponses(t *testing.T) {
 		{"body over the limit", answerAll(okHead + "Content-Length: 100000\r\n\r\n" + strings.Repeat("x", 100000)), "", 3},
 		{"body never sent", answerAndHold(okHead + "Content-Length: 10\r\n\r\nabc"), "", 3},
 		{"closes idle connections", answerOnce(ok), "", 3},
+		{"408 on an idle connection", answerOnce(ok + "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), "", 3},
 		{"closes when the next request comes", answerThenDrop(false), "", 3},
 		{"resets when the next request comes", answerThenDrop(true), "", 3},
 		{"unsolicited bytes after the answer", answerAll(ok + "HTTP/1.1 200 OK\r\n\r\n"), "", 0},
@@ -294,5 +295,238 @@ func TestHTTPNoRetryAfterAnswerBegan(t *testing.T) {
 	}
 	if n := svc.conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1 (no retry)", n)
+	}
+}
+
+// The request is nginx's, byte for byte, headers in nginx's order (then
+// Connection, which nginx's HTTP/1.0 does without).
+func TestHTTPRequestWire(t *testing.T) {
+	svc := startRaw(t, "tcp", "127.0.0.1:0", strings.Replace(okResponse, "\r\n\r\n", "\r\nAuth-Pass: pw\r\n\r\n", 1))
+	tls := &TLSInfo{Protocol: "TLSv1.3", Cipher: "TLS_AES_128_GCM_SHA256", Verify: "SUCCESS", Subject: "CN=a", Issuer: "CN=ca",
+		Serial: "01", Fingerprint: "ab", Certificate: "-----BEGIN CERTIFICATE-----\nMII=\n"}
+	proxy := &ProxyInfo{Source: tcpAddr("[2001:db8::1]:4000"), Destination: tcpAddr("198.51.100.1:993")}
+	tests := []struct {
+		name string
+		h    *HTTP
+		req  Request
+		want string
+	}{
+		{"imap plain, kept alive", &HTTP{URL: svc.ln.Addr().String() + "/mail/auth?x=1"},
+			Request{Protocol: "imap", Method: MethodPlain, User: "alice smith", Password: "pw", Attempt: 2, ClientAddr: tcpAddr("[::ffff:192.0.2.42]:51000")},
+			"GET /mail/auth?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n" +
+				"Auth-Method: plain\r\nAuth-User: alice%20smith\r\nAuth-Pass: pw\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 2\r\n" +
+				"Client-IP: 192.0.2.42\r\n\r\n"},
+		{"everything, a new connection each", &HTTP{URL: "http://" + svc.ln.Addr().String(), DisableKeepAlives: true, PassClientCert: true,
+			Header: [][2]string{{"X-Auth-Key", " k e y\t"}, {"X-Second", ""}}},
+			Request{Protocol: "pop3", Method: MethodAPOP, User: "bob", Password: "0123456789abcdef0123456789abcdef", Salt: "<1.2@mx>",
+				ClientAddr: tcpAddr("192.0.2.42:51000"), ClientHost: "client.example", TLS: tls, Proxy: proxy},
+			"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+				"Auth-Method: apop\r\nAuth-User: bob\r\nAuth-Pass: 0123456789abcdef0123456789abcdef\r\nAuth-Salt: <1.2@mx>\r\n" +
+				"Auth-Protocol: pop3\r\nAuth-Login-Attempt: 1\r\nClient-IP: 192.0.2.42\r\nClient-Host: client.example\r\n" +
+				"Auth-SSL: on\r\nAuth-SSL-Protocol: TLSv1.3\r\nAuth-SSL-Cipher: TLS_AES_128_GCM_SHA256\r\nAuth-SSL-Verify: SUCCESS\r\n" +
+				"Auth-SSL-Subject: CN=a\r\nAuth-SSL-Issuer: CN=ca\r\nAuth-SSL-Serial: 01\r\nAuth-SSL-Fingerprint: ab\r\n" +
+				"Auth-SSL-Cert: -----BEGIN%20CERTIFICATE-----%0AMII=%0A\r\n" +
+				"Proxy-Protocol-Addr: 2001:db8::1\r\nProxy-Protocol-Port: 4000\r\n" +
+				"Proxy-Protocol-Server-Addr: 198.51.100.1\r\nProxy-Protocol-Server-Port: 993\r\n" +
+				"X-Auth-Key: k e y\r\nX-Second: \r\n\r\n"},
+		{"smtp none, values trimmed and escaped", &HTTP{URL: svc.ln.Addr().String() + "/"},
+			Request{Protocol: "smtp", Method: MethodNone, SMTPHelo: " helo\t", SMTPFrom: "MAIL FROM:<a@b>", SMTPTo: []string{"RCPT TO:<c@d>", "RCPT TO:<e@f>\r\nX: y"},
+				ClientAddr: tcpAddr("[2001:db8::7]:25")},
+			"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n" +
+				"Auth-Method: none\r\nAuth-User: \r\nAuth-Pass: \r\nAuth-Protocol: smtp\r\nAuth-Login-Attempt: 1\r\nClient-IP: 2001:db8::7\r\n" +
+				"Auth-SMTP-Helo: helo%09\r\nAuth-SMTP-From: MAIL FROM:<a@b>\r\nAuth-SMTP-To: RCPT TO:<c@d>\r\nAuth-SMTP-To: RCPT TO:<e@f>%0D%0AX: y\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.h
+			h.Logger = quietLog()
+			defer h.Close()
+			if _, err := h.Authenticate(context.Background(), &tt.req); err != nil {
+				t.Fatal(err)
+			}
+			if got := svc.last(); got != tt.want {
+				t.Errorf("request\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// Client-IP is written as net.IP writes it.
+func TestAppendIP(t *testing.T) {
+	for _, a := range []string{"192.0.2.1:1", "[::ffff:192.0.2.1]:1", "[2001:db8::1]:1", "[::1]:1", "[::]:1", "[fe80::1%eth0]:1", "[2001:db8:0:0:1:0:0:1]:1"} {
+		addr := tcpAddr(a)
+		if got, want := string(appendIP(nil, addr)), addr.IP.String(); got != want {
+			t.Errorf("%s: %q, want %q", a, got, want)
+		}
+	}
+	if got := string(appendIP(nil, &net.UnixAddr{Name: "/run/s", Net: "unix"})); got != "unix:" {
+		t.Errorf("unix peer: %q", got)
+	}
+}
+
+// An auth_http_header that cannot be sent is refused by Check.
+func TestHTTPCheckHeaders(t *testing.T) {
+	for _, tt := range []struct {
+		header [2]string
+		err    string
+	}{
+		{[2]string{"X-Key", "a\tb"}, ""},
+		{[2]string{"X-Key", "naïve"}, ""},
+		{[2]string{"", "v"}, "invalid name"},
+		{[2]string{"X Key", "v"}, "invalid name"},
+		{[2]string{"X-Kéy", "v"}, "invalid name"},
+		{[2]string{"X-Key", "a\r\nAuth-Status: OK"}, "control character"},
+		{[2]string{"X-Key", "a\x00"}, "control character"},
+	} {
+		h := &HTTP{URL: "127.0.0.1:1/", Header: [][2]string{tt.header}}
+		err := h.Check()
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%q: %v, want %q", tt.header, err, tt.err)
+		}
+	}
+}
+
+// trackedService is an auth service that answers every request, holding
+// each answer until release lets it go, and reports the connections the
+// client closes.
+type trackedService struct {
+	*scriptService
+	arrived chan string   // the client address of each request, as it comes
+	release chan struct{} // an answer may go
+	closed  chan string   // the client address of each connection it closed
+}
+
+func startTracked(t *testing.T) *trackedService {
+	s := &trackedService{arrived: make(chan string, 100), release: make(chan struct{}, 100), closed: make(chan string, 100)}
+	s.scriptService = startScript(t, func(c net.Conn, r *bufio.Reader) {
+		peer := c.RemoteAddr().String()
+		for readRequest(r) == nil {
+			s.arrived <- peer
+			select {
+			case <-s.release:
+			case <-time.After(5 * time.Second):
+				return
+			}
+			if _, err := c.Write([]byte(okResponse)); err != nil {
+				return
+			}
+		}
+		s.closed <- peer
+	})
+	return s
+}
+
+// waitClosed waits for n connections to be closed by the client and
+// returns their addresses.
+func (s *trackedService) waitClosed(t *testing.T, n int) []string {
+	t.Helper()
+	var peers []string
+	for range n {
+		select {
+		case p := <-s.closed:
+			peers = append(peers, p)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d connections closed, want %d", len(peers), n)
+		}
+	}
+	return peers
+}
+
+// idlePeers lists the pool's idle connections by local address, the most
+// recently used last.
+func idlePeers(h *HTTP) []string {
+	h.pool.mu.Lock()
+	defer h.pool.mu.Unlock()
+	var peers []string
+	for _, c := range h.pool.idle {
+		peers = append(peers, c.LocalAddr().String())
+	}
+	return peers
+}
+
+// The pool keeps maxIdle connections, hands out the one used last, closes
+// one idle for idleTimeout, and closes them all on Close; a request that
+// runs across Close closes its connection when it ends.
+func TestHTTPPool(t *testing.T) {
+	svc := startTracked(t)
+	h := &HTTP{URL: svc.url(), Logger: quietLog()}
+	if err := h.Check(); err != nil {
+		t.Fatal(err)
+	}
+	h.pool.maxIdle = 2
+	req := Request{Protocol: "imap", Method: MethodPlain, User: "u", Password: "p"}
+	login := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.Authenticate(context.Background(), &req)
+			done <- err
+		}()
+		return done
+	}
+	// Three logins at once take three connections, of which two are kept.
+	var logins []chan error
+	for range 3 {
+		logins = append(logins, login())
+		<-svc.arrived
+	}
+	for _, done := range logins {
+		svc.release <- struct{}{}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc.waitClosed(t, 1)
+	idle := idlePeers(h)
+	if len(idle) != 2 {
+		t.Fatalf("%d idle connections, want 2", len(idle))
+	}
+	// The next login takes the connection kept last.
+	done := login()
+	if peer := <-svc.arrived; peer != idle[1] {
+		t.Errorf("login on %s, want the last kept %s", peer, idle[1])
+	}
+	svc.release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Idle connections expire.
+	h.pool.mu.Lock()
+	h.pool.idleTimeout = 20 * time.Millisecond
+	h.pool.sweep.Reset(0)
+	h.pool.mu.Unlock()
+	svc.waitClosed(t, 2)
+	if n := len(idlePeers(h)); n != 0 {
+		t.Errorf("%d idle connections after they expired", n)
+	}
+	h.pool.mu.Lock()
+	h.pool.idleTimeout = time.Minute
+	h.pool.mu.Unlock()
+	// Close closes the idle ones.
+	svc.release <- struct{}{}
+	if _, err := h.Authenticate(context.Background(), &req); err != nil {
+		t.Fatal(err)
+	}
+	<-svc.arrived
+	h.Close()
+	svc.waitClosed(t, 1)
+	// A login that runs across Close closes its connection when it ends,
+	// and so does a login after Close.
+	h = &HTTP{URL: svc.url(), Logger: quietLog()}
+	done = login()
+	<-svc.arrived
+	h.Close()
+	svc.release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	svc.waitClosed(t, 1)
+	svc.release <- struct{}{}
+	if _, err := h.Authenticate(context.Background(), &req); err != nil {
+		t.Fatal(err)
+	}
+	<-svc.arrived
+	svc.waitClosed(t, 1)
+	if n := len(idlePeers(h)); n != 0 {
+		t.Errorf("%d idle connections after Close", n)
 	}
 }
