@@ -193,6 +193,7 @@ func (h *HTTP) ask(ctx context.Context, req *Request) (res *Result, wait bool, e
 	defer putCall(x)
 	keepAlive := !h.DisableKeepAlives && !h.pool.closed.Load()
 	x.req = h.appendRequest(x.req[:0], req, keepAlive)
+	x.slack = h.timeout() / 64
 	deadline := time.Now().Add(h.timeout())
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d

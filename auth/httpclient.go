@@ -30,14 +30,16 @@ type pool struct {
 	closed        atomic.Bool
 
 	mu    sync.Mutex
-	idle  []idleConn
+	idle  []*conn
 	sweep *time.Timer // closes expired idle connections
 	armed bool        // sweep is set
 }
 
-type idleConn struct {
+// conn is a connection to the service.
+type conn struct {
 	net.Conn
-	since time.Time
+	deadline time.Time // the one set on it; zero for none
+	since    time.Time // when it went idle
 }
 
 func newPool(network, addr string) *pool {
@@ -46,7 +48,7 @@ func newPool(network, addr string) *pool {
 
 // get returns the most recently used idle connection, nil when there is
 // none.
-func (p *pool) get() net.Conn {
+func (p *pool) get() *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.idle)
@@ -54,7 +56,7 @@ func (p *pool) get() net.Conn {
 		return nil
 	}
 	top := p.idle[n-1]
-	p.idle[n-1] = idleConn{}
+	p.idle[n-1] = nil
 	p.idle = p.idle[:n-1]
 	if time.Since(top.since) >= p.idleTimeout {
 		// The sweep is late; the ones below are older still.
@@ -62,19 +64,20 @@ func (p *pool) get() net.Conn {
 		top.Close()
 		return nil
 	}
-	return top.Conn
+	return top
 }
 
 // put keeps c for another request, or closes it when the pool is full or
 // closed.
-func (p *pool) put(c net.Conn) {
+func (p *pool) put(c *conn) {
 	p.mu.Lock()
 	if p.closed.Load() || len(p.idle) >= p.maxIdle {
 		p.mu.Unlock()
 		c.Close()
 		return
 	}
-	p.idle = append(p.idle, idleConn{c, time.Now()})
+	c.since = time.Now()
+	p.idle = append(p.idle, c)
 	if !p.armed {
 		p.armed = true
 		if p.sweep == nil {
@@ -121,7 +124,7 @@ func (p *pool) close() {
 func (p *pool) closeIdleLocked() {
 	for i := range p.idle {
 		p.idle[i].Close()
-		p.idle[i] = idleConn{}
+		p.idle[i] = nil
 	}
 	p.idle = p.idle[:0]
 }
@@ -133,6 +136,10 @@ type call struct {
 	reader
 	conn  net.Conn // the connection of the request running
 	abort func()   // x.stop, made once: a request allocates no closure
+	// slack is how much earlier than the request's deadline one already
+	// set on a kept connection may be, so that a busy connection is not
+	// set again for every request.
+	slack time.Duration
 }
 
 // Pooled calls that grew past this are dropped.
@@ -166,7 +173,7 @@ func putCall(x *call) {
 // a 408 Request Timeout, which servers send to an idle connection) is no
 // answer: the request goes once more, on a new connection.
 func (p *pool) roundTrip(ctx context.Context, x *call, deadline time.Time, keepAlive bool) error {
-	var c net.Conn
+	var c *conn
 	if keepAlive {
 		c = p.get()
 	}
@@ -174,10 +181,11 @@ func (p *pool) roundTrip(ctx context.Context, x *call, deadline time.Time, keepA
 	for {
 		if c == nil {
 			d := net.Dialer{Deadline: deadline}
-			var err error
-			if c, err = d.DialContext(ctx, p.network, p.addr); err != nil {
+			nc, err := d.DialContext(ctx, p.network, p.addr)
+			if err != nil {
 				return err
 			}
+			c = &conn{Conn: nc}
 		}
 		keep, err := x.do(ctx, c, deadline)
 		if err == nil && reused && x.resp.code == 408 {
@@ -198,14 +206,14 @@ func (p *pool) roundTrip(ctx context.Context, x *call, deadline time.Time, keepA
 var errServerClosedIdle = errors.New("auth http server closed an idle connection")
 
 // do runs the request on c and reports whether c can carry another.
-func (x *call) do(ctx context.Context, c net.Conn, deadline time.Time) (keep bool, err error) {
+func (x *call) do(ctx context.Context, c *conn, deadline time.Time) (keep bool, err error) {
 	x.n = 0
 	x.br.Reset(c)
-	if err := c.SetDeadline(deadline); err != nil {
+	if err := x.setDeadline(ctx, c, deadline); err != nil {
 		return false, err
 	}
 	if ctx.Done() != nil {
-		x.conn = c
+		x.conn = c.Conn
 		stop := context.AfterFunc(ctx, x.abort)
 		defer func() {
 			if stop() {
@@ -223,6 +231,21 @@ func (x *call) do(ctx context.Context, c net.Conn, deadline time.Time) (keep boo
 		return false, err
 	}
 	return x.skipBody(body), nil
+}
+
+// setDeadline makes c's deadline one that ends the request by deadline,
+// unless the one c has will do: none at all when deadline is ctx's, whose
+// end stops the request; one up to x.slack earlier otherwise.
+func (x *call) setDeadline(ctx context.Context, c *conn, deadline time.Time) error {
+	if d, ok := ctx.Deadline(); ok && d.Equal(deadline) && ctx.Done() != nil {
+		if c.deadline.IsZero() || !c.deadline.Before(deadline) {
+			return nil
+		}
+	} else if !c.deadline.After(deadline) && deadline.Sub(c.deadline) <= x.slack {
+		return nil
+	}
+	c.deadline = deadline
+	return c.SetDeadline(deadline)
 }
 
 // stop ends the running request at once, when its context ends.
