@@ -3,6 +3,7 @@ package auth
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,8 +11,10 @@ import (
 	"testing"
 )
 
-// FuzzParseResponse feeds raw auth_http responses to ParseResponse. An
-// accepted login must name a backend that dials.
+// FuzzParseResponse feeds raw auth_http responses to the response reader
+// and parseResponse, and the same bytes to net/http's ReadResponse, the
+// client the reader replaced: both must decide alike. An accepted login
+// must name a backend that dials.
 func FuzzParseResponse(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.7\r\nAuth-Port: 143\r\n\r\n",
@@ -30,16 +33,24 @@ func FuzzParseResponse(f *testing.F) {
 		"garbage\x00\xff\r\n\r\n",
 		"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Status: Nope\r\nAuth-Server: 10.0.0.7\r\nAuth-Server: 10.0.0.8\r\nAuth-Port: 143\r\nAuth-Port: 0\r\n\r\n",
 		"HTTP/1.0 200 OK\r\nauth-status: OK\r\nauth-server: 10.0.0.7\r\nauth-port: 143\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nAuth-Status: OK\r\nAuth-Server: 10.0.0.7\r\nAuth-Port: 143\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\nAuth-Status: OK\nAuth-Server: 10.0.0.7\nAuth-Port:\n 143\nAuth-User: a\n\t b \n\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X, Content-Length\r\nAuth-Status: OK\r\n\r\n5;x\r\nhello\r\n0\r\nX: y\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 1\r\nContent-Length: 01\r\nAuth-Status: x\r\n\r\n",
+		"HTTP/1.1 500 Oops\r\nAuth-Status: OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nAuth-Status : OK\r\nConnection: keep-alive, close\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), nil)
-		if err != nil {
-			return
-		}
 		req := &Request{Protocol: "imap", Method: MethodPlain, User: "u", Password: "p"}
-		res, wait, err := parseResponse(resp.Header, req)
+		res, wait, err := decide(data, req)
+		if len(data) <= 4<<10 { // far from the limit on header bytes, which net/http counts differently
+			stdRes, stdWait, stdErr := decideStd(data, req)
+			if (err == nil) != (stdErr == nil) || err == nil && (wait != stdWait || *res != *stdRes) {
+				t.Fatalf("decision %+v %v %v, net/http's %+v %v %v", res, wait, err, stdRes, stdWait, stdErr)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -57,6 +68,44 @@ func FuzzParseResponse(f *testing.F) {
 			t.Fatalf("accepted login with backend %q: bad port", res.Backend)
 		}
 	})
+}
+
+// decide reads data as a response to req, body included, as HTTP does.
+func decide(data []byte, req *Request) (*Result, bool, error) {
+	rd := reader{br: bufio.NewReaderSize(bytes.NewReader(data), maxResponseHeader)}
+	body, err := rd.readResponse()
+	if err != nil {
+		return nil, false, err
+	}
+	rd.skipBody(body)
+	if rd.resp.code < 200 || rd.resp.code > 299 {
+		return nil, false, fmt.Errorf("status %d", rd.resp.code)
+	}
+	return parseResponse(&rd.resp, req)
+}
+
+// decideStd reads data as HTTP did with net/http's client.
+func decideStd(data []byte, req *Request) (*Result, bool, error) {
+	br := bufio.NewReader(bytes.NewReader(data))
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		if c := resp.StatusCode; c >= 100 && c <= 199 && c != 101 {
+			continue
+		}
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return nil, false, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		var h response
+		for i, name := range authHeaderNames {
+			if v := resp.Header[name]; len(v) > 0 {
+				h.has[i], h.value[i] = true, v[0]
+			}
+		}
+		return parseResponse(&h, req)
+	}
 }
 
 // FuzzSASL runs SASL exchanges: mech picks the mechanism, data holds the

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mailproxy/mailproxy/internal/clock"
@@ -35,7 +32,11 @@ const (
 // written for nginx work unchanged.
 //
 // Unlike nginx, HTTP keeps connections to the service open and reuses
-// them (HTTP/1.1 keep-alive), and accepts any 2xx status.
+// them (HTTP/1.1 keep-alive), and accepts any 2xx status. Its client is
+// its own, made for this one request: a login costs the service one write
+// and one read on a kept connection, and the proxy no goroutine.
+//
+// The fields must not change once HTTP is in use.
 type HTTP struct {
 	// URL is the service: "http://host:port/path", the same without
 	// "http://" (as nginx allows), or "unix:/socket/path:/uri".
@@ -57,8 +58,9 @@ type HTTP struct {
 	once   sync.Once
 	target *target
 	err    error
-	client *http.Client
-	closed atomic.Bool
+	head   string // the request line and Host header
+	extra  string // the Header lines
+	pool   *pool
 }
 
 var _ Authenticator = (*HTTP)(nil)
@@ -80,6 +82,9 @@ func parseTarget(raw string) (*target, error) {
 		if uri == "" {
 			uri = "/"
 		}
+		if _, err := url.Parse("http://localhost" + uri); err != nil {
+			return nil, fmt.Errorf("auth_http %q: invalid URI", raw)
+		}
 		return &target{url: "http://localhost" + uri, host: "localhost", socket: sock}, nil
 	}
 	rest := strings.TrimPrefix(raw, "http://")
@@ -99,8 +104,8 @@ func parseTarget(raw string) (*target, error) {
 	return &target{url: u.String(), host: u.Hostname()}, nil
 }
 
-// Check reports whether the URL can be used, so that a configuration with
-// a bad auth_http is refused when it loads.
+// Check reports whether the URL and the extra headers can be used, so that
+// a configuration with a bad auth_http is refused when it loads.
 func (h *HTTP) Check() error {
 	h.once.Do(h.init)
 	return h.err
@@ -111,41 +116,34 @@ func (h *HTTP) init() {
 	if h.err != nil {
 		return
 	}
-	tr := &http.Transport{
-		DisableKeepAlives:      h.DisableKeepAlives,
-		DisableCompression:     true,
-		MaxIdleConns:           256,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
-		MaxResponseHeaderBytes: maxResponseHeader,
-		Proxy:                  nil,
+	u, err := url.Parse(h.target.url)
+	if err != nil { // cannot happen: parseTarget parsed it
+		h.err = err
+		return
+	}
+	h.head = "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + h.target.host + "\r\n"
+	if h.extra, h.err = extraHeaders(h.Header); h.err != nil {
+		return
 	}
 	if sock := h.target.socket; sock != "" {
-		var d net.Dialer
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", sock)
-		}
+		h.pool = newPool("unix", sock)
+		return
 	}
-	h.client = &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	port := u.Port()
+	if port == "" {
+		port = "80"
 	}
+	h.pool = newPool("tcp", net.JoinHostPort(u.Hostname(), port))
 }
 
 // Close closes the connections kept open to the service. A request made
 // after Close, or still running then, closes its connection when it is
 // done: a closed HTTP keeps nothing open.
 func (h *HTTP) Close() error {
-	h.closed.Store(true)
-	h.closeIdle()
-	return nil
-}
-
-// closeIdle closes the idle connections kept for reuse.
-func (h *HTTP) closeIdle() {
 	if h.Check() == nil {
-		h.client.CloseIdleConnections()
+		h.pool.close()
 	}
+	return nil
 }
 
 func (h *HTTP) logger() *slog.Logger {
@@ -188,28 +186,31 @@ func (h *HTTP) Authenticate(ctx context.Context, req *Request) (*Result, error) 
 // ask makes one request. wait reports "Auth-Status: WAIT": ask again after
 // res.Wait.
 func (h *HTTP) ask(ctx context.Context, req *Request) (res *Result, wait bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout())
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, h.target.url, nil)
-	if err != nil {
-		return nil, false, err
+	if err := ctx.Err(); err != nil {
+		return nil, false, &url.Error{Op: "Get", URL: h.target.url, Err: err}
 	}
-	hreq.Host = h.target.host
-	hreq.Header = requestHeader(req, h.Header, h.PassClientCert)
-	hreq.Close = h.closed.Load()
-	resp, err := h.client.Do(hreq)
-	if err != nil {
-		return nil, false, err
+	x := getCall()
+	defer putCall(x)
+	keepAlive := !h.DisableKeepAlives && !h.pool.closed.Load()
+	x.req = h.appendRequest(x.req[:0], req, keepAlive)
+	x.slack = h.timeout() / 64
+	deadline := time.Now().Add(h.timeout())
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	io.CopyN(io.Discard, resp.Body, maxResponseBody)
-	resp.Body.Close()
-	if h.closed.Load() {
-		h.closeIdle() // a request that ran across Close
+	if err := h.pool.roundTrip(ctx, x, deadline, keepAlive); err != nil {
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case isTimeout(err):
+			err = context.DeadlineExceeded
+		}
+		return nil, false, &url.Error{Op: "Get", URL: h.target.url, Err: err}
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, false, fmt.Errorf("auth http server returned status %d", resp.StatusCode)
+	if code := x.resp.code; code < 200 || code > 299 {
+		return nil, false, fmt.Errorf("auth http server returned status %d", code)
 	}
-	return parseResponse(resp.Header, req)
+	return parseResponse(&x.resp, req)
 }
 
 // Errors of auth_http responses that cannot be used.
@@ -221,26 +222,25 @@ var (
 // parseResponse reads the decision in the headers of an auth_http
 // response to req. wait reports "Auth-Status: WAIT". An error means the
 // response cannot be used.
-func parseResponse(h http.Header, req *Request) (res *Result, wait bool, err error) {
-	status, ok := h["Auth-Status"]
-	if !ok || len(status) == 0 {
+func parseResponse(h *response, req *Request) (res *Result, wait bool, err error) {
+	if !h.has[hStatus] {
 		return nil, false, ErrNoStatus
 	}
-	res = &Result{Wait: parseWait(h.Get("Auth-Wait"))}
-	switch s := strings.TrimSpace(status[0]); s {
+	res = &Result{Wait: parseWait(h.get(hWait))}
+	switch s := strings.TrimSpace(h.get(hStatus)); s {
 	case "WAIT":
 		return res, true, nil
 	case "OK":
 	case "":
-		res.Error, res.SMTPCode = "Authentication failed", strings.TrimSpace(h.Get("Auth-Error-Code"))
+		res.Error, res.SMTPCode = "Authentication failed", strings.TrimSpace(h.get(hErrorCode))
 		return res, false, nil
 	default:
-		res.Error, res.SMTPCode = s, strings.TrimSpace(h.Get("Auth-Error-Code"))
+		res.Error, res.SMTPCode = s, strings.TrimSpace(h.get(hErrorCode))
 		return res, false, nil
 	}
-	res.User, res.Password = h.Get("Auth-User"), h.Get("Auth-Pass")
+	res.User, res.Password = h.get(hUser), h.get(hPass)
 	res.Wait = 0
-	res.Backend, err = backendAddress(h.Get("Auth-Server"), h.Get("Auth-Port"))
+	res.Backend, err = backendAddress(h.get(hServer), h.get(hPort))
 	if err != nil {
 		return nil, false, err
 	}
@@ -253,6 +253,9 @@ func parseResponse(h http.Header, req *Request) (res *Result, wait bool, err err
 // parseWait reads Auth-Wait: whole seconds; anything else is no wait, as
 // in nginx.
 func parseWait(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
 	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
 	if err != nil {
 		return 0

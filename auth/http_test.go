@@ -420,24 +420,3 @@ func TestParseTarget(t *testing.T) {
 		})
 	}
 }
-
-// BenchmarkHTTP measures logins per second through auth_http, with
-// persistent connections and with a new connection for each request (as
-// nginx does); compare the two in one run.
-func BenchmarkHTTP(b *testing.B) {
-	srv := httptest.NewServer(headers(200, "Auth-Status", "OK", "Auth-Server", "10.0.0.7", "Auth-Port", "143"))
-	defer srv.Close()
-	for _, disable := range []bool{false, true} {
-		name := map[bool]string{false: "keepalive", true: "newconn"}[disable]
-		b.Run(name, func(b *testing.B) {
-			h := &HTTP{URL: srv.URL + "/auth", DisableKeepAlives: disable, Logger: quietLog()}
-			req := &Request{Protocol: "imap", Method: MethodPlain, User: "u", Password: "p", ClientAddr: tcpAddr("127.0.0.1:1")}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := h.Authenticate(context.Background(), req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}

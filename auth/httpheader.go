@@ -1,45 +1,87 @@
 package auth
 
 import (
+	"fmt"
 	"net"
-	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 )
 
-// requestHeader builds the headers nginx sends to an auth_http service for
-// req, with extra appended (auth_http_header). Names are set as nginx
-// writes them ("Client-IP", not Go's canonical "Client-Ip").
-func requestHeader(req *Request, extra [][2]string, passCert bool) http.Header {
-	h := http.Header{"User-Agent": {""}} // an empty User-Agent is not sent
-	set := func(name, value string) { h[name] = append(h[name], value) }
-	set("Auth-Method", wireMethod(req.Method))
-	set("Auth-User", escape(req.User))
-	set("Auth-Pass", escape(req.Password))
-	if req.Salt != "" && !clearText(req.Method) {
-		set("Auth-Salt", req.Salt)
+// appendRequest appends to b the request nginx sends to an auth_http
+// service for req, with nginx's headers in nginx's order, then the extra
+// ones (auth_http_header). Names are written as nginx writes them
+// ("Client-IP", not Go's canonical "Client-Ip"); values are trimmed, and
+// their control characters escaped, so that none can break its line.
+func (h *HTTP) appendRequest(b []byte, req *Request, keepAlive bool) []byte {
+	b = append(b, h.head...)
+	if keepAlive {
+		b = append(b, "Connection: keep-alive\r\n"...)
+	} else {
+		b = append(b, "Connection: close\r\n"...)
 	}
-	set("Auth-Protocol", req.Protocol)
-	set("Auth-Login-Attempt", strconv.Itoa(max(req.Attempt, 1)))
-	if ip, _ := splitAddr(req.ClientAddr); ip != "" {
-		set("Client-IP", ip)
+	b = appendHeader(b, "Auth-Method", wireMethod(req.Method))
+	b = appendHeader(b, "Auth-User", escape(req.User))
+	b = appendHeader(b, "Auth-Pass", escape(req.Password))
+	if req.Salt != "" && !clearText(req.Method) {
+		b = appendHeader(b, "Auth-Salt", req.Salt)
+	}
+	b = appendHeader(b, "Auth-Protocol", req.Protocol)
+	b = append(b, "Auth-Login-Attempt: "...)
+	b = append(strconv.AppendInt(b, int64(max(req.Attempt, 1)), 10), "\r\n"...)
+	if req.ClientAddr != nil {
+		b = append(b, "Client-IP: "...)
+		b = append(appendIP(b, req.ClientAddr), "\r\n"...)
 	}
 	if req.ClientHost != "" {
-		set("Client-Host", req.ClientHost)
+		b = appendHeader(b, "Client-Host", req.ClientHost)
 	}
 	if req.Method == MethodNone {
-		set("Auth-SMTP-Helo", escapeControls(req.SMTPHelo))
-		set("Auth-SMTP-From", escapeControls(req.SMTPFrom))
+		b = appendHeader(b, "Auth-SMTP-Helo", req.SMTPHelo)
+		b = appendHeader(b, "Auth-SMTP-From", req.SMTPFrom)
 		for _, to := range req.SMTPTo {
-			set("Auth-SMTP-To", escapeControls(to))
+			b = appendHeader(b, "Auth-SMTP-To", to)
 		}
 	}
-	addTLS(set, req.TLS, passCert)
-	addProxy(set, req.Proxy)
-	for _, kv := range extra {
-		set(kv[0], kv[1])
+	b = appendTLS(b, req.TLS, h.PassClientCert)
+	b = appendProxy(b, req.Proxy)
+	b = append(b, h.extra...)
+	return append(b, "\r\n"...)
+}
+
+// appendHeader appends a header line. The value is trimmed of spaces and
+// its control characters are written as %XX.
+func appendHeader(b []byte, name, value string) []byte {
+	b = append(append(b, name...), ": "...)
+	value = strings.Trim(value, " ")
+	for {
+		i := strings.IndexFunc(value, func(r rune) bool { return r < 0x20 || r == 0x7f })
+		if i < 0 {
+			break
+		}
+		c := value[i]
+		b = append(append(b, value[:i]...), '%', upperHex[c>>4], upperHex[c&15])
+		value = value[i+1:]
 	}
-	return h
+	return append(append(b, value...), "\r\n"...)
+}
+
+// extraHeaders writes the auth_http_header lines, refusing a name that is
+// not an HTTP token and a value with control characters. Values are
+// trimmed.
+func extraHeaders(extra [][2]string) (string, error) {
+	var b strings.Builder
+	for _, kv := range extra {
+		name, value := kv[0], strings.Trim(kv[1], " \t")
+		if name == "" || strings.ContainsFunc(name, func(r rune) bool { return r >= 0x80 || !isTokenByte(byte(r)) }) {
+			return "", fmt.Errorf("auth_http_header: invalid name %q", name)
+		}
+		if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return "", fmt.Errorf("auth_http_header %s: control character in the value", name)
+		}
+		b.WriteString(name + ": " + value + "\r\n")
+	}
+	return b.String(), nil
 }
 
 // wireMethod names a method as nginx's Auth-Method does: SASL LOGIN is
@@ -51,11 +93,11 @@ func wireMethod(m Method) string {
 	return string(m)
 }
 
-func addTLS(set func(name, value string), t *TLSInfo, passCert bool) {
+func appendTLS(b []byte, t *TLSInfo, passCert bool) []byte {
 	if t == nil {
-		return
+		return b
 	}
-	set("Auth-SSL", "on")
+	b = append(b, "Auth-SSL: on\r\n"...)
 	for _, f := range []struct{ name, value string }{
 		{"Auth-SSL-Protocol", t.Protocol},
 		{"Auth-SSL-Cipher", t.Cipher},
@@ -66,26 +108,40 @@ func addTLS(set func(name, value string), t *TLSInfo, passCert bool) {
 		{"Auth-SSL-Fingerprint", t.Fingerprint},
 	} {
 		if f.value != "" {
-			set(f.name, escapeControls(f.value))
+			b = appendHeader(b, f.name, f.value)
 		}
 	}
 	if passCert && t.Certificate != "" {
-		set("Auth-SSL-Cert", escape(t.Certificate))
+		b = appendHeader(b, "Auth-SSL-Cert", escape(t.Certificate))
 	}
+	return b
 }
 
-func addProxy(set func(name, value string), p *ProxyInfo) {
+func appendProxy(b []byte, p *ProxyInfo) []byte {
 	if p == nil {
-		return
+		return b
 	}
 	if ip, port := splitAddr(p.Source); ip != "" {
-		set("Proxy-Protocol-Addr", ip)
-		set("Proxy-Protocol-Port", port)
+		b = appendHeader(b, "Proxy-Protocol-Addr", ip)
+		b = appendHeader(b, "Proxy-Protocol-Port", port)
 	}
 	if ip, port := splitAddr(p.Destination); ip != "" {
-		set("Proxy-Protocol-Server-Addr", ip)
-		set("Proxy-Protocol-Server-Port", port)
+		b = appendHeader(b, "Proxy-Protocol-Server-Addr", ip)
+		b = appendHeader(b, "Proxy-Protocol-Server-Port", port)
 	}
+	return b
+}
+
+// appendIP appends the IP of a, as net.IP's String writes it; an address
+// that is not an IP address (a unix socket peer) is "unix:".
+func appendIP(b []byte, a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok && t != nil {
+		if ip, ok := netip.AddrFromSlice(t.IP); ok {
+			return ip.Unmap().AppendTo(b)
+		}
+	}
+	ip, _ := splitAddr(a)
+	return append(b, ip...)
 }
 
 // splitAddr returns the IP and port of a TCP address; for other addresses
@@ -112,12 +168,6 @@ const upperHex = "0123456789ABCDEF"
 // An auth service decodes it with ordinary URL unescaping.
 func escape(s string) string {
 	return escapeSet(s, func(c byte) bool { return c < 0x20 || c == 0x7f || c == ' ' || c == '%' })
-}
-
-// escapeControls encodes the control characters of s only, so that a
-// value can never break the header it is written into.
-func escapeControls(s string) string {
-	return escapeSet(s, func(c byte) bool { return c < 0x20 || c == 0x7f })
 }
 
 func escapeSet(s string, escape func(byte) bool) string {
