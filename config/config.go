@@ -410,6 +410,9 @@ func (s *settings) authenticator(opts Options, clients map[authClient]*auth.HTTP
 		return c, nil
 	}
 	c := s.authHTTP.client(s.log)
+	if err := c.Check(); err != nil { // an auth_http_header the HTTP client cannot send
+		return nil, err
+	}
 	clients[key] = c
 	return c, nil
 }

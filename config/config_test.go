@@ -280,6 +280,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad auth_http", "mail {\nauth_http https://a.example/;\n}\n", `test.conf:2: only http:// is supported in "auth_http" directive`},
 		{"bad auth_http port", "mail {\nauth_http 127.0.0.1:0/x;\n}\n", `test.conf:2: invalid port in "auth_http" directive`},
 		{"bad auth_http_header", "mail {\nauth_http_header \"X: Y\" z;\n}\n", `test.conf:2: invalid header "X: Y" in "auth_http_header" directive`},
+		{"auth_http_header name not an HTTP token", "mail {\n" + auth + "auth_http_header X(Y) z;\nserver {\nlisten 143;\nprotocol imap;\n}\n}\n", `test.conf:4: auth_http_header: invalid name "X(Y)"`},
 		{"bad set_real_ip_from", "mail {\n" + auth + "server {\nset_real_ip_from 10.0.0.0/33;\n}\n}\n", `test.conf:4: invalid address "10.0.0.0/33" in "set_real_ip_from" directive`},
 		{"top-level pid args", "pid;\nmail {}\n", `test.conf:1: invalid number of arguments in "pid" directive`},
 		{"syntax", "mail {\n", `test.conf:2: unexpected end of file, expecting "}"`},
