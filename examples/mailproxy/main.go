@@ -210,10 +210,15 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	started := func() error {
 		logs.started()
+		notify, err := dialNotify()
+		if err != nil {
+			log.Warn("cannot notify systemd", "err", err)
+		}
+		defer notify.Close()
 		if err := proc.switchUser(); err != nil {
 			return err
 		}
-		if err := notifyReady(); err != nil {
+		if err := notify.ready(); err != nil {
 			log.Warn("cannot notify systemd", "err", err)
 		}
 		return nil
