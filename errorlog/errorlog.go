@@ -26,9 +26,11 @@
 // its place in the line.
 //
 // [Outputs] opens the targets of error_log: "stderr", a file, or
-// "syslog:server=…" ([ParseSyslog]). Several logs at once, each with its
-// own level, are a slog.NewMultiHandler of Handlers, as nginx writes
-// every error_log of a context.
+// "syslog:server=…" ([ParseSyslog]), and reopens the files; its OpenFile
+// hook lets a program that gave up its privileges have them opened by a
+// process that kept them. Several logs at once, each with its own level,
+// are a slog.NewMultiHandler of Handlers, as nginx writes every error_log
+// of a context.
 package errorlog
 
 import (

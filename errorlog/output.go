@@ -17,6 +17,11 @@ import (
 type Outputs struct {
 	// Stderr is where the target "stderr" writes; nil means os.Stderr.
 	Stderr io.Writer
+	// OpenFile opens a file target, at Open and at each Reopen. Nil means
+	// OpenFile (the package's function). A program that gave up its
+	// privileges sets it to open its files through a process that kept
+	// them, as nginx's master opens the files its workers write.
+	OpenFile func(name string) (*os.File, error)
 
 	mu   sync.Mutex
 	open map[string]*target
@@ -74,7 +79,7 @@ func (s *Outputs) Open(name string) (*Output, error) {
 	case name == "":
 		return nil, errors.New("empty log file name")
 	default:
-		f, err := openFile(name)
+		f, err := s.openFile(name)
 		if err != nil {
 			return nil, err
 		}
@@ -87,8 +92,17 @@ func (s *Outputs) Open(name string) (*Output, error) {
 	return &Output{s: s, t: t}, nil
 }
 
-func openFile(name string) (*os.File, error) {
+// OpenFile opens the file of an error log as Outputs does by default: for
+// appending, created with mode 0644 if absent.
+func OpenFile(name string) (*os.File, error) {
 	return os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
+func (s *Outputs) openFile(name string) (*os.File, error) {
+	if s.OpenFile != nil {
+		return s.OpenFile(name)
+	}
+	return OpenFile(name)
 }
 
 // Reopen opens every file again under its name, and closes the old
@@ -106,18 +120,18 @@ func (s *Outputs) Reopen() error {
 	s.mu.Unlock()
 	var errs []error
 	for _, t := range files {
-		errs = append(errs, t.reopen())
+		errs = append(errs, t.reopen(s.openFile))
 	}
 	return errors.Join(errs...)
 }
 
-func (t *target) reopen() error {
+func (t *target) reopen(open func(string) (*os.File, error)) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil
 	}
-	f, err := openFile(t.name)
+	f, err := open(t.name)
 	if err != nil {
 		return err
 	}

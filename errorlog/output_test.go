@@ -2,10 +2,13 @@ package errorlog_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -137,5 +140,48 @@ func TestOpenTargets(t *testing.T) {
 			out.Close()
 			t.Errorf("%q opened", bad)
 		}
+	}
+}
+
+// OpenFile opens the files, at Open and at Reopen, as a program that gave
+// up its privileges has another process open them; a file it cannot open
+// again stays as it was.
+func TestOutputsOpenFile(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "error.log")
+	var opened []string
+	var refuse error
+	var stderr bytes.Buffer
+	outs := errorlog.Outputs{Stderr: &stderr, OpenFile: func(name string) (*os.File, error) {
+		opened = append(opened, name)
+		if refuse != nil {
+			return nil, refuse
+		}
+		return errorlog.OpenFile(name)
+	}}
+	log, _ := openLog(t, &outs, name)
+	openLog(t, &outs, "stderr")
+	log.Info("first")
+	os.Rename(name, name+".1")
+	if err := outs.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("second")
+	refuse = errors.New("refused by the helper")
+	os.Rename(name, name+".2")
+	if err := outs.Reopen(); !errors.Is(err, refuse) {
+		t.Errorf("Reopen: %v, want the refusal", err)
+	}
+	log.Info("third")
+	if want := []string{name, name, name}; !slices.Equal(opened, want) {
+		t.Errorf("OpenFile opened %q, want %q", opened, want)
+	}
+	for file, want := range map[string]string{name + ".1": "first", name + ".2": "second\n.*third"} {
+		if got := readFile(t, file); !regexp.MustCompile(want).MatchString(got) || strings.Count(got, "\n") != strings.Count(want, "\n")+1 {
+			t.Errorf("%s holds:\n%s\nwant %s", file, got, want)
+		}
+	}
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
+		t.Errorf("a file was opened without OpenFile: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"github.com/mailproxy/mailproxy/config"
@@ -74,6 +75,9 @@ func readPID(path string) (int, error) {
 type pidFile struct {
 	path string // empty when none was written
 	pid  int
+
+	mu     sync.Mutex
+	oldbin bool // renamed to <path>.oldbin while the new binary of an upgrade runs
 }
 
 // writePIDFile writes the process number to path, or, when path is empty,
@@ -95,10 +99,37 @@ func writePIDFile(path string, warn func(err error)) (*pidFile, error) {
 	return nil, err
 }
 
-// remove removes the pid file, unless another process has written its own
-// there since.
+// setOldbin renames the pid file to <path>.oldbin, out of the way of the
+// new binary of an upgrade (old true), or gives it its name back.
+func (f *pidFile) setOldbin(old bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.path == "" || f.oldbin == old {
+		return nil
+	}
+	from, to := f.path, f.path+".oldbin"
+	if !old {
+		from, to = to, from
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	f.oldbin = old
+	return nil
+}
+
+// remove removes the pid file, under its name of the moment, unless
+// another process has written its own there since. The file is then left
+// alone: a new binary exiting later does not rename it back.
 func (f *pidFile) remove() error {
-	return removePID(f.path, f.pid)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	path := f.path
+	if f.oldbin {
+		path += ".oldbin"
+	}
+	f.path = ""
+	return removePID(path, f.pid)
 }
 
 // removePID removes the pid file at path if it still holds pid.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,12 +37,16 @@ type logs struct {
 	// configuration that opened them is closed.
 	mu   sync.Mutex
 	held []*errorlog.Output
+	// helper opens the log files once the program has switched user (the
+	// files of a reload, and those of USR1): nil before.
+	helper atomic.Pointer[helper]
 }
 
 // openLogs opens the start-up log at level: -e's target, else def ("" for
 // none).
 func (o *options) openLogs(stderr io.Writer, level slog.Level, def string) (*logs, error) {
-	l := &logs{outputs: &errorlog.Outputs{Stderr: stderr}}
+	l := &logs{}
+	l.outputs = &errorlog.Outputs{Stderr: stderr, OpenFile: l.openFile}
 	if o.logFormat != "" {
 		var err error
 		if l.format, err = errorlog.ParseFormat(o.logFormat); err != nil {
@@ -81,6 +86,19 @@ func (o *options) logTarget() string {
 	}
 	return filepath.Join(prefix, t)
 }
+
+// openFile opens a log file: itself as long as the program has not
+// switched user, through the privileged helper after, as nginx's master
+// opens the files that its workers write.
+func (l *logs) openFile(name string) (*os.File, error) {
+	if h := l.helper.Load(); h != nil {
+		return h.openLog(name)
+	}
+	return errorlog.OpenFile(name)
+}
+
+// openThrough has h open the log files from now on; nil for none.
+func (l *logs) openThrough(h *helper) { l.helper.Store(h) }
 
 // use makes cfg's main log the one in force.
 func (l *logs) use(cfg *config.Config) {

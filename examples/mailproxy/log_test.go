@@ -26,16 +26,22 @@ func readLog(t *testing.T, path string) string {
 }
 
 // logConf writes a configuration whose main context and IMAP server log
-// to files of dir at level info.
-func logConf(t *testing.T, dir, addr string) string {
+// to files of dir at level info: error.log and imap.log, or the server's
+// log named. The pid file is in dir too.
+func logConf(t *testing.T, dir, addr string, imapLog ...string) string {
 	t.Helper()
 	conf := filepath.Join(dir, "mail.conf")
+	server := "imap.log"
+	if len(imapLog) > 0 {
+		server = imapLog[0]
+	}
 	src := fmt.Sprintf(`error_log error.log info;
+pid mail.pid;
 mail {
     auth_http 127.0.0.1:9/auth;
-    server { listen %s; protocol imap; error_log imap.log info; }
+    server { listen %s; protocol imap; error_log %s info; }
 }
-`, addr)
+`, addr, server)
 	if err := os.WriteFile(conf, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +95,31 @@ func TestUSR1ReopensLogFiles(t *testing.T) {
 	oldIMAP, newIMAP := readLog(t, imapLog+".1"), readLog(t, imapLog)
 	if !hasSession(oldIMAP, before) || hasSession(oldIMAP, after) || hasSession(newIMAP, before) || !hasSession(newIMAP, after) {
 		t.Errorf("sessions in the renamed IMAP log:\n%s\nin the new one:\n%s", oldIMAP, newIMAP)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.exitCode(t); code != 0 {
+		t.Errorf("exit %d; stderr:\n%s", code, p.stderr.String())
+	}
+}
+
+// A reload opens the log files its configuration names anew, in a folder
+// only root may write to when the program runs as root and serves as
+// nobody.
+func TestReloadOpensNewLogFile(t *testing.T) {
+	dir := t.TempDir() // 0700
+	addr := testutil.FreeAddr(t)
+	p := startBinary(t, "-c", logConf(t, dir, addr))
+	testutil.WaitFor(t, "the listener", func() bool { return testutil.Accepting(addr) })
+	before := connected(t, addr, filepath.Join(dir, "imap.log"))
+
+	logConf(t, dir, addr, "imap-new.log")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.WaitFor(t, "the reload", func() bool {
+		return strings.Contains(readLog(t, filepath.Join(dir, "error.log")), "configuration reloaded")
+	})
+	after := connected(t, addr, filepath.Join(dir, "imap-new.log"))
+	if old := readLog(t, filepath.Join(dir, "imap.log")); !hasSession(old, before) || hasSession(old, after) {
+		t.Errorf("imap.log holds:\n%s", old)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.exitCode(t); code != 0 {

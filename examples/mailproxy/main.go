@@ -14,7 +14,8 @@
 // -s stop|quit|reopen|reload sends the running program TERM, QUIT, USR1
 // or HUP through its pid file, as nginx -s does. Started as root, the
 // program serves as the user of the user directive (nobody by default)
-// once its sockets are open.
+// once its sockets are open, with a privileged helper for what needs root
+// after (helper.go).
 //
 // The logs are nginx's error log lines, or JSON lines with -log-format
 // json (or error_log_format json; in the configuration): see log.go.
@@ -191,13 +192,8 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	defer o.metrics.close()
 	p := &mailproxy.Proxy{Config: cfg.Proxy, Logger: log, MaxConnections: cfg.MaxConnections, Inherited: inherited}
-	up := startUpgrader(p, proc.pid.path, parent, log)
+	up := startUpgrader(p, proc.launch, parent, log)
 	defer up.stop()
-	defer func() {
-		if f := up.pidFile(); f != proc.pid.path {
-			removePID(f, os.Getpid()) // <pid>.oldbin, the new binary gone first
-		}
-	}()
 	reload := func() error {
 		files, err := proc.files()
 		if err != nil {
@@ -221,10 +217,16 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 	}
 	started := func() error {
 		logs.started()
+		notify, err := dialNotify()
+		if err != nil {
+			log.Warn("cannot notify systemd", "err", err)
+		}
+		defer notify.Close()
 		if err := proc.switchUser(); err != nil {
 			return err
 		}
-		if err := notifyReady(); err != nil {
+		logs.openThrough(proc.helper)
+		if err := notify.ready(); err != nil {
 			log.Warn("cannot notify systemd", "err", err)
 		}
 		return nil

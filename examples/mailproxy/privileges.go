@@ -15,10 +15,11 @@ import (
 // workers do: nginx's default user is nobody, with the group nogroup where
 // the system has one (Debian) and nobody elsewhere. It switches once the
 // listening sockets are open and the certificates and keys are read. A
-// reload then reads the configuration and its files through a helper
-// process that stays root (helper.go); a new port below 1024 cannot be
-// bound any more, and such a reload fails with the old configuration
-// running: that needs a restart.
+// helper process that stays root (helper.go) then reads the files of a
+// reload, opens the log files, starts the new binary of an upgrade and
+// removes the pid file; a new port below 1024 cannot be bound any more,
+// and such a reload fails with the old configuration running: that needs
+// a restart.
 
 // Who serves when the configuration has no user directive.
 const (

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/mailproxy/mailproxy/config"
@@ -15,8 +16,8 @@ var wholeProcess bool
 
 // process is what the program does to its own process: the pid file, the
 // limit of descriptors, the switch to an unprivileged user after the
-// sockets are open, and the privileged helper that reads the files of a
-// reload after that switch.
+// sockets are open, and the privileged helper that does what needs root
+// after that switch (helper.go).
 type process struct {
 	log    *slog.Logger
 	pid    *pidFile    // nil in the demo
@@ -61,7 +62,8 @@ func startProcess(o *options, cfg *config.Config, log *slog.Logger) (*process, e
 	}
 	if p.cred != nil {
 		conf, _ := filepath.Abs(o.confPath())
-		p.helper, err = startHelper(helperArgs{Conf: conf, Prefix: o.prefix, Globals: o.globals, PIDFile: p.pid.path, PID: p.pid.pid})
+		p.helper, err = startHelper(helperArgs{Conf: conf, Prefix: o.prefix, Globals: o.globals, ErrorLog: o.errorLog,
+			PIDFile: p.pid.path, PID: p.pid.pid, Args: os.Args})
 		if err != nil {
 			p.pid.remove()
 			return nil, err
@@ -99,6 +101,16 @@ func (p *process) files() (config.Files, error) {
 	return p.helper.files()
 }
 
+// launch starts the new binary of an upgrade with the listening sockets
+// files: through the helper when there is one, so that it starts as root
+// as this process did.
+func (p *process) launch(files []*os.File) (*newBinary, error) {
+	if p.helper != nil {
+		return p.helper.upgrade(files)
+	}
+	return startNewBinary(os.Args, os.Environ(), files, p.pid)
+}
+
 // reloaded warns about the settings of cfg that only a restart changes.
 func (p *process) reloaded(cfg *config.Config) {
 	now := restartOnlyOf(cfg)
@@ -116,7 +128,8 @@ func (p *process) reloaded(cfg *config.Config) {
 	}
 }
 
-// exit removes the pid file, through the helper when there is one.
+// exit removes the pid file (<pid>.oldbin while the new binary of an
+// upgrade runs), through the helper when there is one.
 func (p *process) exit() {
 	switch {
 	case p.helper != nil:

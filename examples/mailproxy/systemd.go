@@ -35,20 +35,41 @@ func inheritedSockets() (lns []net.Listener, parent int, err error) {
 	return append(lns, old...), parent, nil
 }
 
-// notifyReady tells systemd (a Type=notify service) that this process
-// serves and is the service's main process: after an upgrade, the new
-// binary takes over from the old one. Without NOTIFY_SOCKET, it does
-// nothing. The variable stays set for the new binary of an upgrade.
-func notifyReady() error {
+// notifySocket is the connection to systemd's NOTIFY_SOCKET. It is opened
+// before the switch of user, as the socket may be one that only root may
+// connect to; a connected socket goes on working after.
+type notifySocket struct{ c net.Conn }
+
+// dialNotify connects to NOTIFY_SOCKET; without it, it returns nil, whose
+// methods do nothing. The variable stays set for the new binary of an
+// upgrade.
+func dialNotify() (*notifySocket, error) {
 	addr := os.Getenv("NOTIFY_SOCKET") // "@name" is in the abstract namespace, as Go reads it too
 	if addr == "" {
-		return nil
+		return nil, nil
 	}
 	c, err := net.Dial("unixgram", addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
-	_, err = c.Write([]byte("MAINPID=" + strconv.Itoa(os.Getpid()) + "\nREADY=1"))
+	return &notifySocket{c}, nil
+}
+
+// ready tells systemd (a Type=notify service) that this process serves
+// and is the service's main process: after an upgrade, the new binary
+// takes over from the old one.
+func (n *notifySocket) ready() error {
+	if n == nil {
+		return nil
+	}
+	_, err := n.c.Write([]byte("MAINPID=" + strconv.Itoa(os.Getpid()) + "\nREADY=1"))
 	return err
+}
+
+// Close closes the connection.
+func (n *notifySocket) Close() error {
+	if n == nil {
+		return nil
+	}
+	return n.c.Close()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -415,4 +416,128 @@ func TestBinaryUpgradeRollback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Started as root, the program starts the new binary of an upgrade as
+// nginx's master does, as root, through its privileged helper: the new
+// binary reads a key only root may read, writes its pid file and opens
+// its log in a folder only root may write to, starts its own helper and
+// switches user itself; USR1 then reopens its log through that helper.
+// When the old process leaves, its helper removes pid.oldbin.
+func TestBinaryUpgradeAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs as root only: the program switches user when started as root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	dir := t.TempDir()                                                                                                     // 0700, root's
+	certFile, keyFile := testutil.NewCA(t, "mailproxy test").Issue(t, testutil.CertOptions{}).WriteFiles(t, dir, "server") // the key: 0600
+	logPath, pid := filepath.Join(dir, "error.log"), filepath.Join(dir, "mail.pid")
+	conf := imapConf{dir: dir, addr: testutil.FreeAddr(t), authURL: startAuth(t, startIMAPBackend(t)), capability: "OLD",
+		main: "error_log " + logPath + " info;", server: "ssl_certificate " + certFile + "; ssl_certificate_key " + keyFile + "; starttls on;"}
+	out, err := os.Create(filepath.Join(t.TempDir(), "stderr")) // a file, which the new process may keep open after the old one left
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	old := exec.Command(binary(t), "-c", conf.write(t))
+	old.Stdout, old.Stderr = out, out
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- old.Wait() }()
+	t.Cleanup(func() { old.Process.Kill() })
+	defer func() {
+		if t.Failed() {
+			t.Logf("standard error:\n%s\nerror.log:\n%s", readLog(t, out.Name()), readLog(t, logPath))
+		}
+	}()
+	serving := func(pid int) bool {
+		uid := procStatus(t, pid)["Uid"]
+		return len(uid) > 0 && uid[0] == nobody.Uid
+	}
+	testutil.WaitFor(t, "the old process to switch user", func() bool { return serving(old.Process.Pid) })
+
+	conf.capability = "NEW"
+	conf.write(t)
+	old.Process.Signal(syscall.SIGUSR2)
+	var newPID int
+	testutil.WaitFor(t, "the new process's pid file", func() bool {
+		newPID, _ = strconv.Atoi(pidText(pid))
+		return newPID != 0 && newPID != old.Process.Pid
+	})
+	t.Cleanup(func() { syscall.Kill(newPID, syscall.SIGKILL) })
+	testutil.WaitFor(t, "the new process to switch user", func() bool { return serving(newPID) })
+	if parent := ppid(newPID); !isHelper(parent) || ppid(parent) != old.Process.Pid {
+		t.Errorf("the new process's parent %d is not the old one's helper", parent)
+	}
+	if helpers := helpersOf(t, newPID); len(helpers) != 1 {
+		t.Errorf("the new process has %d privileged helpers, want 1", len(helpers))
+	}
+	if got := pidText(pid + ".oldbin"); got != strconv.Itoa(old.Process.Pid) {
+		t.Errorf("pid.oldbin %q, want the old process's %d", got, old.Process.Pid)
+	}
+
+	old.Process.Signal(syscall.SIGQUIT)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the old process exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old process goes on after QUIT")
+	}
+	testutil.WaitFor(t, "the old helper to remove pid.oldbin", func() bool {
+		_, err := os.Stat(pid + ".oldbin")
+		return os.IsNotExist(err)
+	})
+	if got := capability(t, conf.addr); !strings.Contains(got, "NEW") || !strings.Contains(got, "STARTTLS") {
+		t.Errorf("the new process answers %q", got)
+	}
+
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(newPID, syscall.SIGUSR1)
+	testutil.WaitFor(t, "a new error.log", func() bool { return strings.Contains(readLog(t, logPath), "logs reopened") })
+
+	syscall.Kill(newPID, syscall.SIGTERM)
+	testutil.WaitFor(t, "the new process's helper to remove the pid file", func() bool {
+		_, err := os.Stat(pid)
+		return os.IsNotExist(err)
+	})
+}
+
+// ppid returns the parent of process pid; 0 when it is gone.
+func ppid(pid int) int {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	_, rest, _ := strings.Cut(string(b), "\nPPid:")
+	field, _, _ := strings.Cut(rest, "\n")
+	n, _ := strconv.Atoi(strings.TrimSpace(field))
+	return n
+}
+
+// isHelper reports whether process pid is a privileged helper.
+func isHelper(pid int) bool {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return strings.HasPrefix(string(b), "mailproxy: privileged helper\x00")
+}
+
+// helpersOf returns the privileged helpers that process pid started.
+func helpersOf(t *testing.T, pid int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var helpers []int
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && isHelper(n) && ppid(n) == pid {
+			helpers = append(helpers, n)
+		}
+	}
+	return helpers
 }
