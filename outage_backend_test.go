@@ -230,6 +230,7 @@ func testBackendOutage(t *testing.T, o backendOutage, proto outageProtocol) {
 		start = time.Now()
 		err = c.Command()
 		took = time.Since(start)
+		c.Quit() // fails: it closes the client's end
 		var ne net.Error
 		if err == nil || errors.As(err, &ne) && ne.Timeout() || took > quickAnswer {
 			t.Fatalf("the command after the login: %v after %v, want the end of the connection at once", err, took)
