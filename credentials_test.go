@@ -85,7 +85,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		{"imap AUTHENTICATE LOGIN refused", 0, []testutil.Step{{"", "* OK"}, {"a AUTHENTICATE LOGIN\r\n", "+ "}, {testutil.B64("mallory") + "\r\n", "+ "}, {testutil.B64(pw) + "\r\n", "a NO"}}},
 		{"pop3 USER PASS", 1, []testutil.Step{{"", "+OK"}, {"USER alice\r\n", "+OK"}, {"PASS " + pw + "\r\n", "+OK"}, {"QUIT\r\n", "+OK"}}},
 		{"pop3 PASS refused", 1, []testutil.Step{{"", "+OK"}, {"USER mallory\r\n", "+OK"}, {"PASS " + pw + "\r\n", "-ERR"}}},
-		{"pop3 AUTH PLAIN, service down", 1, []testutil.Step{{"", "+OK"}, {"AUTH PLAIN " + plain("broken") + "\r\n", "-ERR Temporary"}}},
+		{"pop3 AUTH PLAIN, service down", 1, []testutil.Step{{"", "+OK"}, {"AUTH PLAIN " + plain("broken") + "\r\n", "-ERR [SYS/TEMP] Temporary"}}},
 		{"smtp AUTH PLAIN", 2, []testutil.Step{{"", "220"}, {"EHLO c.test\r\n", "250-proxy.test", "250 AUTH PLAIN LOGIN"}, {"AUTH PLAIN " + plain("alice") + "\r\n", "235"}, {"QUIT\r\n", "221"}}},
 		{"smtp AUTH LOGIN refused", 2, []testutil.Step{{"", "220"}, {"AUTH LOGIN " + testutil.B64("mallory") + "\r\n", "334 "}, {testutil.B64(pw) + "\r\n", "535"}}},
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -133,20 +134,52 @@ func (be *backend) sendID(cl *client, alone bool) error {
 	return err
 }
 
-// await returns the lines the backend sent before the reply tagged tag
-// (its untagged data), in order, and the text of that reply.
+// await returns the responses the backend sent before the reply tagged
+// tag (its untagged data), in order, and the text of that reply. Anything
+// else, such as the words of a server that is not IMAP, fails at once, as
+// nginx fails it ("upstream sent invalid response").
 func (be *backend) await(tag string) (untagged []string, reply string, err error) {
 	for range maxBackendLines {
-		line, err := be.line()
+		line, err := be.response()
 		if err != nil {
 			return nil, "", err
 		}
 		if reply, ok := strings.CutPrefix(line, tag+" "); ok {
 			return untagged, reply, nil
 		}
+		if !strings.HasPrefix(line, "* ") {
+			return nil, "", fmt.Errorf("backend sent %q", truncate(line))
+		}
 		untagged = append(untagged, line)
 	}
 	return nil, "", errors.New("backend sent too many lines")
+}
+
+// response reads one response: a line and, for each literal it announces,
+// the literal and the line after it, joined as they came.
+func (be *backend) response() (string, error) {
+	resp, err := be.line()
+	for err == nil {
+		open := strings.LastIndexByte(resp, '{')
+		if open < 0 {
+			return resp, nil
+		}
+		lit, perr := parseLiteral([]byte(resp[open:]))
+		if perr != nil {
+			return resp, nil // braces in text
+		}
+		if len(resp)+lit.size > maxBackendLine {
+			return "", errors.New("backend response too long")
+		}
+		data := make([]byte, lit.size)
+		if _, err = io.ReadFull(be.r, data); err != nil {
+			return "", fmt.Errorf("backend: %w", err)
+		}
+		var rest string
+		rest, err = be.line()
+		resp += "\r\n" + string(data) + rest
+	}
+	return "", err
 }
 
 // waitsForContinuation reports whether sending args waits for a

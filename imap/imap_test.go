@@ -250,8 +250,9 @@ func TestBackendRefusal(t *testing.T) {
 }
 
 // The backend's answer to LOGIN reaches the client under the client's tag:
-// the untagged data it sent first, then the tagged reply with its response
-// code, then what it sent after, each once; never the answer to the
+// the untagged data it sent first (with its literals, read as literals),
+// then the tagged reply with its response code, then what it sent after,
+// each once; never the answer to the
 // proxy's own ID, nor a continuation request for the proxy's literal, nor
 // the untagged data of a refusal.
 func TestBackendAnswer(t *testing.T) {
@@ -266,13 +267,16 @@ func TestBackendAnswer(t *testing.T) {
 			c.Reply("* CAPABILITY IMAP4rev1 X-REFUSED", tag+" NO [AUTHENTICATIONFAILED] refused by the backend")
 		case verb == "LOGIN":
 			// In one write: the line after the OK reaches the proxy with
-			// it, in the buffer the login reply was read through.
-			c.Reply("* CAPABILITY "+caps, "* OK [ALERT] welcome", tag+" OK [CAPABILITY "+caps+"] Logged in", "* 1 EXISTS")
+			// it, in the buffer the login reply was read through. The
+			// literal holds a line that looks like the tagged reply.
+			c.Reply("* CAPABILITY "+caps, "* OK [ALERT] welcome", `* ID ("name" {11}`, tag+` OK fake)`,
+				tag+" OK [CAPABILITY "+caps+"] Logged in", "* 1 EXISTS")
 		default:
 			c.Reply(tag + " OK " + verb + " from the backend")
 		}
 	}})
-	loggedIn := []string{"* CAPABILITY " + caps, "* OK [ALERT] welcome", "x OK [CAPABILITY " + caps + "] Logged in", "* 1 EXISTS"}
+	loggedIn := []string{"* CAPABILITY " + caps, "* OK [ALERT] welcome", `* ID ("name" {11}`, `mp2 OK fake)`,
+		"x OK [CAPABILITY " + caps + "] Logged in", "* 1 EXISTS"}
 	tests := []struct {
 		name        string
 		backendUser string

@@ -35,7 +35,7 @@ func (cl *client) backendFailed(reply string, login *engine.Login, err error) bo
 	case errors.Is(err, errBackendRefused):
 		return cl.c.Fail("-ERR Authentication failed")
 	}
-	return cl.c.Fail("-ERR Backend unavailable")
+	return cl.c.Fail("-ERR [SYS/TEMP] Backend unavailable")
 }
 
 // backendLogin reads the greeting and logs in. It returns the backend's

@@ -174,7 +174,7 @@ func (cl *client) finishLogin(req *auth.Request) bool {
 	case errors.As(err, &refused):
 		return cl.c.Refuse(refused, "-ERR "+refused.Message)
 	case err != nil:
-		return cl.c.Fail("-ERR Temporary authentication failure")
+		return cl.c.Fail("-ERR [SYS/TEMP] Temporary authentication failure")
 	}
 	return cl.proxy(login)
 }

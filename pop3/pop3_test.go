@@ -191,7 +191,7 @@ func TestTemporaryFailures(t *testing.T) {
 		}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			want := map[bool]string{true: "-ERR Temporary authentication failure", false: "-ERR Backend unavailable"}[a == nil]
+			want := map[bool]string{true: "-ERR [SYS/TEMP] Temporary authentication failure", false: "-ERR [SYS/TEMP] Backend unavailable"}[a == nil]
 			c := testutil.Dial(t, "tcp", serve(t, &pop3.Server{Config: session.Config{Auth: a}}))
 			c.Play([]testutil.Step{{"", "+OK"}, {"USER alice\r\nPASS secret\r\n", "+OK", want}, {"NOOP\r\n", "+OK"}})
 		})
@@ -217,6 +217,6 @@ func TestBackendGreetingRefusal(t *testing.T) {
 		})}}
 	testutil.Dial(t, "tcp", serve(t, srv)).Play([]testutil.Step{
 		{"", "+OK"},
-		{"USER alice\r\nPASS secret\r\n", "+OK", "-ERR Backend unavailable"},
+		{"USER alice\r\nPASS secret\r\n", "+OK", "-ERR [SYS/TEMP] Backend unavailable"},
 	})
 }

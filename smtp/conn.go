@@ -50,16 +50,41 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, end *engine.Ending)
 		return
 	}
 	if st.greetingDelay > 0 && cl.c.SendsWithin(st.greetingDelay) {
-		cl.c.Log.Info("client was rejected before greeting") // nginx's words
-		cl.c.CloseWith("554 5.5.0 Improper use of SMTP command pipelining")
+		cl.rejectEarly()
 		return
 	}
 	cl.c.Reply("220 %s ESMTP ready", st.ServerName)
 	cl.c.Run(ctx, cl.command)
 }
 
+// rejectEarly refuses a client that talked before the greeting
+// (smtp_greeting_delay) in nginx's words, or closes the connection of one
+// that went away. Only the command's verb is logged (the letters it
+// starts with, eight at most: STARTTLS), where nginx logs the whole line:
+// an early AUTH carries credentials.
+func (cl *client) rejectEarly() {
+	early := cl.c.Buffered()
+	if len(early) == 0 { // the client went away
+		cl.c.Close()
+		return
+	}
+	n := 0
+	for n < min(len(early), 8) && 'a' <= early[n]|0x20 && early[n]|0x20 <= 'z' {
+		n++
+	}
+	cl.c.Log.Info("client was rejected before greeting", "command", string(early[:n]))
+	cl.c.CloseWith("503 5.5.0 Improper use of SMTP command pipelining")
+}
+
 // command runs one command line and reports whether the session goes on.
+// A line with a NUL or a CR before its end is an invalid command: nginx
+// refuses a bare CR so (a bare LF ends a line, as in nginx), and a NUL
+// has no place in a command and would cut it short for some backends.
+// Such a line never reaches the auth service or a backend.
 func (cl *client) command(line []byte) bool {
+	if bytes.ContainsAny(line, "\r\x00") {
+		return cl.c.Fail("500 5.5.1 Invalid command")
+	}
 	name, arg, _ := bytes.Cut(line, []byte{' '})
 	switch strings.ToUpper(string(name)) {
 	case "EHLO":

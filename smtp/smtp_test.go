@@ -3,12 +3,14 @@ package smtp_test
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,17 +409,56 @@ func TestTranscripts(t *testing.T) {
 	}
 }
 
-// smtp_greeting_delay: a client that talks first is refused.
+// smtp_greeting_delay: a client that talks before the greeting is refused
+// as nginx refuses it, whatever it sent (a command, the start of one,
+// credentials, bytes): "503 5.5.0", the close, and "client was rejected
+// before greeting" with the command's verb, never the rest of the line.
+// It reaches no Authenticator. A client that waits is greeted after the
+// delay; one that leaves before it is closed without a word.
 func TestGreetingDelay(t *testing.T) {
-	addr := serve(t, &smtp.Server{GreetingDelay: 200 * time.Millisecond})
-	early := testutil.Dial(t, "tcp", addr)
-	early.Send("EHLO eager.test")
-	early.Exchange("", "554 5.5.0 Improper use of SMTP command pipelining", "<closed>")
+	const delay = 300 * time.Millisecond
+	logs := &testutil.Buffer{}
+	var asked atomic.Int32
+	a := auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+		asked.Add(1)
+		return &auth.Result{Error: "no"}, nil
+	})
+	addr := serve(t, &smtp.Server{GreetingDelay: delay, Config: session.Config{Auth: a, Logger: slog.New(slog.NewTextHandler(logs, nil))}})
+	creds := testutil.B64("\x00alice\x00" + password)
+	for _, tt := range []struct{ name, early, verb string }{
+		{"EHLO", "EHLO eager.test\r\n", "EHLO"},
+		{"pipelined login", "EHLO eager.test\r\nAUTH PLAIN " + creds + "\r\n", "EHLO"},
+		{"credentials first", "AUTH PLAIN " + creds + "\r\n", "AUTH"},
+		{"half a command", "QU", "QU"},
+		{"bytes", "\x00\x16\x03\x01", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			early := testutil.Dial(t, "tcp", addr)
+			start := time.Now()
+			early.Exchange(tt.early, "503 5.5.0 Improper use of SMTP command pipelining", "<closed>")
+			if took := time.Since(start); took >= delay {
+				t.Errorf("refused after %v, not before the greeting", took)
+			}
+			want := " command=" + cmp.Or(tt.verb, `""`) + "\n"
+			if out := logs.String(); !strings.Contains(out, want) || strings.Contains(out, creds) {
+				t.Errorf("the log says\n%s\nwant the rejection with%q and no credentials", out, want)
+			}
+		})
+	}
 	patient := testutil.Dial(t, "tcp", addr)
 	start := time.Now()
 	patient.Exchange("", "220 proxy.test")
-	if took := time.Since(start); took < 150*time.Millisecond {
+	if took := time.Since(start); took < delay {
 		t.Errorf("greeting after %v, before the delay", took)
+	}
+	leaving := testutil.Dial(t, "tcp", addr)
+	leaving.Conn.(*net.TCPConn).CloseWrite()
+	leaving.Exchange("", "<closed>")
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the Authenticator was asked %d times", n)
+	}
+	if n := strings.Count(logs.String(), "rejected before greeting"); n != 5 {
+		t.Errorf("%d rejections logged, want 5", n)
 	}
 }
 
