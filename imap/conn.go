@@ -61,7 +61,7 @@ func (cl *client) command(line []byte) bool {
 	if !ok {
 		return cl.c.Fail("* BAD invalid command")
 	}
-	args, err := cl.arguments(tag, rest)
+	args, err := cl.arguments(tag, rest, cl.st.MaxLine-len(line)-2)
 	switch {
 	case errors.Is(err, errLiteralRefused):
 		return cl.c.Failed()
@@ -127,18 +127,27 @@ func validTag(t []byte) bool {
 var errLiteralRefused = errors.New("imap: literal refused")
 
 // arguments tokenizes the rest of a command line, reading the literals it
-// announces and the lines that follow them.
-func (cl *client) arguments(tag string, rest []byte) ([]token, error) {
+// announces and the lines that follow them. The whole command must fit in
+// the client buffer, literals included, as in nginx, which reads it all
+// into that buffer: left is what the first line left of it. A literal
+// beyond what is left is refused; a line beyond it ends the session
+// (engine.ErrLineTooLong). A session then holds at most a client buffer
+// of a command, however many literals it announces.
+func (cl *client) arguments(tag string, rest []byte, left int) ([]token, error) {
 	toks, lit, err := tokenize(rest)
 	for n := 0; err == nil && lit != nil; n++ {
 		var data []byte
-		if data, err = cl.readLiteral(tag, lit, n); err != nil {
+		if data, err = cl.readLiteral(tag, lit, n, left); err != nil {
 			return nil, err
 		}
+		left -= len(data)
 		toks = append(toks, token{kind: stringToken, value: string(data)})
 		var line []byte
 		if line, err = cl.c.ReadLine(); err != nil {
 			return nil, err
+		}
+		if left -= len(line) + 2; left < 0 {
+			return nil, engine.ErrLineTooLong
 		}
 		var more []token
 		more, lit, err = tokenize(line)
@@ -147,11 +156,12 @@ func (cl *client) arguments(tag string, rest []byte) ([]token, error) {
 	return toks, err
 }
 
-// readLiteral reads the n-th literal of a command. A synchronising literal
-// larger than the client buffer is refused before the client sends it; a
-// non-synchronising one has been sent already, and ends the session.
-func (cl *client) readLiteral(tag string, lit *literal, n int) ([]byte, error) {
-	if lit.size > cl.st.MaxLine || n >= maxLiterals {
+// readLiteral reads the n-th literal of a command, which may take left
+// bytes of the client buffer. A synchronising literal larger than that is
+// refused before the client sends it; a non-synchronising one has been
+// sent already, and ends the session.
+func (cl *client) readLiteral(tag string, lit *literal, n, left int) ([]byte, error) {
+	if lit.size > left || n >= maxLiterals {
 		if !lit.sync {
 			cl.c.CloseWith("* BYE literal too big")
 			return nil, errors.New("imap: non-synchronising literal too big")

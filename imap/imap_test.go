@@ -93,6 +93,11 @@ func TestTranscripts(t *testing.T) {
 			{"a LOGIN {65}\r\n", "a BAD literal too big"},
 			{"b NOOP\r\n", "b OK NOOP completed"},
 		}},
+		{"literals share the client buffer with the command", &imap.Server{ClientBuffer: 64}, []testutil.Step{
+			{"a LOGIN {20}\r\n", "+ OK"},
+			{strings.Repeat("x", 20) + " {40}\r\n", "a BAD literal too big"},
+			{"b NOOP\r\n", "b OK NOOP completed"},
+		}},
 		{"non-synchronising literal too big", &imap.Server{ClientBuffer: 64}, []testutil.Step{
 			{"a LOGIN {65+}\r\n", "* BYE literal too big", "<closed>"},
 		}},

@@ -35,8 +35,15 @@ type Config struct {
 	// ServerName is used in greetings, CRAM-MD5 challenges and the EHLO
 	// sent to SMTP backends (server_name). Empty means the host name.
 	ServerName string
-	// Timeout bounds each wait for the client until proxying starts
-	// (timeout). Zero means 60s.
+	// Timeout bounds the dialogue with the client until proxying starts
+	// (timeout), as nginx's timer does: it runs from the greeting to the
+	// login, and again from each login that did not lead to the relay to
+	// the next. A client is closed when it runs out whatever it sends
+	// meanwhile (a line, a literal or a SASL response a byte at a time,
+	// or command after command), or if it stops reading the replies. The
+	// PROXY protocol header and the TLS handshake of an implicit TLS
+	// listener have a Timeout each before the greeting, and the replies
+	// to a login one of their own. Zero means 60s.
 	Timeout time.Duration
 	// MaxErrors is the number of protocol errors after which the
 	// connection is closed (max_errors). Zero means 5; negative, no limit.

@@ -46,7 +46,7 @@ type Limit string
 
 // Limits reported to [ListenerMetrics.Closed].
 const (
-	LimitTimeout      Limit = "timeout"       // no command within Timeout (timeout)
+	LimitTimeout      Limit = "timeout"       // the client's Timeout ran out before the relay (timeout)
 	LimitMaxErrors    Limit = "max_errors"    // MaxErrors protocol errors (max_errors)
 	LimitMaxCommands  Limit = "max_commands"  // MaxCommands before proxying (max_commands)
 	LimitLineTooLong  Limit = "line_too_long" // a line beyond the client buffer (imap_client_buffer, smtp_client_buffer)

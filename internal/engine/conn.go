@@ -60,8 +60,14 @@ type SASLReplies struct {
 }
 
 // Conn is a client connection during the dialogue before proxying starts.
-// It reads bounded lines with the server's timeout, counts commands and
+// It reads bounded lines within the server's timeout, counts commands and
 // errors against max_commands and max_errors, and buffers replies.
+//
+// The timeout bounds the whole dialogue, as nginx's timer does: it runs
+// from the greeting to the login, and again from each login that did not
+// lead to the relay to the next; a client that keeps sending (a byte a
+// second, or a NOOP a second), or that does not read its replies, is
+// closed when it runs out as one that sends nothing is.
 type Conn struct {
 	net.Conn
 	// Log is the session's logger. Its lines carry the connection number
@@ -81,6 +87,11 @@ type Conn struct {
 	hostName string
 	end      *Ending   // what ends the session
 	started  time.Time // when the session started
+	// deadline is when the client's time runs out (see arm); rearm says
+	// that a login was tried since, which gives the client its time again
+	// at its next read.
+	deadline time.Time
+	rearm    bool
 }
 
 // replyBuffer is the size of the buffer that replies are queued in.
@@ -99,16 +110,25 @@ func NewConn(c net.Conn, st *Settings, end *Ending) *Conn {
 		slog.Any("client", addrValue(c.RemoteAddr(), false)),
 		slog.Any("server", addrValue(c.LocalAddr(), true)),
 	}))
+	now := time.Now()
 	return &Conn{
-		Conn:    c,
-		end:     end,
-		started: time.Now(),
-		Log:     log,
-		cfg:     st,
-		replies: st.Replies,
-		r:       newReader(c, st.MaxLine),
-		w:       newWriter(c, replyBuffer),
+		Conn:     c,
+		end:      end,
+		started:  now,
+		deadline: now.Add(st.Timeout),
+		Log:      log,
+		cfg:      st,
+		replies:  st.Replies,
+		r:        newReader(c, st.MaxLine),
+		w:        newWriter(c, replyBuffer),
 	}
+}
+
+// arm gives the client the server's timeout, from now, for what it sends
+// until the next login: at the greeting, and after a login that did not
+// lead to the relay (nginx re-arms its timer there too).
+func (c *Conn) arm() {
+	c.deadline, c.rearm = time.Now().Add(c.cfg.Timeout), false
 }
 
 // addrValue is an address as a log attribute's value: a TCP address as
@@ -179,14 +199,19 @@ func (c *Conn) ReadLiteral(n int) ([]byte, error) {
 	return buf, nil
 }
 
-// awaitClient sends the queued replies and gives the client the server's
-// timeout for what it sends next.
+// awaitClient sends the queued replies and gives the client what is left
+// of its time for what it sends next: the whole of a line, a literal or a
+// SASL response must come before the deadline, however it trickles in.
 func (c *Conn) awaitClient() error {
 	if err := c.Flush(); err != nil {
 		c.clientFailed(err)
+		c.end.meter.timedOut(err) // a client that does not read its replies
 		return err
 	}
-	return c.SetReadDeadline(time.Now().Add(c.cfg.Timeout))
+	if c.rearm {
+		c.arm()
+	}
+	return c.SetReadDeadline(c.deadline)
 }
 
 // clientFailed logs why a read from or a write to the client failed, in
@@ -243,8 +268,12 @@ func (c *Conn) Open(ctx context.Context) bool {
 	}
 	c.lookupHost(ctx)
 	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return c.startSecure(tc) == nil
+		c.arm() // for the handshake
+		if c.startSecure(tc) != nil {
+			return false
+		}
 	}
+	c.arm() // for the dialogue, from the greeting
 	return true
 }
 
@@ -382,12 +411,19 @@ func (c *Conn) Reply(format string, args ...any) {
 	c.w.WriteString("\r\n")
 }
 
-// Flush sends the queued replies within the server's timeout.
+// Flush sends the queued replies within the client's time: a client that
+// does not read them is closed when its time runs out, as one that sends
+// nothing is. The replies to a login have the timeout from now, as nginx's
+// do once it has stopped the timer for the login.
 func (c *Conn) Flush() error {
 	if c.w.Buffered() == 0 {
 		return nil
 	}
-	if err := c.SetWriteDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
+	deadline := c.deadline
+	if c.rearm {
+		deadline = time.Now().Add(c.cfg.Timeout)
+	}
+	if err := c.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
 	return c.w.Flush()
@@ -401,10 +437,11 @@ func (c *Conn) Buffered() []byte {
 }
 
 // SendsWithin reports whether the client sends anything (or goes away)
-// within d: SMTP clients must wait for the greeting.
+// within d: SMTP clients must wait for the greeting. The dialogue's
+// timeout then starts again, with the greeting.
 func (c *Conn) SendsWithin(d time.Duration) bool {
 	c.SetReadDeadline(time.Now().Add(d))
-	defer c.SetReadDeadline(time.Time{})
+	defer c.arm()
 	_, err := c.r.Peek(1)
 	var ne net.Error
 	return !errors.As(err, &ne) || !ne.Timeout()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -18,6 +19,20 @@ var testReplies = Replies{LineTooLong: "ERR long", TooManyCommands: "BYE command
 // serveOne runs Conn.Run on the server side of a real TCP connection, and
 // answers "ok" to a line "ok" and an error to anything else.
 func serveOne(t *testing.T, cfg session.Config, maxLine int) (client net.Conn, r *bufio.Reader, done <-chan struct{}) {
+	t.Helper()
+	return serveWith(t, cfg, maxLine, func(c *Conn, line []byte) bool {
+		if string(line) == "ok" {
+			c.Reply("fine")
+			return true
+		}
+		c.Reply("bad %q", line)
+		return c.Failed()
+	})
+}
+
+// serveWith runs Conn.Run on the server side of a real TCP connection,
+// with command for each line, and returns the client's side.
+func serveWith(t *testing.T, cfg session.Config, maxLine int, command func(c *Conn, line []byte) bool) (client net.Conn, r *bufio.Reader, done <-chan struct{}) {
 	t.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	st := Settle(cfg, Protocol{MaxLine: maxLine, Replies: testReplies})
@@ -37,14 +52,7 @@ func serveOne(t *testing.T, cfg session.Config, maxLine int) (client net.Conn, r
 		}
 		defer nc.Close()
 		c := NewConn(nc, st, &Ending{})
-		c.Run(context.Background(), func(line []byte) bool {
-			if string(line) == "ok" {
-				c.Reply("fine")
-				return true
-			}
-			c.Reply("bad %q", line)
-			return c.Failed()
-		})
+		c.Run(context.Background(), func(line []byte) bool { return command(c, line) })
 	}()
 	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -109,7 +117,7 @@ func repeat(s string, n int) []string {
 	return out
 }
 
-// timeout bounds the wait for each command; a silent client is cut off.
+// timeout bounds the dialogue; a silent client is cut off.
 func TestConnTimeout(t *testing.T) {
 	_, r, done := serveOne(t, session.Config{Timeout: 100 * time.Millisecond}, 64)
 	start := time.Now()
@@ -123,6 +131,56 @@ func TestConnTimeout(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 80*time.Millisecond { // the deadline started before start was taken
 		t.Errorf("closed after %v, before the timeout", waited)
+	}
+}
+
+// The timeout bounds the dialogue, not each read, as nginx's timer does: a
+// client that keeps sending commands is closed when it runs out, but a
+// login the Authenticator refused gives the client its time again, from
+// the refusal.
+func TestConnTimeoutBoundsDialogue(t *testing.T) {
+	const timeout = time.Second
+	const step = 250 * time.Millisecond
+	refuse := auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
+		return &auth.Result{Error: "no", Wait: time.Millisecond}, nil
+	})
+	tests := []struct {
+		name   string
+		script []string // a line every step from the start; "" sends none
+		closed time.Duration
+	}{
+		{"commands all along", []string{"noop", "noop", "noop", "noop"}, timeout},
+		{"a refused login", []string{"noop", "", "login", "", "noop", "noop"}, 2*step + timeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, r, done := serveWith(t, session.Config{Timeout: timeout, Auth: refuse}, 64, func(c *Conn, line []byte) bool {
+				if string(line) == "login" {
+					_, err := c.Authenticate(context.Background(), &auth.Request{Method: auth.MethodPlain, User: "u"})
+					c.Reply("%s: %v", line, err != nil)
+					return true
+				}
+				c.Reply("%s", line)
+				return true
+			})
+			start := time.Now()
+			for i, line := range tt.script {
+				time.Sleep(time.Until(start.Add(time.Duration(i) * step)))
+				if line == "" {
+					continue
+				}
+				io.WriteString(client, line+"\r\n")
+				if got, err := r.ReadString('\n'); !strings.HasPrefix(got, line) {
+					t.Fatalf("%v: %s: %q %v", time.Duration(i)*step, line, got, err)
+				}
+			}
+			<-done
+			// Given more time at each read, the client would have had
+			// timeout from its last line, three steps more.
+			if took := time.Since(start); took < tt.closed-step/2 || took > tt.closed+2*step {
+				t.Errorf("closed after %v, want %v", took, tt.closed)
+			}
+		})
 	}
 }
 

@@ -60,6 +60,7 @@ func (c *Conn) Refuse(r *Refusal, reply string) bool {
 // logs each outcome, never the password.
 func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, error) {
 	c.attempts++
+	c.rearm = true // should this login not lead to the relay
 	req.Attempt = c.attempts
 	req.ClientAddr, req.LocalAddr = c.RemoteAddr(), c.LocalAddr()
 	req.ServerName = c.cfg.ServerName

@@ -39,7 +39,7 @@ func (s *Server) counted(ln net.Listener, handle Handler) Handler {
 func (m *meter) ended(lim session.Limit) { m.limit = lim }
 
 // timedOut records that the timeout ended the session when err, from a
-// read of the client, is a timeout.
+// read of the client or a write to it, is a timeout.
 func (m *meter) timedOut(err error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

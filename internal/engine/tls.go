@@ -23,12 +23,12 @@ var (
 	ErrBadClientCert = errors.New("mail: client SSL certificate verify error")
 )
 
-// handshake runs the TLS handshake of tc within the server's timeout and
-// checks the client certificate. The session's TLS facts are kept for the
-// Authenticator: the version and suite in OpenSSL's names, as nginx gives
-// them, and the client certificate's.
+// handshake runs the TLS handshake of tc within the client's time (see
+// Conn.arm) and checks the client certificate. The session's TLS facts
+// are kept for the Authenticator: the version and suite in OpenSSL's
+// names, as nginx gives them, and the client certificate's.
 func (c *Conn) handshake(tc *tls.Conn) error {
-	tc.SetDeadline(time.Now().Add(c.cfg.Timeout))
+	tc.SetDeadline(c.deadline)
 	if err := tc.Handshake(); err != nil {
 		c.end.meter.handshake(err)
 		c.end.meter.timedOut(err)

@@ -36,10 +36,15 @@ func NewConn(c net.Conn, trusted bool, timeout time.Duration) *Conn {
 	return &Conn{Conn: c, r: bufio.NewReaderSize(c, 1024), trusted: trusted, timeout: timeout}
 }
 
-// Handshake reads the header, once; its error ends the session.
+// Handshake reads the header, once; its error ends the session. A header
+// not read within the timeout is a timeout error (a net.Error), as a line
+// not read in time is: go-proxyproto's ReadHeaderTimeout would make it
+// ErrNoProxyProtocol, the error of a client that sent no header.
 func (c *Conn) Handshake() error {
 	c.once.Do(func() {
-		c.header, c.err = proxyproto.ReadHeaderTimeout(c.Conn, c.r, c.timeout)
+		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+		c.header, c.err = proxyproto.Read(c.r)
+		c.Conn.SetReadDeadline(time.Time{})
 		if c.err != nil {
 			c.err = fmt.Errorf("PROXY protocol header from %s: %w", c.Conn.RemoteAddr(), c.err)
 		}
