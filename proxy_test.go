@@ -18,7 +18,7 @@ func local(addr string) mailproxy.ListenConfig { return mailproxy.ListenConfig{A
 
 func start(t *testing.T, cfg *mailproxy.Config) *mailproxy.Proxy {
 	t.Helper()
-	p := &mailproxy.Proxy{Config: cfg}
+	p := &mailproxy.Proxy{Config: cfg, Logger: testutil.Discard}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
