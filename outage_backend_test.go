@@ -193,7 +193,7 @@ func TestBackendOutage(t *testing.T) {
 }
 
 func testBackendOutage(t *testing.T, o backendOutage, proto outageProtocol) {
-	backend := testutil.FreeAddr(t) // refused: nothing listens there
+	backend := testutil.RefusedAddr(t)
 	closed := make(chan struct{}, 1)
 	var sent atomic.Int64
 	if o.serve != nil {

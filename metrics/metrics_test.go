@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -114,16 +113,6 @@ func serve(t testing.TB, c *metrics.Collector) string {
 	return srv.URL + "/metrics"
 }
 
-// closedAddr returns an address where connections are refused.
-func closedAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
-	return ln.Addr().String()
-}
-
 var discard = slog.New(slog.DiscardHandler)
 
 // Real IMAP (over TLS), POP3 and SMTP sessions through a Proxy, with
@@ -147,7 +136,7 @@ func TestProxySessions(t *testing.T) {
 	}
 	defer smtpBackend.Close()
 	backends := map[string]string{"imap": imapBackend.Addr, "pop3": pop3Backend.Addr, "smtp": smtpBackend.Addr}
-	dead := closedAddr(t)
+	dead := testutil.RefusedAddr(t)
 	route := auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
 		switch {
 		case req.User == "carol":
