@@ -144,7 +144,11 @@ type Proxy struct {
 	mu      sync.Mutex
 	sockets map[string]*socket
 	servers []Server // the current generation
-	retired []Server // previous generations, still draining
+	// retired are the Servers of previous generations still draining, by
+	// generation; a drained generation is forgotten, so that nothing of
+	// it stays reachable.
+	retired map[int][]Server
+	lastGen int
 	// draining counts the previous generations whose Resources are not
 	// closed yet.
 	draining sync.WaitGroup
@@ -246,9 +250,15 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) error {
 // retire shuts the old Servers down in the background: they stop accepting
 // at once and drain until their sessions end, or until the old Config's
 // ShutdownTimeout closes them. Then the old Config's Resources are
-// closed, but for those the running Config has too. The caller holds p.mu.
+// closed, but for those the running Config has too, and the Proxy forgets
+// the old Servers. The caller holds p.mu.
 func (p *Proxy) retire(old *Config, servers []Server) {
-	p.retired = append(p.retired, servers...)
+	if p.retired == nil {
+		p.retired = make(map[int][]Server)
+	}
+	p.lastGen++
+	gen := p.lastGen
+	p.retired[gen] = servers
 	keep := p.Config.Resources
 	p.draining.Go(func() {
 		ctx, cancel := withTimeout(context.Background(), old.ShutdownTimeout)
@@ -260,6 +270,9 @@ func (p *Proxy) retire(old *Config, servers []Server) {
 		if err := closeResources(old.Resources, keep); err != nil {
 			p.logger().Warn("closing the resources of a replaced configuration", "err", err)
 		}
+		p.mu.Lock()
+		delete(p.retired, gen)
+		p.mu.Unlock()
 	})
 }
 
@@ -464,7 +477,7 @@ func (p *Proxy) stop() (retired, current []Server, timeout time.Duration) {
 	if p.started {
 		timeout = p.Config.ShutdownTimeout
 	}
-	return p.retired, p.servers, timeout
+	return slices.Concat(slices.Collect(maps.Values(p.retired))...), p.servers, timeout
 }
 
 // Addrs returns the address of every open socket, for example to learn the

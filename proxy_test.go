@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/mailproxy/mailproxy"
 	"github.com/mailproxy/mailproxy/imap"
@@ -245,6 +247,27 @@ func TestProxyReload(t *testing.T) {
 	}
 	// The socket the new config dropped is closed.
 	testutil.WaitFor(t, "the dropped socket to close", func() bool { return !testutil.Accepting(goneAddr.String()) })
+}
+
+// Once the sessions of a replaced Config have ended, the Proxy keeps
+// nothing of it: its Servers, with their TLS settings and auth_http
+// clients, can be collected, however many reloads came before.
+func TestProxyReloadForgetsDrainedServers(t *testing.T) {
+	p := start(t, relayConfig(t, 0))
+	old := weak.Make(p.Config.Servers[0].Server.(*imap.Server))
+	c := relayed(t, p)
+	if err := p.Reload(context.Background(), relayConfig(t, 0)); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	if old.Value() == nil {
+		t.Fatal("the replaced Server was collected while its session runs")
+	}
+	c.Exchange("b LOGOUT\r\n", "* BYE", "b OK", "<closed>")
+	testutil.WaitFor(t, "the drained Server to be collected", func() bool {
+		runtime.GC()
+		return old.Value() == nil
+	})
 }
 
 // recorder is a Server that records the Listeners it is given.
