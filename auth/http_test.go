@@ -372,6 +372,54 @@ func TestHTTPKeepAlive(t *testing.T) {
 	}
 }
 
+// A login is one request, as from nginx, or two when the connection kept
+// from an earlier request closed without an answer: the service may have
+// closed it as idle just as the request went out. Never one for every
+// connection in the pool, as net/http's Transport sends a GET again on
+// each idle connection in turn: a service that drops connections under
+// load would see each login many times (up to 11 in the chaos test's
+// full form, before the client was our own).
+func TestHTTPRetriesOnce(t *testing.T) {
+	const pooled = 8
+	var hangups atomic.Int32
+	var arrived sync.WaitGroup
+	arrived.Add(pooled)
+	ok := headers(http.StatusOK, "Auth-Status", "OK", "Auth-Server", "10.0.0.7", "Auth-Port", "143")
+	url := respond(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Auth-User") == "hangup" {
+			hangups.Add(1)
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
+		arrived.Done()
+		arrived.Wait() // the requests come at once, on as many connections
+		ok(w, r)
+	})
+	h := &HTTP{URL: url, Logger: quietLog()}
+	defer h.Close()
+	login := func(user string) error {
+		_, err := h.Authenticate(context.Background(), &Request{Protocol: "imap", Method: MethodPlain, User: user, Password: "p"})
+		return err
+	}
+	var g sync.WaitGroup
+	for range pooled {
+		g.Go(func() {
+			if err := login("alice"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	g.Wait()
+	if err := login("hangup"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("login = %v, want ErrUnavailable", err)
+	}
+	if n := hangups.Load(); n != 2 {
+		t.Errorf("one login after %d on kept-alive connections reached the service %d times, want 2", pooled, n)
+	}
+}
+
 func TestHTTPUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.sock")
 	svc := startRaw(t, "unix", path, okResponse)
