@@ -78,6 +78,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(floodChildEnv) != "" {
 		os.Exit(floodChild())
 	}
+	if os.Getenv(chaosChildEnv) != "" {
+		os.Exit(chaosChild())
+	}
 	os.Exit(m.Run())
 }
 
