@@ -236,13 +236,7 @@ func TestWorkerRlimitNofile(t *testing.T) {
 // on. The pid file, in a folder only root may write to, is removed at the
 // exit.
 func TestPrivilegesDropped(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("runs as root only: the program switches user when started as root")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody: %v", err)
-	}
+	nobody := rootServingAsNobody(t)
 	dir := t.TempDir()                                                                                                     // 0700, root's
 	certFile, keyFile := testutil.NewCA(t, "mailproxy test").Issue(t, testutil.CertOptions{}).WriteFiles(t, dir, "server") // the key: 0600
 	tls := "ssl_certificate " + certFile + "; ssl_certificate_key " + keyFile + "; starttls on;"
@@ -292,15 +286,24 @@ func TestPrivilegesDropped(t *testing.T) {
 	}
 }
 
-// The demo, started as root, serves as nobody too.
-func TestDemoDropsPrivileges(t *testing.T) {
+// rootServingAsNobody skips a test unless it runs as root (the program
+// switches user only when started as root) on a system with the user
+// nobody, whom it returns.
+func rootServingAsNobody(t *testing.T) *user.User {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("runs as root only")
+		t.Skip("runs as root only: the program switches user when started as root")
 	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
 		t.Skipf("no user nobody: %v", err)
 	}
+	return nobody
+}
+
+// The demo, started as root, serves as nobody too.
+func TestDemoDropsPrivileges(t *testing.T) {
+	nobody := rootServingAsNobody(t)
 	p := startBinary(t, "-demo-ports", "0,0,0")
 	var addr string
 	testutil.WaitFor(t, "the banner", func() bool {

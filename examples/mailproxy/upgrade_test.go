@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -425,13 +424,7 @@ func TestBinaryUpgradeRollback(t *testing.T) {
 // switches user itself; USR1 then reopens its log through that helper.
 // When the old process leaves, its helper removes pid.oldbin.
 func TestBinaryUpgradeAsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("runs as root only: the program switches user when started as root")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("no user nobody: %v", err)
-	}
+	nobody := rootServingAsNobody(t)
 	dir := t.TempDir()                                                                                                     // 0700, root's
 	certFile, keyFile := testutil.NewCA(t, "mailproxy test").Issue(t, testutil.CertOptions{}).WriteFiles(t, dir, "server") // the key: 0600
 	logPath, pid := filepath.Join(dir, "error.log"), filepath.Join(dir, "mail.pid")
