@@ -369,23 +369,13 @@ func reset(c net.Conn) {
 // and counts the connections open to it.
 type chaosAuth struct {
 	*httptest.Server
-	mu   sync.Mutex
-	open map[net.Conn]bool
+	conns testutil.ConnCounter
 }
 
 func (h *chaos) startAuth() *chaosAuth {
-	a := &chaosAuth{open: map[net.Conn]bool{}}
+	a := &chaosAuth{}
 	a.Server = httptest.NewUnstartedServer(http.HandlerFunc(h.authorize))
-	a.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		switch s {
-		case http.StateNew:
-			a.open[c] = true
-		case http.StateClosed, http.StateHijacked:
-			delete(a.open, c)
-		}
-	}
+	a.conns.Track(a.Server)
 	a.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
 	a.Start()
 	h.t.Cleanup(a.Close)
@@ -393,11 +383,7 @@ func (h *chaos) startAuth() *chaosAuth {
 }
 
 // openConns counts the connections open to the service.
-func (a *chaosAuth) openConns() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.open)
-}
+func (a *chaosAuth) openConns() int { return a.conns.Open() }
 
 // authorize answers an auth_http request as the user name says.
 func (h *chaos) authorize(w http.ResponseWriter, r *http.Request) {

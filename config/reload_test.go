@@ -3,7 +3,6 @@ package config
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -19,29 +18,20 @@ import (
 // the connections open to it.
 type authService struct {
 	*httptest.Server
+	conns testutil.ConnCounter
 	mu    sync.Mutex
-	open  map[net.Conn]bool
 	asked int
 }
 
 func startAuthService(t *testing.T) *authService {
-	a := &authService{open: map[net.Conn]bool{}}
+	a := &authService{}
 	a.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		a.asked++
 		a.mu.Unlock()
 		w.Header().Set("Auth-Status", "Invalid login")
 	}))
-	a.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		switch s {
-		case http.StateNew:
-			a.open[c] = true
-		case http.StateClosed, http.StateHijacked:
-			delete(a.open, c)
-		}
-	}
+	a.conns.Track(a.Server)
 	a.Start()
 	t.Cleanup(a.Close)
 	return a
@@ -50,7 +40,7 @@ func startAuthService(t *testing.T) *authService {
 func (a *authService) counts() (open, asked int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.open), a.asked
+	return a.conns.Open(), a.asked
 }
 
 // waitFor polls cond for up to five seconds.
