@@ -92,6 +92,9 @@ func parseTarget(raw string) (*target, error) {
 		return nil, fmt.Errorf("auth_http %q: only http:// is supported", raw)
 	}
 	hostport, path, _ := strings.Cut(rest, "/")
+	if _, host, ok := strings.Cut(hostport, "@"); ok { // not quoted: the rest may be a password
+		return nil, fmt.Errorf("auth_http \"http://…@%s/\": a user or password in the URL is not supported", host)
+	}
 	u, err := url.Parse("http://" + hostport + "/" + path)
 	if err != nil || u.Host == "" || u.User != nil {
 		return nil, fmt.Errorf("auth_http %q: invalid URL", raw)
@@ -170,7 +173,7 @@ func (h *HTTP) Authenticate(ctx context.Context, req *Request) (*Result, error) 
 	for range maxWaitRounds {
 		res, wait, err := h.ask(ctx, req)
 		if err != nil {
-			h.logger().Error("auth http failed", "url", h.target.url, "user", req.User, "err", err)
+			h.logger().Error("auth http failed", "url", h.target.url, "user", req.User, "err", Redact(err.Error(), req.User, req.Password))
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if !wait {

@@ -448,7 +448,8 @@ func TestParseTarget(t *testing.T) {
 		{in: "https://auth.example/", err: "only http://"},
 		{in: "127.0.0.1:99999/", err: "invalid port"},
 		{in: "/auth", err: "invalid URL"},
-		{in: "user:pw@host/", err: "invalid URL"},
+		{in: "user:pw@host/", err: `auth_http "http://…@host/": a user or password in the URL is not supported`},
+		{in: "http://user:p%zz@host:9000/auth", err: `auth_http "http://…@host:9000/": a user`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -456,6 +457,9 @@ func TestParseTarget(t *testing.T) {
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				if strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "p%zz") {
+					t.Fatalf("the error %q holds the URL's password", err)
 				}
 				return
 			}

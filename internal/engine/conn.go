@@ -384,7 +384,7 @@ func (c *Conn) CloseWith(last string) {
 // level error as nginx logs an upstream's failure, with the user and the
 // backend: msg says what failed.
 func (c *Conn) BackendFailed(msg string, login *Login, err error) {
-	c.Log.LogAttrs(bg, errorlog.LevelError, msg, slog.String("user", login.User), slog.String("backend", login.Backend), slog.Any("err", err))
+	c.Log.LogAttrs(bg, errorlog.LevelError, msg, slog.String("user", login.User), slog.String("backend", login.Backend), redactedErr(err, login.User, login.Password))
 }
 
 // Release gives the session's buffers back to their pools, once nothing

@@ -74,10 +74,10 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	res, err := c.ask(ctx, req)
 	switch {
 	case err != nil:
-		c.logLogin(errorlog.LevelError, "authentication unavailable", req, slog.Any("err", err))
+		c.logLogin(errorlog.LevelError, "authentication unavailable", req, redactedErr(err, req.User, req.Password))
 		return nil, err
 	case !res.OK():
-		c.logLogin(errorlog.LevelInfo, "client login failed", req, slog.String("reason", res.Error), slog.Duration("wait", res.Wait))
+		c.logLogin(errorlog.LevelInfo, "client login failed", req, slog.String("reason", auth.Redact(res.Error, req.User, req.Password)), slog.Duration("wait", res.Wait))
 		if res.Wait > 0 {
 			if err := clock.Sleep(ctx, res.Wait); err != nil {
 				return nil, err
@@ -87,7 +87,7 @@ func (c *Conn) Authenticate(ctx context.Context, req *auth.Request) (*Login, err
 	}
 	user, pass, err := res.BackendLogin(req)
 	if err != nil {
-		c.logLogin(errorlog.LevelError, "authenticator gave no backend password", req, slog.Any("err", err))
+		c.logLogin(errorlog.LevelError, "authenticator gave no backend password", req, redactedErr(err, req.User, req.Password))
 		return nil, fmt.Errorf("%w: %v", auth.ErrUnavailable, err)
 	}
 	c.logLogin(errorlog.LevelInfo, "client logged in", req, slog.String("backend", res.Backend))
@@ -106,6 +106,12 @@ func (c *Conn) logLogin(level slog.Level, msg string, req *auth.Request, extra .
 		slog.String("method", string(req.Method)), slog.Int("attempt", req.Attempt),
 	}, extra...)
 	c.Log.LogAttrs(bg, level, msg, attrs...)
+}
+
+// redactedErr is err for a log, with the password of a login in any of
+// its forms hidden: services and backends may echo what they were sent.
+func redactedErr(err error, user, password string) slog.Attr {
+	return slog.String("err", auth.Redact(err.Error(), user, password))
 }
 
 // ask calls the Authenticator within the server's timeout.
