@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/mailproxy/mailproxy/errorlog"
 	"github.com/mailproxy/mailproxy/internal/accept"
 	"github.com/mailproxy/mailproxy/internal/proxyproto"
 	"github.com/mailproxy/mailproxy/session"
@@ -93,7 +95,7 @@ func (l *Loop) Serve(ln net.Listener, log *slog.Logger, handle Handler) error {
 		switch {
 		case err == nil:
 			retry.Accepted()
-			l.start(conn, handle)
+			l.start(conn, log, handle)
 		case l.isDraining():
 			return session.ErrServerClosed
 		case !accept.Retryable(err):
@@ -141,7 +143,7 @@ func (l *Loop) isDraining() bool {
 // start registers conn and runs its session. A connection accepted while
 // the Loop shuts down is still served: it was accepted before its listener
 // closed. After Close it is closed at once.
-func (l *Loop) start(conn net.Conn, handle Handler) {
+func (l *Loop) start(conn net.Conn, log *slog.Logger, handle Handler) {
 	l.mu.Lock()
 	if l.killed {
 		l.mu.Unlock()
@@ -155,11 +157,25 @@ func (l *Loop) start(conn net.Conn, handle Handler) {
 	end := &Ending{}
 	end.Defer(func() { l.finish(conn) })
 	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				logPanic(log, conn, v)
+			}
+			if !end.detached {
+				end.run()
+			}
+		}()
 		handle(ctx, conn, end)
-		if !end.detached {
-			end.run()
-		}
 	}()
+}
+
+// logPanic logs a session's handler that panicked, as net/http does: one
+// session ends (its connection closed, without a reply) and the proxy goes
+// on. The stack names functions and holds their arguments as machine
+// words, never the bytes of a credential.
+func logPanic(log *slog.Logger, conn net.Conn, v any) {
+	log.LogAttrs(bg, errorlog.LevelAlert, "panic serving a session", slog.String("client", conn.RemoteAddr().String()),
+		slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 }
 
 func (l *Loop) finish(conn net.Conn) {

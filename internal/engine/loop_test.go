@@ -3,14 +3,18 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mailproxy/mailproxy/errorlog"
+	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/session"
 )
 
@@ -186,5 +190,59 @@ func TestLoopRetriesAcceptErrors(t *testing.T) {
 	ebadf := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EBADF)}
 	if err := l.Serve(&flakyListener{ln, []error{ebadf}}, discard, nil); !errors.Is(err, syscall.EBADF) {
 		t.Errorf("Serve after EBADF = %v, want EBADF", err)
+	}
+}
+
+// A handler that panics ends its own session: the connection is closed,
+// its slot given back, the panic logged with its stack at alert, and the
+// other sessions and the accept loop go on.
+func TestLoopPanickingHandler(t *testing.T) {
+	var l Loop
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.Buffer
+	log := slog.New(errorlog.NewHandler(&logs, &errorlog.HandlerOptions{Level: errorlog.LevelAlert}))
+	released := make(chan string, 2)
+	go l.Serve(ln, log, func(ctx context.Context, c net.Conn, end *Ending) {
+		end.Defer(func() { released <- "slot" })
+		var line [16]byte
+		n, _ := c.Read(line[:])
+		if string(line[:n]) == "panic\n" {
+			var m map[string]int
+			m["boom"]++ // a runtime error, as a bug would make
+		}
+		c.Write([]byte("served\n"))
+	})
+	for _, say := range []string{"panic\n", "hello\n"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte(say))
+		got, err := io.ReadAll(c)
+		c.Close()
+		switch {
+		case err != nil:
+			t.Fatalf("after %q: %v", say, err)
+		case say == "panic\n" && len(got) != 0, say == "hello\n" && string(got) != "served\n":
+			t.Fatalf("after %q the client read %q", say, got)
+		}
+		if what := <-released; what != "slot" {
+			t.Fatal(what)
+		}
+	}
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lines := logs.String()
+	if !strings.Contains(lines, "[alert]") || !strings.Contains(lines, "panic serving a session") ||
+		!strings.Contains(lines, "assignment to entry in nil map") || !strings.Contains(lines, "TestLoopPanickingHandler") {
+		t.Errorf("the log lacks the panic, its value or its stack:\n%s", lines)
+	}
+	if strings.Count(lines, "panic serving") != 1 {
+		t.Errorf("want one panic logged:\n%s", lines)
 	}
 }
