@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
@@ -61,7 +62,7 @@ func (cl *client) backendFailed(tag, reply string, login *engine.Login, err erro
 	cl.c.BackendFailed("backend login failed", login, err)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
-		cl.c.Reply("%s %s", tag, reply)
+		cl.c.Reply("%s %s", tag, auth.Redact(reply, login.User, login.Password))
 	case errors.Is(err, errBackendRefused):
 		cl.c.Reply("%s NO [AUTHENTICATIONFAILED] Authentication failed", tag)
 	default:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/engine"
 )
 
@@ -26,12 +27,13 @@ func (cl *client) proxy(login *engine.Login) bool {
 }
 
 // backendFailed answers a failed backend login: with
-// proxy_pass_error_message the backend's own words.
+// proxy_pass_error_message the backend's own words, the password hidden
+// should it echo it: it may be the auth service's, not the client's.
 func (cl *client) backendFailed(reply string, login *engine.Login, err error) bool {
 	cl.c.BackendFailed("backend login failed", login, err)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
-		return cl.c.Fail(reply)
+		return cl.c.Fail(auth.Redact(reply, login.User, login.Password))
 	case errors.Is(err, errBackendRefused):
 		return cl.c.Fail("-ERR Authentication failed")
 	}

@@ -65,7 +65,7 @@ func (cl *client) backendFailed(reply string, login *engine.Login, err error) bo
 	code, _ := replyCode(reply)
 	switch {
 	case errors.Is(err, errBackendRefused) && cl.st.PassErrorMessage:
-		return cl.c.Fail(reply)
+		return cl.c.Fail(auth.Redact(reply, login.User, login.Password))
 	case errors.Is(err, errBackendRefused) && code >= 500:
 		return cl.c.Fail("535 5.7.8 Authentication failed")
 	}
