@@ -202,7 +202,8 @@ type pipeListener struct {
 }
 
 // OneConnListener returns a listener whose Accept hands out conn once
-// and then blocks until Close: a way to serve one end of a net.Pipe.
+// and then blocks until Close: a way to serve one connection, such as an
+// end of a net.Pipe.
 func OneConnListener(conn net.Conn) net.Listener {
 	return &pipeListener{conn: conn, done: make(chan struct{})}
 }
@@ -229,23 +230,49 @@ type pipeAddr struct{}
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
 
-// FuzzDialogue writes input as a client on a net.Pipe served by serve,
-// reads everything the server answers, and fails if the session does not
-// end within five seconds of the client leaving. shutdown is the server's
-// Shutdown.
+// FuzzDialogue writes input as a client over TCP on 127.0.0.1 to a
+// session served by serve, then closes its writing half and reads
+// everything the server answers: every command of input is read, answered
+// and relayed as a client's would be. It fails if the session does not
+// end within five seconds of the client's end of input. shutdown is the
+// server's Shutdown.
 func FuzzDialogue(t *testing.T, input string, serve func(net.Listener) error, shutdown func(context.Context) error) {
-	client, server := net.Pipe()
+	client, server := tcpPair(t)
+	defer client.Close()
 	go serve(OneConnListener(server))
+	client.SetDeadline(time.Now().Add(10 * time.Second))
 	read := make(chan struct{})
 	go func() { io.Copy(io.Discard, client); close(read) }()
 	io.WriteString(client, input)
-	client.Close()
-	<-read
+	client.CloseWrite()
+	select {
+	case <-read:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end five seconds after the client's input did")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := shutdown(ctx); err != nil {
 		t.Fatalf("session did not end: %v", err)
 	}
+}
+
+// tcpPair returns both ends of a TCP connection on 127.0.0.1.
+func tcpPair(t testing.TB) (client *net.TCPConn, server net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server, err = ln.Accept(); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c.(*net.TCPConn), server
 }
 
 // StartTLS runs a TLS handshake on the connection, as a client does after
