@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -69,6 +70,34 @@ func FuzzSession(f *testing.F) {
 			AuthMethods:  []string{"plain", "login", "cram-md5", "external"},
 			ClientBuffer: 256,
 		}
+		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
+	})
+}
+
+// FuzzBackend logs a client in against a backend that says whatever the
+// fuzzer makes it say (greeting, capabilities, answers to ID and LOGIN,
+// literals, then the relay): the proxy reads it without a panic or a hang,
+// and the session ends once both sides have left.
+func FuzzBackend(f *testing.F) {
+	client := "a LOGIN alice secret\r\nb NOOP\r\nc LOGOUT\r\n"
+	for _, s := range []string{
+		"* OK ready\r\nmp2 OK logged in\r\n* BYE\r\nc OK\r\n",
+		"* OK [CAPABILITY IMAP4rev1 ID] ready\r\n* ID NIL\r\nmp1 OK\r\n* CAPABILITY IMAP4rev1\r\nmp2 OK [CAPABILITY IMAP4rev1] done\r\n",
+		"* OK ready\r\n* 1 FETCH (BODY[] {11}\r\nmp2 OK fake)\r\nmp2 NO [AUTHENTICATIONFAILED] no\r\n",
+		"* OK [CAPABILITY IMAP4rev1 LITERAL-] ready\r\n+ go on\r\nmp2 OK\r\n",
+		"* OK ready\r\n* {4294967296}\r\n",
+		"* OK ready\r\nmp2 BAD\r\n",
+		"* BYE go away\r\n",
+		"\x00\xff\r\n\n",
+	} {
+		f.Add(client, s)
+	}
+	f.Add("a LOGIN {5}\r\nalice {6}\r\nsecret\r\n", "* OK [CAPABILITY IMAP4rev1 LITERAL+ ID] ready\r\nmp1 OK\r\nmp2 OK\r\n")
+	backend := testutil.StartScripted(f)
+	route := auth.Static{"alice": {Password: "secret", Backend: backend.Addr}}
+	f.Fuzz(func(t *testing.T, input, script string) {
+		backend.Script(script)
+		srv := &Server{Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler), Auth: route}}
 		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
 	})
 }

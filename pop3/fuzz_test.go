@@ -2,9 +2,11 @@ package pop3
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -33,6 +35,32 @@ func FuzzSession(f *testing.F) {
 				TLS: &session.TLS{Config: tlsConfig, StartTLS: session.StartTLSOn}},
 			AuthMethods: []string{"plain", "apop", "cram-md5", "external"},
 		}
+		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
+	})
+}
+
+// FuzzBackend logs a client in against a backend that says whatever the
+// fuzzer makes it say (greeting, answers to USER and PASS, then the
+// relay): the proxy reads it without a panic or a hang, and the session
+// ends once both sides have left.
+func FuzzBackend(f *testing.F) {
+	client := "USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n"
+	for _, s := range []string{
+		"+OK ready\r\n+OK\r\n+OK logged in\r\n+OK 0 0\r\n+OK bye\r\n",
+		"+OK ready <1.2@host>\r\n+OK\r\n-ERR [AUTH] no\r\n",
+		"+OK ready\r\n-ERR no such user\r\n",
+		"-ERR busy\r\n",
+		"+OK ready\r\n+OK\r\n+OK" + strings.Repeat("x", 5000) + "\r\n",
+		"\x00\xff\r\n\n",
+	} {
+		f.Add(client, s)
+	}
+	f.Add("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nLIST\r\n", "+OK\r\n+OK\r\n+OK\r\n+OK 1 messages\r\n1 120\r\n.\r\n")
+	backend := testutil.StartScripted(f)
+	route := auth.Static{"alice": {Password: "secret", Backend: backend.Addr}}
+	f.Fuzz(func(t *testing.T, input, script string) {
+		backend.Script(script)
+		srv := &Server{Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler), Auth: route}}
 		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
 	})
 }

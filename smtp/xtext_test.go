@@ -1,12 +1,14 @@
 package smtp
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailproxy/mailproxy/auth"
 	"github.com/mailproxy/mailproxy/internal/testutil"
 	"github.com/mailproxy/mailproxy/session"
 )
@@ -84,6 +86,45 @@ func FuzzSession(f *testing.F) {
 			Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler),
 				TLS: &session.TLS{Config: tlsConfig, StartTLS: session.StartTLSOn}},
 			AuthMethods: []string{"login", "plain", "cram-md5", "external", "none"},
+		}
+		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
+	})
+}
+
+// FuzzBackend logs a client in against a backend that says whatever the
+// fuzzer makes it say (greeting, EHLO, XCLIENT, AUTH, the replay of MAIL
+// and RCPT with smtp_auth none, then the relay): the proxy reads it
+// without a panic or a hang, and the session ends once both sides have
+// left.
+func FuzzBackend(f *testing.F) {
+	login := "EHLO c.test\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b>\r\nQUIT\r\n"
+	anonymous := "EHLO c.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice>\r\nDATA\r\n"
+	for _, s := range []string{
+		"220 ready\r\n250-mx\r\n250 XCLIENT NAME ADDR LOGIN HELO\r\n220 again\r\n250 mx\r\n250 ok\r\n221 bye\r\n",
+		"220 ready\r\n250 mx\r\n250 ok\r\n",
+		"220-ready\r\n220 still\r\n250-mx\r\n250-PIPELINING\r\n250 XCLIENT ADDR\r\n550 no\r\n",
+		"220 ready\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 no\r\n",
+		"554 go away\r\n",
+		"220 ready\r\n250" + strings.Repeat("-x\r\n250", 200) + " end\r\n",
+		"2\r\n",
+		"\x00\xff\r\n\n",
+	} {
+		f.Add(login, s)
+		f.Add(anonymous, s)
+	}
+	backend := testutil.StartScripted(f)
+	route := auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
+		if req.Method == auth.MethodNone || req.User == "alice" && req.Password == "secret" {
+			return &auth.Result{Backend: backend.Addr}, nil
+		}
+		return &auth.Result{Error: "Invalid login or password"}, nil
+	})
+	f.Fuzz(func(t *testing.T, input, script string) {
+		backend.Script(script)
+		srv := &Server{
+			Config:      session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler), Auth: route},
+			AuthMethods: []string{"login", "plain", "none"},
+			BackendAuth: len(input)%2 == 1, // proxy_smtp_auth for half the inputs
 		}
 		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
 	})
