@@ -113,7 +113,8 @@ type ServerConfig struct {
 
 // Proxy runs the Servers of a Config on their sockets.
 //
-// Build it with the Config and call ListenAndServe, or Start and later Wait.
+// Build it with the Config and call ListenAndServe, or Start (after Listen,
+// if sockets must be open before serving) and later Wait.
 // Reload replaces the Config while running; Shutdown and Close end it.
 type Proxy struct {
 	// Config is read by Start; after that, use Reload to change it.
@@ -153,6 +154,7 @@ type Proxy struct {
 	// closed yet.
 	draining sync.WaitGroup
 	released sync.Once // the running Config's Resources are closed
+	opened   *opening  // the Config's sockets, between Listen and Start
 	started  bool
 	closed   bool
 	done     chan struct{}
@@ -182,11 +184,39 @@ func (p *Proxy) ListenAndServe() error {
 }
 
 // Start opens every listener of p.Config, or adopts an Inherited one, and
-// starts serving in the background. When a socket cannot be opened, none
-// is left open.
+// starts serving in the background; after Listen, it serves the sockets
+// Listen opened. When a socket cannot be opened, none is left open.
 func (p *Proxy) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.opened == nil {
+		if err := p.listen(); err != nil {
+			return err
+		}
+	}
+	p.begin(p.opened)
+	p.opened = nil
+	p.started = true
+	return nil
+}
+
+// Listen opens every listener of p.Config, or adopts an Inherited one,
+// without accepting on them: clients wait in the sockets' backlogs until
+// Start. A program started as root calls Listen, gives up its privileges,
+// and then calls Start, so that no session is served before the switch.
+// Addrs and ServerAddrs know the addresses from Listen on. When a socket
+// cannot be opened, none is left open.
+func (p *Proxy) Listen() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.opened != nil {
+		return errors.New("mailproxy: proxy already listening")
+	}
+	return p.listen()
+}
+
+// listen is Listen; the caller holds p.mu.
+func (p *Proxy) listen() error {
 	if p.started || p.closed {
 		return errors.New("mailproxy: proxy already started")
 	}
@@ -197,12 +227,12 @@ func (p *Proxy) Start() error {
 	p.done = make(chan struct{})
 	p.limit = newConnLimit(p.MaxConnections, p.logger())
 	p.takeInherited()
-	err := p.apply(context.Background(), p.Config)
+	op, err := p.open(context.Background(), p.Config)
 	p.dropInherited(err == nil)
 	if err != nil {
 		return err
 	}
-	p.started = true
+	p.opened = op
 	return nil
 }
 
@@ -280,13 +310,33 @@ func (p *Proxy) retire(old *Config, servers []Server) {
 // to the Servers of cfg, starts them, and closes the sockets cfg no longer
 // has. It leaves everything as it was when it fails. The caller holds p.mu.
 func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
-	plan, err := makePlan(ctx, cfg)
+	op, err := p.open(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	p.begin(op)
+	return nil
+}
+
+// opening is a Config whose new sockets are open and whose routes are
+// set, before they accept.
+type opening struct {
+	cfg      *Config
+	plan     map[string]*socketPlan
+	opened   map[string]*socket // the sockets opened for cfg
+	byServer [][]*listener      // the listeners of each of cfg's Servers
+}
+
+// open opens the sockets cfg needs that are not open yet, and routes every
+// socket of cfg to its Servers' listeners. The caller holds p.mu.
+func (p *Proxy) open(ctx context.Context, cfg *Config) (*opening, error) {
+	plan, err := makePlan(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	opened, err := p.openSockets(ctx, plan)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	maps.Copy(p.sockets, opened)
 	byServer := make([][]*listener, len(cfg.Servers))
@@ -294,27 +344,32 @@ func (p *Proxy) apply(ctx context.Context, cfg *Config) error {
 		s := p.sockets[key]
 		s.setRoutes(sp, p.limit, byServer)
 	}
+	return &opening{cfg: cfg, plan: plan, opened: opened, byServer: byServer}, nil
+}
+
+// begin accepts on the sockets op opened, closes those its Config no
+// longer names, and serves its Servers. The caller holds p.mu.
+func (p *Proxy) begin(op *opening) {
 	// Accepting starts once the routes are set: an inherited socket may
 	// hold clients already.
-	for _, s := range opened {
+	for _, s := range op.opened {
 		p.serving.Add(1)
 		go p.pump(s)
 	}
 	for key, s := range p.sockets {
-		if _, ok := plan[key]; !ok {
+		if _, ok := op.plan[key]; !ok {
 			delete(p.sockets, key)
 			s.close()
 		}
 	}
-	p.limit.setClientLimits(cfg.ClientLimits)
+	p.limit.setClientLimits(op.cfg.ClientLimits)
 	p.servers = p.servers[:0:0]
-	for i, sc := range cfg.Servers {
+	for i, sc := range op.cfg.Servers {
 		p.servers = append(p.servers, sc.Server)
-		for _, l := range byServer[i] {
+		for _, l := range op.byServer[i] {
 			go p.serve(sc, l)
 		}
 	}
-	return nil
 }
 
 // openSockets opens the planned sockets that are not open yet. On failure

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -83,6 +84,53 @@ func TestProxyConfigErrors(t *testing.T) {
 				t.Fatalf("err = %q, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Listen opens the sockets and knows their addresses, but serves no one
+// until Start: a client waits in the backlog and is greeted once Start
+// runs. A Proxy closed after Listen alone leaves no socket open.
+func TestProxyListenThenStart(t *testing.T) {
+	cfg := &mailproxy.Config{Servers: []mailproxy.ServerConfig{
+		{Name: "pop3", Listen: []mailproxy.ListenConfig{local("127.0.0.1:0")}, Server: &pop3.Server{}},
+	}}
+	p := &mailproxy.Proxy{Config: cfg, Logger: testutil.Discard}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Listen(); err == nil {
+		t.Error("a second Listen succeeded")
+	}
+	addr := p.ServerAddrs(0)[0].String()
+	c := testutil.Dial(t, "tcp", addr)
+	c.Conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.R.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("before Start the client read %d bytes (%v), want to wait", n, err)
+	}
+	c.Conn.SetReadDeadline(time.Time{})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Line(); got != "+OK POP3 ready" {
+		t.Errorf("greeting after Start %q", got)
+	}
+	if err := p.Start(); err == nil {
+		t.Error("a second Start succeeded")
+	}
+
+	idle := &mailproxy.Proxy{Config: &mailproxy.Config{Servers: []mailproxy.ServerConfig{
+		{Name: "pop3", Listen: []mailproxy.ListenConfig{local("127.0.0.1:0")}, Server: &pop3.Server{}},
+	}}, Logger: testutil.Discard}
+	if err := idle.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	idleAddr := idle.ServerAddrs(0)[0].String()
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if testutil.Accepting(idleAddr) {
+		t.Errorf("%s still accepts after Close", idleAddr)
 	}
 }
 

@@ -215,23 +215,26 @@ func runConfig(o *options, stderr io.Writer, sigs <-chan os.Signal) int {
 		logs.use(cfg)
 		return nil
 	}
-	started := func() error {
+	var notify *notifySocket
+	listening := func() error {
 		logs.started()
-		notify, err := dialNotify()
-		if err != nil {
+		var err error
+		if notify, err = dialNotify(); err != nil { // before the switch of user
 			log.Warn("cannot notify systemd", "err", err)
 		}
-		defer notify.Close()
 		if err := proc.switchUser(); err != nil {
 			return err
 		}
 		logs.openThrough(proc.helper)
+		return nil
+	}
+	serving := func() {
+		defer notify.Close()
 		if err := notify.ready(); err != nil {
 			log.Warn("cannot notify systemd", "err", err)
 		}
-		return nil
 	}
-	return serve(p, reload, logs, sigs, started)
+	return serve(p, reload, logs, sigs, listening, serving)
 }
 
 func testResult(stderr io.Writer, path string, err error) int {
@@ -280,28 +283,33 @@ func runDemo(o *options, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		}
 		return err
 	}
-	started := func() error {
-		d.banner(stdout, p)
+	listening := func() error {
 		logs.started()
 		return proc.switchUser()
 	}
-	return serve(p, reload, logs, sigs, started)
+	return serve(p, reload, logs, sigs, listening, func() { d.banner(stdout, p) })
 }
 
-// serve starts p, calls started, and then serves until a signal stops it
-// or a socket fails. reload loads the configuration again and gives it to
-// p.
-func serve(p *mailproxy.Proxy, reload func() error, logs *logs, sigs <-chan os.Signal, started func() error) int {
+// serve opens p's sockets, calls listening (which switches user), starts
+// p, so that no session is served before the switch, calls serving, and
+// then serves until a signal stops it or a socket fails. reload loads the
+// configuration again and gives it to p.
+func serve(p *mailproxy.Proxy, reload func() error, logs *logs, sigs <-chan os.Signal, listening func() error, serving func()) int {
 	log := logs.log
-	if err := p.Start(); err != nil {
+	if err := p.Listen(); err != nil {
 		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
 		return 1
 	}
-	if err := started(); err != nil {
+	err := listening()
+	if err == nil {
+		err = p.Start()
+	}
+	if err != nil {
 		log.Log(context.Background(), errorlog.LevelEmerg, "cannot start", "err", err)
 		p.Close()
 		return 1
 	}
+	serving()
 	log.Info("started", "sockets", len(p.Addrs()))
 	failed := make(chan error, 1)
 	go func() { failed <- p.Wait() }()
