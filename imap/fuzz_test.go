@@ -93,11 +93,7 @@ func FuzzBackend(f *testing.F) {
 		f.Add(client, s)
 	}
 	f.Add("a LOGIN {5}\r\nalice {6}\r\nsecret\r\n", "* OK [CAPABILITY IMAP4rev1 LITERAL+ ID] ready\r\nmp1 OK\r\nmp2 OK\r\n")
-	backend := testutil.StartScripted(f)
-	route := auth.Static{"alice": {Password: "secret", Backend: backend.Addr}}
-	f.Fuzz(func(t *testing.T, input, script string) {
-		backend.Script(script)
-		srv := &Server{Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler), Auth: route}}
-		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
+	testutil.FuzzBackendSide(f, func(route auth.Authenticator, _ string) testutil.FuzzServer {
+		return &Server{Config: session.Config{Timeout: time.Second, Logger: testutil.Discard, Auth: route}}
 	})
 }

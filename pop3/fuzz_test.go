@@ -56,11 +56,7 @@ func FuzzBackend(f *testing.F) {
 		f.Add(client, s)
 	}
 	f.Add("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nLIST\r\n", "+OK\r\n+OK\r\n+OK\r\n+OK 1 messages\r\n1 120\r\n.\r\n")
-	backend := testutil.StartScripted(f)
-	route := auth.Static{"alice": {Password: "secret", Backend: backend.Addr}}
-	f.Fuzz(func(t *testing.T, input, script string) {
-		backend.Script(script)
-		srv := &Server{Config: session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler), Auth: route}}
-		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
+	testutil.FuzzBackendSide(f, func(route auth.Authenticator, _ string) testutil.FuzzServer {
+		return &Server{Config: session.Config{Timeout: time.Second, Logger: testutil.Discard, Auth: route}}
 	})
 }

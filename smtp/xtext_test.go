@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"context"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -112,20 +111,11 @@ func FuzzBackend(f *testing.F) {
 		f.Add(login, s)
 		f.Add(anonymous, s)
 	}
-	backend := testutil.StartScripted(f)
-	route := auth.AuthenticatorFunc(func(_ context.Context, req *auth.Request) (*auth.Result, error) {
-		if req.Method == auth.MethodNone || req.User == "alice" && req.Password == "secret" {
-			return &auth.Result{Backend: backend.Addr}, nil
-		}
-		return &auth.Result{Error: "Invalid login or password"}, nil
-	})
-	f.Fuzz(func(t *testing.T, input, script string) {
-		backend.Script(script)
-		srv := &Server{
-			Config:      session.Config{Timeout: time.Second, Logger: slog.New(slog.DiscardHandler), Auth: route},
+	testutil.FuzzBackendSide(f, func(route auth.Authenticator, input string) testutil.FuzzServer {
+		return &Server{
+			Config:      session.Config{Timeout: time.Second, Logger: testutil.Discard, Auth: route},
 			AuthMethods: []string{"login", "plain", "none"},
 			BackendAuth: len(input)%2 == 1, // proxy_smtp_auth for half the inputs
 		}
-		testutil.FuzzDialogue(t, input, srv.Serve, srv.Shutdown)
 	})
 }
