@@ -73,6 +73,26 @@ func ExampleProxy_Reload() {
 	// Output: same socket: true
 }
 
+// Listen opens the sockets, a port below 1024 too, while the program is
+// root; Start serves them once it is not: no session runs as root.
+func ExampleProxy_Listen() {
+	p := &mailproxy.Proxy{Config: &mailproxy.Config{Servers: []mailproxy.ServerConfig{{
+		Name:   "imap",
+		Listen: []mailproxy.ListenConfig{{Address: "127.0.0.1:0"}},
+		Server: &imap.Server{Capabilities: []string{"IMAP4rev1"}},
+	}}}}
+	if err := p.Listen(); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	// Here the program gives up root (syscall.Setgid, syscall.Setuid).
+	if err := p.Start(); err != nil {
+		log.Fatal(err)
+	}
+	printGreeting(p.ServerAddrs(0)[0].String())
+	// Output: * OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] IMAP4 ready
+}
+
 // lookupCertificate stands for a program's certificate store.
 func lookupCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return nil, fmt.Errorf("no certificate for %q in this example", hello.ServerName)
