@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	byteorder "encoding/binary" // the package has a test helper named binary
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"os"
 	"syscall"
@@ -13,31 +16,39 @@ import (
 // maxFDs bounds the descriptors one message carries: Linux's SCM_MAX_FD.
 const maxFDs = 253
 
+// The largest messages each end reads. The helper, root, reads the
+// program's requests (an operation and a path), so that a program taken
+// over cannot make it allocate more; the program reads the helper's
+// replies, which carry the configuration's files.
+const (
+	maxRequest = 64 << 10
+	maxReply   = 1 << 30
+)
+
 // fdConn carries gob messages over a unix stream socket, each with the
 // descriptors it names (SCM_RIGHTS): the link between the program and its
-// privileged helper. Descriptors travel with the first byte of their
-// message, and every read takes the control data that comes with it, so
-// that the gob decoder may read ahead. One goroutine sends and one
-// receives at a time.
+// privileged helper. A message is its length (4 bytes, big-endian), then
+// a gob stream of its own: the count of descriptors and the value. Its
+// descriptors travel with its first byte, and it is read to its end and
+// no further, so that the descriptors of the next one wait for it. A
+// message beyond the reader's bound is refused before anything is
+// allocated for it: gob's decoder is not hardened against hostile input,
+// which the helper must assume of a program taken over. One goroutine
+// sends and one receives at a time.
 type fdConn struct {
-	c *net.UnixConn
-
+	c   *net.UnixConn
+	max int // the largest message receive accepts
 	out bytes.Buffer
-	enc *gob.Encoder // to out
-
-	dec *gob.Decoder // from fdReader
 	in  fdReader
 }
 
-func newFDConn(c *net.UnixConn) *fdConn {
-	fc := &fdConn{c: c, in: fdReader{c: c, oob: make([]byte, syscall.CmsgSpace(maxFDs*4))}}
-	fc.enc = gob.NewEncoder(&fc.out)
-	fc.dec = gob.NewDecoder(&fc.in)
-	return fc
+func newFDConn(c *net.UnixConn, max int) *fdConn {
+	return &fdConn{c: c, max: max, in: fdReader{c: c, oob: make([]byte, syscall.CmsgSpace(maxFDs*4))}}
 }
 
-// fdConnOf makes an fdConn of an inherited or socketpair descriptor.
-func fdConnOf(f *os.File) (*fdConn, error) {
+// fdConnOf makes an fdConn of an inherited or socketpair descriptor,
+// reading messages up to max bytes.
+func fdConnOf(f *os.File, max int) (*fdConn, error) {
 	c, err := net.FileConn(f)
 	if err != nil {
 		return nil, err
@@ -47,7 +58,7 @@ func fdConnOf(f *os.File) (*fdConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s is not a unix socket", f.Name())
 	}
-	return newFDConn(uc), nil
+	return newFDConn(uc, max), nil
 }
 
 // send sends v with files.
@@ -56,12 +67,19 @@ func (c *fdConn) send(v any, files ...*os.File) error {
 		return fmt.Errorf("%d descriptors in one message, at most %d", len(files), maxFDs)
 	}
 	c.out.Reset()
-	if err := c.enc.Encode(len(files)); err != nil {
+	c.out.Write(make([]byte, 4)) // the length, set below
+	enc := gob.NewEncoder(&c.out)
+	if err := enc.Encode(len(files)); err != nil {
 		return err
 	}
-	if err := c.enc.Encode(v); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
+	b := c.out.Bytes()
+	if len(b)-4 > math.MaxUint32 {
+		return fmt.Errorf("a message of %d bytes", len(b)-4)
+	}
+	byteorder.BigEndian.PutUint32(b, uint32(len(b)-4))
 	var oob []byte
 	if len(files) > 0 {
 		fds := make([]int, len(files))
@@ -70,7 +88,6 @@ func (c *fdConn) send(v any, files ...*os.File) error {
 		}
 		oob = syscall.UnixRights(fds...)
 	}
-	b := c.out.Bytes()
 	n, _, err := c.c.WriteMsgUnix(b, oob, nil)
 	if err == nil && n < len(b) {
 		_, err = c.c.Write(b[n:]) // a stream socket may take part of it
@@ -83,11 +100,24 @@ func (c *fdConn) send(v any, files ...*os.File) error {
 // the message announced are closed.
 func (c *fdConn) receive(v any, name string) ([]*os.File, error) {
 	defer c.in.drop()
-	var n int
-	if err := c.dec.Decode(&n); err != nil {
+	var head [4]byte
+	if _, err := io.ReadFull(&c.in, head[:]); err != nil {
 		return nil, err
 	}
-	if err := c.dec.Decode(v); err != nil {
+	size := byteorder.BigEndian.Uint32(head[:])
+	if uint64(size) > uint64(c.max) {
+		return nil, fmt.Errorf("a message of %d bytes, at most %d", size, c.max)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(&c.in, body); err != nil {
+		return nil, err
+	}
+	dec := gob.NewDecoder(bytes.NewReader(body))
+	var n int
+	if err := dec.Decode(&n); err != nil {
+		return nil, err
+	}
+	if err := dec.Decode(v); err != nil {
 		return nil, err
 	}
 	if n < 0 || n > len(c.in.fds) {

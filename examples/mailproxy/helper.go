@@ -102,7 +102,7 @@ func startHelper(args helperArgs) (*helper, error) {
 	ours, theirs := os.NewFile(uintptr(fds[0]), "helper"), os.NewFile(uintptr(fds[1]), "helper")
 	defer ours.Close()
 	defer theirs.Close()
-	conn, err := fdConnOf(ours)
+	conn, err := fdConnOf(ours, maxReply)
 	if err != nil {
 		return nil, fmt.Errorf("privileged helper: %w", err)
 	}
@@ -229,7 +229,7 @@ func runHelper(value string) int {
 		return 1
 	}
 	f := os.NewFile(3, "helper")
-	conn, err := fdConnOf(f)
+	conn, err := fdConnOf(f, maxRequest)
 	f.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailproxy: privileged helper:", err)

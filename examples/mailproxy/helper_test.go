@@ -18,9 +18,9 @@ func inProcessHelper(t *testing.T, args helperArgs) *helper {
 		t.Fatal(err)
 	}
 	var conns [2]*fdConn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "helper")
-		conns[i], err = fdConnOf(f)
+	for i, max := range []int{maxReply, maxRequest} { // the program's end, the helper's
+		f := os.NewFile(uintptr(fds[i]), "helper")
+		conns[i], err = fdConnOf(f, max)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
