@@ -27,6 +27,12 @@ type metricsServer struct {
 	srv       *http.Server // nil when none
 }
 
+// metricsLimits bound the endpoint's connections, so that clients that
+// are slow or stay idle cannot hold descriptors for ever: a scrape is a
+// small GET, and Prometheus keeps its connection between scrapes (15 s
+// to a minute apart).
+var metricsLimits = struct{ read, write, idle time.Duration }{read: 10 * time.Second, write: 30 * time.Second, idle: 2 * time.Minute}
+
 func newMetricsServer() *metricsServer {
 	c := metrics.New()
 	reg := prometheus.NewRegistry()
@@ -55,7 +61,8 @@ func (m *metricsServer) listen(addr string, log *slog.Logger) error {
 	if ln == nil {
 		return nil
 	}
-	m.srv = &http.Server{Handler: m.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	m.srv = &http.Server{Handler: m.handler, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: metricsLimits.read, ReadTimeout: metricsLimits.read, WriteTimeout: metricsLimits.write, IdleTimeout: metricsLimits.idle}
 	go func(srv *http.Server) {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "listen", addr, "err", err)

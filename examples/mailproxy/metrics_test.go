@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
@@ -220,6 +222,37 @@ func TestMetricsListenErrors(t *testing.T) {
 			var stdout, stderr testutil.Buffer
 			if code := run(args, &stdout, &stderr, nil); code != 1 || !strings.Contains(stderr.String(), tt.want) {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and %q", code, stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// A client that never finishes its request, and one that stays connected
+// after a scrape, are closed at the endpoint's limits.
+func TestMetricsEndpointLimits(t *testing.T) {
+	saved := metricsLimits
+	defer func() { metricsLimits = saved }()
+	metricsLimits.read, metricsLimits.idle = 300*time.Millisecond, 300*time.Millisecond
+	m, addr := newMetricsServer(), testutil.FreeAddr(t)
+	if err := m.listen(addr, testutil.Discard); err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	for _, tt := range []struct{ name, send string }{
+		{"request never finished", "GET /metrics HTTP/1.1\r\nHost: x\r\n"},
+		{"idle after a scrape", "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testutil.Dial(t, "tcp", addr)
+			c.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			c.Send("%s", strings.TrimSuffix(tt.send, "\r\n"))
+			got, err := io.ReadAll(c.R)
+			if took := time.Since(start); err != nil || took > 5*time.Second {
+				t.Fatalf("the endpoint closed after %v (%v)", took, err)
+			}
+			if scraped := strings.Contains(string(got), "go_goroutines"); scraped != strings.HasSuffix(tt.send, "\r\n\r\n") {
+				t.Errorf("read %.200q", got)
 			}
 		})
 	}
