@@ -176,7 +176,7 @@ func (p *Proxy) adopt(key string, sp *socketPlan) (net.Listener, error) {
 }
 
 // dropInherited closes the inherited sockets that no listen directive
-// took, logging them when Start succeeded (as nginx closes them), and
+// took, logging them when Listen succeeded (as nginx closes them), and
 // silently when it failed. The caller holds p.mu.
 func (p *Proxy) dropInherited(started bool) {
 	for _, key := range slices.Sorted(maps.Keys(p.inherited)) {

@@ -117,7 +117,7 @@ type ServerConfig struct {
 // if sockets must be open before serving) and later Wait.
 // Reload replaces the Config while running; Shutdown and Close end it.
 type Proxy struct {
-	// Config is read by Start; after that, use Reload to change it.
+	// Config is read by Listen or Start; after that, use Reload to change it.
 	Config *Config
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -127,18 +127,19 @@ type Proxy struct {
 	// so that a proxy under a flood still answers instead of running out
 	// of descriptors. Zero means what the descriptor limit (RLIMIT_NOFILE)
 	// leaves after a reserve (a thirty-second of it, 32 at least), at two
-	// descriptors a session; negative means no limit. Read by Start.
+	// descriptors a session; negative means no limit. Read by Listen or
+	// Start.
 	MaxConnections int
-	// Inherited are listening sockets opened by another process, for Start
-	// to serve instead of opening its own: those the old binary hands down
+	// Inherited are listening sockets opened by another process, for the
+	// Proxy to serve instead of opening its own: those the old binary hands down
 	// in an upgrade (see Files and InheritedListeners), or systemd's socket
 	// activation (SystemdListeners). Each serves the socket the Config
 	// plans for its local address and network ("0.0.0.0:143" for "listen
 	// 143", "[::]:143" for "listen [::]:143"), with the listen parameters
 	// that an open socket takes (buffers, keepalive, backlog; ipv6only and
 	// reuseport stay as they were). Those that match none are closed and
-	// logged, as nginx closes them. The Proxy owns them from Start on; a
-	// Reload opens new sockets as usual.
+	// logged, as nginx closes them. The Proxy owns them from Listen or
+	// Start on; a Reload opens new sockets as usual.
 	Inherited []net.Listener
 
 	limit   *connLimit
@@ -163,7 +164,7 @@ type Proxy struct {
 	err      error
 
 	// inherited are the Inherited sockets not yet adopted, by endpoint key,
-	// while Start runs.
+	// while Listen runs.
 	inherited map[string]net.Listener
 }
 
