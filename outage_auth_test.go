@@ -108,13 +108,13 @@ var authOutages = []authOutage{
 func rawService(t *testing.T, answer func(net.Conn)) *brokenService {
 	t.Helper()
 	svc := &brokenService{}
-	addr := serveRaw(t, func(c net.Conn) {
+	addr := testutil.Accept(t, func(c net.Conn) {
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
 		}
 		svc.requests.Add(1)
 		answer(c)
-	})
+	}).Addr().String()
 	svc.url = "http://" + addr + "/auth"
 	return svc
 }

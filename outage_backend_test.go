@@ -197,10 +197,10 @@ func testBackendOutage(t *testing.T, o backendOutage, proto outageProtocol) {
 	closed := make(chan struct{}, 1)
 	var sent atomic.Int64
 	if o.serve != nil {
-		backend = serveRaw(t, func(c net.Conn) {
+		backend = testutil.Accept(t, func(c net.Conn) {
 			o.serve(&fakeBackend{d: backendDialects[proto.name], conn: c, r: bufio.NewReader(c), sent: &sent})
 			closed <- struct{}{}
-		})
+		}).Addr().String()
 	}
 	route := auth.AuthenticatorFunc(func(context.Context, *auth.Request) (*auth.Result, error) {
 		return &auth.Result{Backend: backend}, nil

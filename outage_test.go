@@ -15,7 +15,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -366,39 +365,6 @@ func openFDs(t *testing.T) map[string]string {
 		}
 	}
 	return fds
-}
-
-// serveRaw accepts TCP connections on 127.0.0.1 until the test ends and
-// runs handle for each in a goroutine of its own: a server that
-// misbehaves on purpose. A connection is closed when handle returns, or
-// when the test ends. It returns the address.
-func serveRaw(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	ln := testutil.Accept(t, func(c net.Conn) {
-		defer c.Close()
-		mu.Lock()
-		if conns == nil { // the test has ended
-			mu.Unlock()
-			return
-		}
-		conns[c] = true
-		mu.Unlock()
-		handle(c)
-		mu.Lock()
-		delete(conns, c)
-		mu.Unlock()
-	})
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range conns {
-			c.Close()
-		}
-		conns = nil
-	})
-	return ln.Addr().String()
 }
 
 // durations summarises measured times as "min / median / max".

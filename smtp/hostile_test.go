@@ -63,37 +63,13 @@ const maxMessage = 1 << 20
 func startRecorder(t *testing.T) *recorder {
 	t.Helper()
 	rec := &recorder{}
-	var mu sync.Mutex
-	open := map[net.Conn]bool{}
 	rec.Addr = testutil.Accept(t, func(c net.Conn) {
-		mu.Lock()
-		if open == nil {
-			mu.Unlock()
-			c.Close()
-			return
-		}
-		open[c] = true
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			delete(open, c)
-			mu.Unlock()
-			c.Close()
-		}()
 		r := &recording{}
 		rec.mu.Lock()
 		rec.conns = append(rec.conns, r)
 		rec.mu.Unlock()
 		r.serve(c)
 	}).Addr().String()
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for c := range open {
-			c.Close()
-		}
-		open = nil
-	})
 	return rec
 }
 

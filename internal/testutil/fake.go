@@ -37,17 +37,14 @@ type FakeBackend struct {
 	script   Script
 	mu       sync.Mutex
 	commands []string
-	conns    map[net.Conn]bool
-	closed   bool
 }
 
 // StartFake starts a fake backend that follows s until the test ends,
 // when it closes its listener and every connection still open.
 func StartFake(t testing.TB, s Script) *FakeBackend {
 	t.Helper()
-	b := &FakeBackend{script: s, conns: map[net.Conn]bool{}}
+	b := &FakeBackend{script: s}
 	b.Addr = Accept(t, b.serve).Addr().String()
-	t.Cleanup(b.close)
 	return b
 }
 
@@ -61,11 +58,6 @@ func (b *FakeBackend) Received() []string {
 }
 
 func (b *FakeBackend) serve(nc net.Conn) {
-	defer nc.Close()
-	if !b.track(nc) {
-		return
-	}
-	defer b.untrack(nc)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	c := &FakeConn{conn: nc, r: bufio.NewReader(nc)}
 	if b.script.Greeting != "" {
@@ -85,32 +77,6 @@ func (b *FakeBackend) serve(nc net.Conn) {
 			return
 		}
 		b.script.Answer(c, cmd)
-	}
-}
-
-// track records an open connection, unless the test has ended.
-func (b *FakeBackend) track(c net.Conn) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.conns[c] = true
-	return true
-}
-
-func (b *FakeBackend) untrack(c net.Conn) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.conns, c)
-}
-
-func (b *FakeBackend) close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	for c := range b.conns {
-		c.Close()
 	}
 }
 

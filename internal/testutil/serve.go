@@ -3,6 +3,7 @@ package testutil
 import (
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -31,23 +32,50 @@ func Serve(t testing.TB, srv Server) string {
 var Discard = slog.New(slog.DiscardHandler)
 
 // Accept listens on 127.0.0.1 and runs handle in a goroutine of its own
-// for every connection, until the test ends: a scripted fake server. The
-// listener's address is the server's.
+// for every connection, until the test ends: a scripted fake server. A
+// connection is closed when handle returns, or when the test ends if that
+// comes first. The listener's address is the server's.
 func Accept(t testing.TB, handle func(net.Conn)) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
+	open := map[net.Conn]bool{} // nil once the test has ended
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go handle(c)
+			mu.Lock()
+			if open == nil {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			open[c] = true
+			mu.Unlock()
+			go func() {
+				defer func() {
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				handle(c)
+			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range open {
+			c.Close()
+		}
+		open = nil
+	})
 	return ln
 }
