@@ -35,7 +35,6 @@ func StartScripted(t testing.TB) *ScriptedBackend {
 func (b *ScriptedBackend) Script(s string) { b.script.Store(&s) }
 
 func (b *ScriptedBackend) serve(conn net.Conn) {
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	go func() { // the proxy may read none of it
 		io.WriteString(conn, *b.script.Load())
