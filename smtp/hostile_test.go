@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -435,21 +434,13 @@ func TestAuthNoneSessionsShareNothing(t *testing.T) {
 		sessions, workers = 3000, 64
 	}
 	rec := startRecorder(t)
-	host, port, _ := net.SplitHostPort(rec.Addr)
 	var mu sync.Mutex
 	var heard []http.Header
-	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := serveAuthNone(t, rec.Addr, func(h http.Header) {
 		mu.Lock()
-		heard = append(heard, r.Header.Clone())
+		heard = append(heard, h.Clone())
 		mu.Unlock()
-		w.Header().Set("Auth-Status", "OK")
-		w.Header().Set("Auth-Server", host)
-		w.Header().Set("Auth-Port", port)
-	}))
-	defer svc.Close()
-	h := &auth.HTTP{URL: svc.URL + "/auth", Logger: testutil.Discard}
-	defer h.Close()
-	addr := serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: h}})
+	})
 
 	envelopes := make(map[string]oddEnvelope, sessions)
 	jobs := make(chan oddEnvelope)

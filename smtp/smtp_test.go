@@ -272,22 +272,29 @@ func TestBackendHello(t *testing.T) {
 	}
 }
 
-// An auth_http service hears of a client that gave no HELO as nginx tells
-// it: Auth-SMTP-Helo is there, and empty.
-func TestAuthHTTPWithoutHelo(t *testing.T) {
-	fake := startFake(t, true)
-	host, port, _ := net.SplitHostPort(fake.Addr)
-	helos := make(chan []string, 1)
+// serveAuthNone serves smtp_auth none through an auth_http service that
+// sends every session to backend, giving heard the headers of each of its
+// requests. It returns the server's address.
+func serveAuthNone(t *testing.T, backend string, heard func(http.Header)) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(backend)
 	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		helos <- r.Header.Values("Auth-SMTP-Helo")
+		heard(r.Header)
 		w.Header().Set("Auth-Status", "OK")
 		w.Header().Set("Auth-Server", host)
 		w.Header().Set("Auth-Port", port)
 	}))
-	defer svc.Close()
+	t.Cleanup(svc.Close)
 	h := &auth.HTTP{URL: svc.URL + "/auth", Logger: testutil.Discard}
-	defer h.Close()
-	addr := serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: h}})
+	t.Cleanup(func() { h.Close() })
+	return serve(t, &smtp.Server{AuthMethods: []string{"none"}, Config: session.Config{Auth: h}})
+}
+
+// An auth_http service hears of a client that gave no HELO as nginx tells
+// it: Auth-SMTP-Helo is there, and empty.
+func TestAuthHTTPWithoutHelo(t *testing.T) {
+	helos := make(chan []string, 1)
+	addr := serveAuthNone(t, startFake(t, true).Addr, func(h http.Header) { helos <- h.Values("Auth-SMTP-Helo") })
 	testutil.Dial(t, "tcp", addr).Play([]testutil.Step{
 		{"", "220"},
 		{"MAIL FROM:<a@b.test>\r\n", "250 2.1.0 OK"},
